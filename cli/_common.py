@@ -1,0 +1,81 @@
+"""What every command shares: error translation, the summary table, console handles."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from geo_segment.errors import GeoSegmentError
+from geo_segment.pipeline import RunResult, stage_table
+
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: documented exit codes (docs/cli.md)
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def handle_errors(func: F) -> F:
+    """Turn library errors into one clear line on stderr and their exit code; never print locals or data."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except GeoSegmentError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            err_console.print("interrupted")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as exc:  # noqa: BLE001 - last resort: no data from exception text reaches the terminal
+            if os.environ.get("GEO_SEGMENT_DEBUG"):
+                raise
+            err_console.print(
+                f"[bold red]internal error:[/] {type(exc).__name__} in {func.__name__}; rerun with "
+                "GEO_SEGMENT_DEBUG=1 for the traceback and report it (the message is hidden because it may quote "
+                "voter data)",
+                markup=True,
+            )
+            raise typer.Exit(EXIT_INTERNAL) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def print_summary(result: RunResult, *, title: str, quiet: bool = False) -> None:
+    """Print rows in / out / rejected per stage on stderr, and where the outputs went."""
+    if quiet:
+        return
+    table = Table(title=title, title_justify="left")
+    for col, justify in (("stage", "left"), ("rows in", "right"), ("out", "right"), ("rejected", "right"),
+                         ("deduplicated", "right"), ("balanced", "center"), ("seconds", "right")):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for row in stage_table(result):
+        table.add_row(
+            row["stage"], f"{row['rows_in']:,}", f"{row['rows_out']:,}", f"{row['rows_rejected']:,}",
+            f"{row['other']:,}" if row["other"] else "", "yes" if row["balanced"] else "[red]NO[/]",
+            f"{row['seconds']:.2f}",
+        )
+    err_console.print(table)
+    for stage in result.stages:
+        if stage.name == "voters":
+            m = stage.metrics
+            err_console.print(
+                f"voters: {stage.rows_in:,} rows in = {stage.rows_out:,} voters + {stage.rows_rejected:,} rejects; "
+                f"{m.get('geocoded', 0):,} geocoded, {m.get('not_geocoded', 0):,} not geocoded (kept, flagged); "
+                f"{m.get('households', 0):,} households in {m.get('buildings', 0):,} buildings"
+            )
+    err_console.print(f"wrote {len(result.outputs)} files to {result.out_dir} (see manifest.json)")
+    sys.stderr.flush()

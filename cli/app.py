@@ -1,0 +1,44 @@
+"""Entry point of the ``geo-segment`` command: one Typer app, one file per command group."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from geo_segment import __version__
+
+from . import ingest
+from .demo import demo
+from .synth import synth
+
+app = typer.Typer(
+    name="geo-segment",
+    help="Geo-segmentation for field campaigns: voter files, precincts, H3 cells, turfs, maps and audiences.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+)
+app.command("demo")(demo)
+app.command("synth")(synth)
+app.add_typer(ingest.app, name="ingest")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"geo-segment {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
+) -> None:
+    """Geo-segmentation for field campaigns."""
+
+
+def main() -> None:
+    """Run the CLI."""
+    app()

@@ -1,0 +1,155 @@
+"""Frozen run configuration, loaded from TOML; unknown keys are errors.
+
+Example ``geo_segment.toml``::
+
+    [ingest]
+    layout = "nc"
+    encoding = "utf-8"
+    duplicates = "error"
+
+    [precincts]
+    id_col = "precinct_id"
+    area_tolerance = 0.01
+
+    [signals]
+    default_weight = 1.0
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from geo_segment.errors import ConfigError, Location
+
+__all__ = ["Config", "IngestConfig", "PrecinctConfig", "SignalConfig", "load_config"]
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """How voter files are read."""
+
+    layout: str = "nc"
+    encoding: str | None = None
+    duplicates: str = "error"
+
+    def __post_init__(self) -> None:
+        if self.duplicates not in ("error", "keep-latest"):
+            raise ConfigError(
+                "ingest.duplicates is unknown",
+                expected="'error' or 'keep-latest'",
+                found=repr(self.duplicates),
+                fix='set duplicates = "error" or "keep-latest"',
+            )
+
+
+@dataclass(frozen=True)
+class PrecinctConfig:
+    """How precinct polygons are read."""
+
+    id_col: str = "precinct_id"
+    area_tolerance: float = 0.01
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.area_tolerance < 1:
+            raise ConfigError(
+                "precincts.area_tolerance out of range",
+                expected="a fraction in [0, 1)",
+                found=repr(self.area_tolerance),
+                fix="set area_tolerance = 0.01 (1 %)",
+            )
+
+
+@dataclass(frozen=True)
+class SignalConfig:
+    """How location signals are read."""
+
+    default_weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole run configuration. Build it with :func:`load_config` or directly."""
+
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    precincts: PrecinctConfig = field(default_factory=PrecinctConfig)
+    signals: SignalConfig = field(default_factory=SignalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the configuration as plain data (for the manifest)."""
+        return dataclasses.asdict(self)
+
+
+def _type_ok(value: Any, annotation: Any) -> bool:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, a) for a in typing.get_args(annotation))
+    if annotation is type(None):
+        return value is None
+    if annotation is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, annotation)
+
+
+def _build(cls: type[Any], raw: Any, section: str, source: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"[{section}] must be a table", where=Location(source), fix=f"write [{section}] then keys")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(raw) - set(names))
+    if unknown:
+        raise ConfigError(
+            f"unknown keys {unknown} in [{section}]",
+            where=Location(source),
+            expected=f"keys among {names}",
+            fix="remove or correct them (keys are case-sensitive)",
+        )
+    for key, value in raw.items():
+        if not _type_ok(value, hints[key]):
+            raise ConfigError(
+                f"[{section}] {key} has the wrong type",
+                where=Location(source),
+                expected=getattr(hints[key], "__name__", str(hints[key])),
+                found=f"{type(value).__name__} {value!r}",
+                fix=f"correct {key} in [{section}]",
+            )
+    return cls(**raw)
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Load a :class:`Config` from a TOML file; ``None`` gives the defaults.
+
+    Raises
+    ------
+    ConfigError
+        Missing file, invalid TOML, unknown sections or keys, wrong types or values.
+
+    Examples
+    --------
+    >>> load_config().ingest.layout
+    'nc'
+    """
+    if path is None:
+        return Config()
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError("configuration file not found", where=Location(p), fix="check the --config path")
+    try:
+        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"configuration is not valid TOML: {exc}", where=Location(p), fix="fix the syntax") from None
+    sections = {"ingest": IngestConfig, "precincts": PrecinctConfig, "signals": SignalConfig}
+    unknown = sorted(set(raw) - set(sections))
+    if unknown:
+        raise ConfigError(
+            f"unknown sections {unknown}",
+            where=Location(p),
+            expected=f"sections among {sorted(sections)}",
+            fix="remove or rename them",
+        )
+    return Config(**{name: _build(cls, raw.get(name, {}), name, str(p)) for name, cls in sections.items()})

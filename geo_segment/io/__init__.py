@@ -1,0 +1,1 @@
+"""Readers and writers: voter files, signals, precincts, atomic writes and the run manifest."""

@@ -1,0 +1,70 @@
+"""Coordinate checks shared by every reader: projected values, range, non-finite values and Null Island."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from geo_segment.errors import Location, ProjectedCoordinatesError
+
+__all__ = ["NULL_ISLAND_DEGREES", "check_projected", "coordinate_problems"]
+
+#: points within this many degrees of (0, 0) are failed geocodes, never real places
+NULL_ISLAND_DEGREES = 0.01
+
+
+def check_projected(lat: np.ndarray, lng: np.ndarray, *, file: str | Path, what: str) -> None:
+    """Raise when most coordinates are far beyond degrees, as projected metres or feet are.
+
+    Raises
+    ------
+    ProjectedCoordinatesError
+        "values look projected; pass --crs EPSG:xxxx" with the file and a sample magnitude.
+    """
+    finite = np.isfinite(lat) & np.isfinite(lng)
+    if not finite.any():
+        return
+    big = (np.abs(lat[finite]) > 1000) | (np.abs(lng[finite]) > 1000)
+    if big.mean() > 0.5:
+        sample = float(np.nanmedian(np.abs(lat[finite])))
+        raise ProjectedCoordinatesError(
+            f"{what} coordinates are not degrees: values look projected",
+            where=Location(file),
+            expected="latitude in [-90, 90] and longitude in [-180, 180]",
+            found=f"{int(big.sum())} of {int(finite.sum())} values beyond 1000 (median |lat| {sample:.0f})",
+            fix="pass --crs EPSG:xxxx naming the projection the file uses (for example EPSG:3438)",
+        )
+
+
+def coordinate_problems(lat: pd.Series, lng: pd.Series) -> pd.Series:
+    """Return, aligned to the input, a reason string for every unusable coordinate pair and null for good ones.
+
+    Missing pairs (both null) are not problems here: callers decide what a missing coordinate means.
+    """
+    la = pd.to_numeric(lat, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    ln = pd.to_numeric(lng, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    raw_lat_present = lat.notna().to_numpy()
+    raw_lng_present = lng.notna().to_numpy()
+    reason = np.full(len(la), None, dtype=object)
+    both_missing = ~raw_lat_present & ~raw_lng_present
+    not_number = (raw_lat_present & np.isnan(la) & ~_is_nan_text(lat)) | (
+        raw_lng_present & np.isnan(ln) & ~_is_nan_text(lng)
+    )
+    one_missing = raw_lat_present != raw_lng_present
+    nonfinite = ~np.isfinite(la) | ~np.isfinite(ln)
+    out_of_range = (np.abs(la) > 90) | (np.abs(ln) > 180)
+    null_island = (np.abs(la) < NULL_ISLAND_DEGREES) & (np.abs(ln) < NULL_ISLAND_DEGREES)
+    reason[null_island] = "coordinates at (0, 0) 'Null Island': a failed geocode"
+    reason[out_of_range & ~nonfinite] = "coordinates out of range (lat in [-90, 90], lng in [-180, 180])"
+    reason[nonfinite] = "coordinate is NaN or infinite"
+    reason[one_missing] = "only one of lat/lng given"
+    reason[not_number] = "coordinate is not a number"
+    reason[both_missing] = None
+    return pd.Series(reason, index=lat.index, dtype="object")
+
+
+def _is_nan_text(values: pd.Series) -> np.ndarray:
+    text = values.astype("str").str.strip().str.lower()
+    return text.isin(["nan", "inf", "-inf", "infinity", "-infinity"]).to_numpy()

@@ -1,0 +1,641 @@
+"""Voter-file ingest: any supported state layout or a user mapping -> the contract's voters and long history.
+
+Every physical line of the voter file ends as a voter or as a row reject; unusable *values* (an impossible date,
+a failed geocode) are set to null, recorded as field rejects, and the voter is kept.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+
+from geo_segment import schema as S
+from geo_segment.addresses import normalize_zip, parse_addresses
+from geo_segment.errors import ConfigError, DuplicateVoterError, InputFileError, Location, MissingColumnsError
+from geo_segment.io.coords import check_projected, coordinate_problems
+from geo_segment.io.delimited import read_delimited, scan_text
+from geo_segment.io.manifest import StageRecord
+from geo_segment.layouts import Layout, load_layout
+
+__all__ = ["VoterFileRead", "classify_election", "read_voter_file"]
+
+Duplicates = Literal["error", "keep-latest"]
+
+
+@dataclass
+class VoterFileRead:
+    """What :func:`read_voter_file` returns.
+
+    Attributes
+    ----------
+    voters
+        GeoDataFrame (EPSG:4326), one row per voter, the contract's voter columns; not geocoded voters have
+        ``geocoded == False`` and an empty geometry.
+    history
+        Long vote history: ``voter_id``, ``election_date``, ``election_type``, ``voted``, ``method``,
+        ``ballot_party``, ``source_line``.
+    rejects
+        Row and field rejects of every file read (``file``, ``line``, ``scope``, ``column``, ``reason``).
+    stages
+        One :class:`StageRecord` per file read (``voters``, ``history``, ``geocodes``).
+    """
+
+    voters: gpd.GeoDataFrame
+    history: pd.DataFrame
+    rejects: pd.DataFrame
+    stages: list[StageRecord] = field(default_factory=list)
+
+
+# --- value parsing ----------------------------------------------------------------------------------------------
+
+def _parse_dates(values: pd.Series, fmt: str) -> pd.Series:
+    return pd.to_datetime(values, format=fmt, errors="coerce")
+
+
+def _field_rejects(file: str, lines: pd.Series, mask: np.ndarray, column: str, reason: str) -> pd.DataFrame:
+    return S.make_rejects(file, lines[mask].astype("int64").tolist(), reason, scope="field", column=column)
+
+
+_ELECTION_PATTERNS = (
+    ("presidential_primary", r"PRESIDENTIAL\s+(?:PREFERENCE\s+)?PRIMARY|\bPPP\b"),
+    ("runoff", r"RUN-?OFF|SECOND\s+PRIMARY"),
+    ("special", r"SPECIAL"),
+    ("primary", r"PRIMARY"),
+    ("general", r"GENERAL"),
+)
+
+
+def classify_election(text: pd.Series) -> pd.Series:
+    """Classify free-text election descriptions ("11/08/2022 GENERAL") into the contract's election types.
+
+    Examples
+    --------
+    >>> classify_election(pd.Series(["03/05/2024 PRIMARY", "11/05/2024 GENERAL", "TOWN BOND"])).tolist()
+    ['primary', 'general', 'other']
+    """
+    up = text.fillna("").astype("str").str.upper()
+    out = pd.Series("other", index=text.index, dtype="str")
+    for kind, pattern in reversed(_ELECTION_PATTERNS):
+        out = out.mask(up.str.contains(pattern, regex=True), kind)
+    return out
+
+
+def election_type_from_date(dates: pd.Series) -> pd.Series:
+    """Election type from the date alone (for files without one): November election day is ``general``,
+    the August Tuesday after the first Monday is ``primary``, anything else ``other``."""
+    d = pd.to_datetime(dates)
+    election_day = (d.dt.dayofweek == 1) & d.dt.day.between(2, 8)
+    out = pd.Series("other", index=dates.index, dtype="str")
+    out = out.mask(election_day & (d.dt.month == 11), "general")
+    return out.mask(election_day & (d.dt.month == 8), "primary")
+
+
+# --- the voter file ---------------------------------------------------------------------------------------------
+
+def _joined(table: pd.DataFrame, cols: Sequence[str]) -> pd.Series:
+    if len(cols) == 1:
+        return table[cols[0]].astype("str").str.strip()
+    parts = [table[c].fillna("").astype("str").str.strip() for c in cols]
+    out = parts[0]
+    for p in parts[1:]:
+        out = out + " " + p
+    out = out.str.replace(r"\s+", " ", regex=True).str.strip()
+    return out.where(out != "")
+
+
+def _header_of(path: Path, layout: Layout, encoding: str) -> list[str]:
+    import csv
+
+    first = scan_text(path, encoding).first_line if path.exists() and path.stat().st_size else ""
+    return next(csv.reader([first], delimiter=layout.delimiter)) if first else []
+
+
+def _history_columns(layout: Layout, header: list[str]) -> list[str]:
+    style = layout.history_style
+    if style == "wide":
+        pattern = re.compile(str(layout.history["column_pattern"]))
+        return [c for c in header if pattern.match(c)]
+    if style == "pairs":
+        n = int(layout.history.get("pairs", 40))
+        cols = []
+        for i in range(1, n + 1):
+            cols += [str(layout.history["method_column"]).format(n=i), str(layout.history["party_column"]).format(n=i)]
+        return cols
+    return []
+
+
+def read_voter_file(
+    path: str | Path,
+    *,
+    layout: str | Path | Layout,
+    history: str | Path | None = None,
+    geocodes: str | Path | None = None,
+    election_map: str | Path | None = None,
+    encoding: str | None = None,
+    duplicates: Duplicates = "error",
+    today: date | None = None,
+) -> VoterFileRead:
+    """Read a voter file (and its vote history and geocodes) into the column contract.
+
+    Parameters
+    ----------
+    path
+        The voter file.
+    layout
+        ``nc``, ``oh``, ``fl``, ``mi``, ``pa``, the path of a mapping TOML, or a :class:`Layout`.
+    history
+        The vote-history file for layouts that keep history apart (NC ``ncvhis``, FL, MI).
+    geocodes
+        A CSV with ``voter_id`` and ``latitude``/``longitude`` (or ``lat``/``lng``), as a geocoding vendor
+        returns it; used for voters the voter file gives no coordinates.
+    election_map
+        PA only: the county Election Map (county, number, title, date) resolving the positional history.
+    encoding
+        ``None`` uses the layout's (strict UTF-8 unless the layout says otherwise); ``latin-1`` etc. otherwise.
+    duplicates
+        ``error`` (default) stops on a repeated voter id; ``keep-latest`` keeps the row with the latest
+        registration date (then the last line) and quarantines the others.
+    today
+        The date birth years are checked against (default: today).
+
+    Returns
+    -------
+    VoterFileRead
+        Voters (GeoDataFrame, EPSG:4326), long history, rejects and per-file stage records.
+
+    Raises
+    ------
+    InputFileError
+        Empty file, header only, wrong delimiter or missing columns; duplicate ids (``DuplicateVoterError``).
+    EncodingError
+        Bytes invalid in the encoding (with byte offset and line).
+    ConfigError
+        Unknown layout or a history file the layout cannot use.
+
+    Examples
+    --------
+    >>> read = read_voter_file("ncvoter.txt", layout="nc", history="ncvhis.txt")  # doctest: +SKIP
+    >>> read.stages[0].rows_in == len(read.voters) + read.stages[0].rows_rejected  # doctest: +SKIP
+    True
+    """
+    t0 = time.perf_counter()
+    lay = layout if isinstance(layout, Layout) else load_layout(layout)
+    enc = encoding or lay.encoding
+    path = Path(path)
+    fields = lay.fields
+    header_names = _header_of(path, lay, enc) if lay.header else list(lay.columns)
+    hist_cols = _history_columns(lay, header_names)
+    wanted = [*lay.source_columns(), *hist_cols]
+    read = read_delimited(
+        path,
+        delimiter=lay.delimiter,
+        header=lay.header,
+        columns=lay.columns if not lay.header else None,
+        required=lay.source_columns() if lay.header else (),
+        usecols=wanted,
+        encoding=enc,
+        what="voter file",
+    )
+    table = read.table
+    file = str(path)
+    rejects: list[pd.DataFrame] = [read.rejects]
+    lines = table[S.SOURCE_LINE]
+
+    vid = table[fields["voter_id"][0]].astype("str").str.strip()
+    no_id = vid.isna() | (vid == "")
+    if no_id.any():
+        rejects.append(S.make_rejects(file, lines[no_id].astype("int64"), "missing voter id", column=S.VOTER_ID))
+        table, vid, lines = table.loc[~no_id], vid.loc[~no_id], lines.loc[~no_id]
+
+    out = pd.DataFrame(index=table.index)
+    out[S.VOTER_ID] = vid
+    for key, col in (
+        ("last_name", S.LAST_NAME), ("first_name", S.FIRST_NAME), ("middle_name", S.MIDDLE_NAME),
+        ("name_suffix", S.NAME_SUFFIX), ("city", S.CITY), ("state", S.STATE), ("status", S.STATUS),
+        ("county", S.COUNTY), ("source_precinct", S.SOURCE_PRECINCT), ("email", S.EMAIL),
+    ):
+        out[col] = _joined(table, fields[key]) if key in fields else pd.Series(None, index=table.index, dtype="str")
+    out[S.ZIP5] = normalize_zip(table[fields["zip"][0]]) if "zip" in fields else pd.Series(
+        None, index=table.index, dtype="str")
+    if "phone" in fields:
+        phone = _joined(table, fields["phone"]).str.replace(r"\D", "", regex=True)
+        out[S.PHONE] = phone.where(phone.str.len() >= 7)
+    else:
+        out[S.PHONE] = pd.Series(None, index=table.index, dtype="str")
+    party = _joined(table, fields["party"]).str.upper() if "party" in fields else pd.Series(
+        None, index=table.index, dtype="str")
+    out[S.PARTY] = party.map(lambda p: lay.party_map.get(p, p), na_action="ignore").astype("str") if len(
+        lay.party_map) and len(party) < 1000 else party.replace(dict(lay.party_map))
+
+    # birth year and registration date: bad values are field rejects, the voter stays
+    this_year = (today or date.today()).year
+    if "birth_year" in fields:
+        raw = table[fields["birth_year"][0]]
+        year = pd.to_numeric(raw, errors="coerce")
+        bad_parse = raw.notna().to_numpy() & year.isna().to_numpy()
+        reason_parse = "birth year is not a number"
+    elif "birth_date" in fields:
+        raw = table[fields["birth_date"][0]]
+        parsed = _parse_dates(raw, lay.formats.get("birth_date", "%m/%d/%Y"))
+        year = parsed.dt.year.astype("float64")
+        bad_parse = raw.notna().to_numpy() & parsed.isna().to_numpy()
+        reason_parse = f"birth date is not a valid date in format {lay.formats.get('birth_date', '%m/%d/%Y')}"
+    else:
+        raw, year, bad_parse, reason_parse = None, pd.Series(np.nan, index=table.index), np.zeros(len(table), bool), ""
+    future = (year > this_year).to_numpy() | (year < 1880).to_numpy()
+    if bad_parse.any():
+        rejects.append(_field_rejects(file, lines, bad_parse, S.BIRTH_YEAR, reason_parse))
+    if future.any():
+        rejects.append(_field_rejects(
+            file, lines, future, S.BIRTH_YEAR, f"birth year outside 1880..{this_year} (in the future or impossible)"))
+    out[S.BIRTH_YEAR] = year.where(~future).round().astype("Int64")
+
+    if "registration_date" in fields:
+        fmt = lay.formats.get("registration_date", "%m/%d/%Y")
+        raw = table[fields["registration_date"][0]]
+        reg = _parse_dates(raw, fmt)
+        placeholder = lay.formats.get("registration_date_placeholder")
+        if placeholder:
+            reg = reg.mask(reg == pd.Timestamp(placeholder))
+        bad = raw.notna().to_numpy() & reg.isna().to_numpy()
+        if placeholder:
+            bad &= (raw != pd.Timestamp(placeholder).strftime(fmt)).to_numpy()
+        future = (reg > pd.Timestamp(today or date.today())).to_numpy()
+        if bad.any():
+            rejects.append(_field_rejects(
+                file, lines, bad, S.REGISTRATION_DATE, f"registration date is not a valid date in format {fmt}"))
+        if future.any():
+            rejects.append(_field_rejects(file, lines, future, S.REGISTRATION_DATE, "registration date in the future"))
+        out[S.REGISTRATION_DATE] = reg.mask(future).astype("datetime64[ms]")
+    else:
+        out[S.REGISTRATION_DATE] = pd.Series(pd.NaT, index=table.index, dtype="datetime64[ms]")
+
+    # addresses -> households and buildings
+    addr_raw = _joined(table, fields["address"]) if "address" in fields else pd.Series(
+        None, index=table.index, dtype="str")
+    parsed_addr = parse_addresses(addr_raw, zip5=out[S.ZIP5] if out[S.ZIP5].notna().any() else None,
+                                  city=out[S.CITY])
+    for col in (S.ADDRESS, S.HOUSE_NUMBER, S.STREET, S.UNIT, S.HOUSEHOLD_ID, S.BUILDING_ID):
+        out[col] = parsed_addr.parts[col]
+    out[S.SOURCE_LINE] = lines.astype("Int64")
+
+    # duplicates
+    dup_all = out[S.VOTER_ID].duplicated(keep=False)
+    n_dup_dropped = 0
+    if dup_all.any():
+        if duplicates == "error":
+            dup_lines = out.loc[dup_all, S.SOURCE_LINE].astype(int).tolist()
+            n_ids = int(out.loc[dup_all, S.VOTER_ID].nunique())
+            raise DuplicateVoterError(
+                f"voter file has {n_ids} voter ids on more than one row ({len(dup_lines)} rows)",
+                where=Location(path, dup_lines[0], fields["voter_id"][0]),
+                expected="each voter id once",
+                found=f"repeats on lines {dup_lines[:10]}{' ...' if len(dup_lines) > 10 else ''}",
+                fix="pass --duplicates keep-latest to keep the latest registration and quarantine the rest",
+            )
+        order = out.sort_values([S.REGISTRATION_DATE, S.SOURCE_LINE], na_position="first")
+        drop = order.duplicated(S.VOTER_ID, keep="last")
+        drop_idx = order.index[drop.to_numpy()]
+        rejects.append(S.make_rejects(
+            file, out.loc[drop_idx, S.SOURCE_LINE].astype("int64"),
+            "duplicate voter id: a later registration of the same voter is kept", column=S.VOTER_ID))
+        n_dup_dropped = len(drop_idx)
+        out = out.drop(index=drop_idx)
+        table = table.drop(index=drop_idx)
+
+    # coordinates: from the file, else from the geocodes file
+    lat = pd.Series(np.nan, index=out.index, dtype="float64")
+    lng = pd.Series(np.nan, index=out.index, dtype="float64")
+    source = pd.Series(None, index=out.index, dtype="str")
+    if "lat" in fields:
+        raw_lat, raw_lng = table[fields["lat"][0]], table[fields["lng"][0]]
+        num_lat = pd.to_numeric(raw_lat, errors="coerce").to_numpy("float64", na_value=np.nan)
+        num_lng = pd.to_numeric(raw_lng, errors="coerce").to_numpy("float64", na_value=np.nan)
+        check_projected(num_lat, num_lng, file=path, what="voter file")
+        problems = coordinate_problems(raw_lat, raw_lng)
+        bad = problems.notna().to_numpy()
+        for reason in problems[bad].unique():
+            m = (problems == reason).to_numpy()
+            rejects.append(_field_rejects(file, out[S.SOURCE_LINE], m, S.LAT, str(reason)))
+        good = ~bad & np.isfinite(num_lat) & np.isfinite(num_lng)
+        lat[good], lng[good] = num_lat[good], num_lng[good]
+        source[good] = "file"
+    stages: list[StageRecord] = []
+    if geocodes is not None:
+        g_lat, g_lng, g_rejects, g_stage = _read_geocodes(Path(geocodes), out[S.VOTER_ID], encoding=enc)
+        need = lat.isna().to_numpy() & g_lat.notna().to_numpy()
+        lat[need], lng[need] = g_lat[need], g_lng[need]
+        source[need] = "geocodes"
+        rejects.append(g_rejects)
+        stages.append(g_stage)
+    out[S.LAT] = lat
+    out[S.LNG] = lng
+    out[S.GEOCODED] = lat.notna() & lng.notna()
+    out[S.GEOCODE_SOURCE] = source
+    geometry = gpd.points_from_xy(lng.to_numpy(), lat.to_numpy(), crs=S.CRS_STORAGE)
+    geometry[~out[S.GEOCODED].to_numpy()] = None
+    voters = gpd.GeoDataFrame(out.reset_index(drop=True), geometry=geometry, crs=S.CRS_STORAGE)
+    S.validate_voters(voters, stage="ingest")
+
+    row_rejects = pd.concat(rejects, ignore_index=True)
+    voter_file_row_rejects = int(
+        ((row_rejects[S.REJECT_FILE] == file) & (row_rejects[S.REJECT_SCOPE] == "row")).sum())
+    voter_field_rejects = int(((row_rejects[S.REJECT_FILE] == file) & (row_rejects[S.REJECT_SCOPE] == "field")).sum())
+    stages.insert(0, StageRecord(
+        name="voters",
+        rows_in=read.rows_in,
+        rows_out=len(voters),
+        rows_rejected=voter_file_row_rejects,
+        seconds=0.0,
+        metrics={
+            "geocoded": int(voters[S.GEOCODED].sum()),
+            "not_geocoded": int((~voters[S.GEOCODED]).sum()),
+            "field_rejects": voter_field_rejects,
+            "duplicates_quarantined": n_dup_dropped,
+            "households": int(voters[S.HOUSEHOLD_ID].nunique()),
+            "buildings": int(voters[S.BUILDING_ID].nunique()),
+            "addresses_distinct": parsed_addr.n_distinct,
+            "addresses_fast_path": parsed_addr.n_fast,
+            "addresses_parser": parsed_addr.n_parser,
+            "addresses_unparsed": parsed_addr.n_unparsed,
+            "layout": lay.name,
+            "encoding": enc,
+        },
+    ))
+    stages[0].seconds = round(time.perf_counter() - t0, 3)
+
+    t1 = time.perf_counter()
+    hist, h_rejects, h_stage = _read_history(lay, table, voters, path, history, election_map, enc)
+    if h_stage is not None:
+        h_stage.seconds = round(time.perf_counter() - t1, 3)
+        stages.append(h_stage)
+    rejects.append(h_rejects)
+    all_rejects = pd.concat([r for r in rejects if len(r)] or [S.empty_rejects()], ignore_index=True)
+    return VoterFileRead(voters=voters, history=hist, rejects=all_rejects, stages=stages)
+
+
+# --- geocodes ---------------------------------------------------------------------------------------------------
+
+def _pick(columns: Sequence[str], *names: str) -> str | None:
+    lower = {c.lower(): c for c in columns}
+    for n in names:
+        if n in lower:
+            return lower[n]
+    return None
+
+
+def _read_geocodes(
+    path: Path, voter_ids: pd.Series, *, encoding: str
+) -> tuple[pd.Series, pd.Series, pd.DataFrame, StageRecord]:
+    t0 = time.perf_counter()
+    read = read_delimited(path, delimiter=",", header=True, encoding=encoding, what="geocodes file")
+    cols = [c for c in read.table.columns if c != S.SOURCE_LINE]
+    id_col = _pick(cols, "voter_id", "voterid", "id")
+    lat_col = _pick(cols, "latitude", "lat", "y")
+    lng_col = _pick(cols, "longitude", "lng", "lon", "long", "x")
+    missing = [n for n, c in (("voter_id", id_col), ("latitude", lat_col), ("longitude", lng_col)) if c is None]
+    if missing:
+        raise MissingColumnsError(
+            f"geocodes file lacks columns {missing}",
+            where=Location(path, 1),
+            expected="voter_id, latitude and longitude (or lat/lng)",
+            found=f"{cols}",
+            fix="rename the columns, or geocode by voter id",
+        )
+    assert id_col is not None and lat_col is not None and lng_col is not None
+    t = read.table
+    file = str(path)
+    rejects = [read.rejects]
+    raw_lat, raw_lng = t[lat_col], t[lng_col]
+    num_lat = pd.to_numeric(raw_lat, errors="coerce").to_numpy("float64", na_value=np.nan)
+    num_lng = pd.to_numeric(raw_lng, errors="coerce").to_numpy("float64", na_value=np.nan)
+    check_projected(num_lat, num_lng, file=path, what="geocodes file")
+    problems = coordinate_problems(raw_lat, raw_lng)
+    missing_coords = (raw_lat.isna() & raw_lng.isna()).to_numpy()
+    problems = problems.mask(missing_coords, "no coordinates (failed geocode)")
+    ids = t[id_col].astype("str").str.strip()
+    known = ids.isin(voter_ids).to_numpy()
+    problems = problems.mask(~known & problems.isna().to_numpy(), "voter id not in the voter file")
+    dup = ids.duplicated(keep="first").to_numpy() & problems.isna().to_numpy()
+    problems = problems.mask(dup, "repeated voter id: the first geocode is used")
+    bad = problems.notna().to_numpy()
+    if bad.any():
+        rejects.append(S.make_rejects(file, t.loc[bad, S.SOURCE_LINE].astype("int64"),
+                                      problems[bad].astype(str).tolist()))
+    good = t.loc[~bad]
+    lookup = pd.DataFrame({"lat": num_lat[~bad], "lng": num_lng[~bad]}, index=ids[~bad].to_numpy())
+    aligned = lookup.reindex(voter_ids.to_numpy())
+    lat = pd.Series(aligned["lat"].to_numpy(), index=voter_ids.index)
+    lng = pd.Series(aligned["lng"].to_numpy(), index=voter_ids.index)
+    stage = StageRecord(
+        name="geocodes", rows_in=read.rows_in, rows_out=len(good), rows_rejected=int(bad.sum() + len(read.rejects)),
+        seconds=round(time.perf_counter() - t0, 3), metrics={"voters_matched": int(lat.notna().sum())},
+    )
+    return lat, lng, pd.concat(rejects, ignore_index=True), stage
+
+
+# --- vote history -----------------------------------------------------------------------------------------------
+
+def _history_frame(
+    voter_id: pd.Series, dates: pd.Series, etype: pd.Series, voted: pd.Series, method: pd.Series,
+    party: pd.Series, lines: pd.Series,
+) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            S.VOTER_ID: voter_id.astype("str").to_numpy(),
+            S.ELECTION_DATE: pd.to_datetime(dates).astype("datetime64[ms]").to_numpy(),
+            S.ELECTION_TYPE: etype.astype("str").to_numpy(),
+            S.VOTED: voted.astype(bool).to_numpy(),
+            S.VOTE_METHOD: method.astype("str").to_numpy(),
+            S.BALLOT_PARTY: party.astype("str").to_numpy(),
+            S.SOURCE_LINE: lines.astype("Int64").to_numpy(),
+        }
+    ).astype({S.VOTER_ID: "str", S.ELECTION_TYPE: "str", S.VOTE_METHOD: "str", S.BALLOT_PARTY: "str"})
+
+
+def _empty_history() -> pd.DataFrame:
+    e = pd.Series([], dtype="str")
+    return _history_frame(e, pd.Series([], dtype="datetime64[ms]"), e, pd.Series([], dtype=bool), e, e,
+                          pd.Series([], dtype="Int64"))
+
+
+def _map_values(values: pd.Series, mapping: Any, default: str | None) -> pd.Series:
+    up = values.fillna("").astype("str").str.strip().str.upper()
+    table = {str(k).upper(): str(v) for k, v in dict(mapping or {}).items()}
+    mapped = up.map(table)
+    if default is None:
+        return mapped.fillna(up).astype("str")
+    return mapped.fillna(default).astype("str")
+
+
+def _read_history(
+    lay: Layout, table: pd.DataFrame, voters: gpd.GeoDataFrame, path: Path, history: str | Path | None,
+    election_map: str | Path | None, enc: str,
+) -> tuple[pd.DataFrame, pd.DataFrame, StageRecord | None]:
+    h = lay.history
+    style = lay.history_style
+    party_map = dict(lay.party_map)
+    if style == "long":
+        if history is None:
+            return _empty_history(), S.empty_rejects(), None
+        hpath = Path(history)
+        id_col = str(h["voter_id"])
+        date_col = str(h["election_date"])
+        req = [id_col, date_col] + [str(h[k]) for k in ("election_desc", "election_type", "method", "ballot_party",
+                                                        "absentee") if k in h]
+        read = read_delimited(
+            hpath, delimiter=str(h.get("delimiter", lay.delimiter)), header=bool(h.get("header", True)),
+            columns=h.get("columns"), required=req if h.get("header", True) else (), usecols=req, encoding=enc,
+            what="vote history file",
+        )
+        t = read.table
+        file = str(hpath)
+        fmt = str(h.get("date_format", "%m/%d/%Y"))
+        dates = _parse_dates(t[date_col], fmt)
+        vid = t[id_col].astype("str").str.strip()
+        reason = pd.Series(None, index=t.index, dtype="object")
+        reason = reason.mask(dates.isna(), f"election date is not a valid date in format {fmt}")
+        reason = reason.mask(vid.isna() | (vid == ""), "missing voter id")
+        known = vid.isin(voters[S.VOTER_ID])
+        reason = reason.mask(reason.isna() & ~known, "voter id not in the voter file")
+        bad = reason.notna().to_numpy()
+        rejects = [read.rejects]
+        if bad.any():
+            rejects.append(S.make_rejects(file, t.loc[bad, S.SOURCE_LINE].astype("int64"),
+                                          reason[bad].astype(str).tolist()))
+        t, vid, dates = t.loc[~bad], vid.loc[~bad], dates.loc[~bad]
+        if "election_type" in h:
+            etype = _map_values(t[str(h["election_type"])], h.get("type_map"), "other")
+        elif "election_desc" in h:
+            etype = classify_election(t[str(h["election_desc"])])
+        else:
+            etype = election_type_from_date(dates)
+        if "method" in h:
+            method = _map_values(t[str(h["method"])], h.get("method_map"), "unknown")
+            codes = {str(c).upper() for c in dict(h.get("not_voted", {})).get("codes", [])}
+            voted = ~t[str(h["method"])].fillna("").astype("str").str.strip().str.upper().isin(codes)
+        elif "absentee" in h:
+            absentee = t[str(h["absentee"])].fillna("").astype("str").str.upper().isin(["Y", "YES", "1", "TRUE"])
+            method = pd.Series(np.where(absentee, "absentee", "polls"), index=t.index, dtype="str")
+            voted = pd.Series(True, index=t.index)
+        else:
+            method = pd.Series("unknown", index=t.index, dtype="str")
+            voted = pd.Series(True, index=t.index)
+        if "ballot_party" in h:
+            party = _map_values(t[str(h["ballot_party"])], party_map, None)
+        else:
+            party = pd.Series("", index=t.index, dtype="str")
+        frame = _history_frame(vid, dates, etype, voted, method, party, t[S.SOURCE_LINE])
+        rej = pd.concat(rejects, ignore_index=True)
+        stage = StageRecord("history", rows_in=read.rows_in, rows_out=len(frame), rows_rejected=len(rej), seconds=0.0,
+                            metrics={"style": "long", "elections": int(frame[S.ELECTION_DATE].nunique())})
+        return frame, rej, stage
+
+    if history is not None:
+        raise ConfigError(
+            f"layout {lay.name!r} keeps vote history inside the voter file; a separate history file was given",
+            fix="drop --history",
+        )
+    kept = table.set_index(table[lay.fields["voter_id"][0]].astype("str").str.strip())
+    kept = kept.loc[kept.index.isin(voters[S.VOTER_ID])]
+    kept = kept[~kept.index.duplicated(keep="last")]
+    if style == "wide":
+        pattern = re.compile(str(h["column_pattern"]))
+        cols = [c for c in kept.columns if pattern.match(str(c))]
+        if not cols:
+            return _empty_history(), S.empty_rejects(), StageRecord("history", 0, 0, 0, 0.0, {"style": "wide"})
+        cells = kept[cols].stack(future_stack=True).dropna()
+        cells = cells[cells.astype("str").str.strip() != ""]
+        vid = pd.Series(cells.index.get_level_values(0), dtype="str")
+        col = pd.Series(cells.index.get_level_values(1), dtype="str")
+        parts = col.str.extract(str(h["column_pattern"]))
+        dates = _parse_dates(parts[1], str(h.get("date_format", "%m/%d/%Y")))
+        etype = _map_values(parts[0], h.get("type_map"), "other")
+        values = pd.Series(cells.to_numpy(), dtype="str").str.strip().str.upper()
+        party = _map_values(values, h.get("value_map"), None)
+        lines = pd.Series(kept.loc[vid.to_numpy(), S.SOURCE_LINE].to_numpy(), dtype="Int64")
+        method = pd.Series("unknown", index=vid.index, dtype="str")
+        frame = _history_frame(vid, dates, etype, pd.Series(True, index=vid.index), method, party, lines)
+        frame = frame.sort_values([S.VOTER_ID, S.ELECTION_DATE], kind="stable").reset_index(drop=True)
+        stage = StageRecord("history", rows_in=len(frame), rows_out=len(frame), rows_rejected=0, seconds=0.0,
+                            metrics={"style": "wide", "election_columns": len(cols),
+                                     "elections": int(frame[S.ELECTION_DATE].nunique())})
+        return frame, S.empty_rejects(), stage
+
+    # positional pairs (PA) resolved through the election map
+    if election_map is None:
+        raise ConfigError(
+            f"layout {lay.name!r} stores vote history as numbered elections; the election map is needed to date them",
+            fix="pass --election-map '<COUNTY> Election Map.txt'",
+        )
+    mpath = Path(election_map)
+    mcols = list(h.get("map_columns", ["county", "number", "title", "date"]))
+    mread = read_delimited(mpath, delimiter=str(h.get("map_delimiter", "\t")), header=False, columns=mcols,
+                           encoding=enc, what="election map")
+    emap = mread.table
+    emap["_number"] = pd.to_numeric(emap["number"], errors="coerce")
+    emap["_date"] = _parse_dates(emap["date"], str(h.get("date_format", "%m/%d/%Y")))
+    emap["_county"] = emap["county"].astype("str").str.strip().str.upper()
+    bad_map = emap["_number"].isna() | emap["_date"].isna()
+    if bad_map.any():
+        raise InputFileError(
+            "election map rows without a valid number or date",
+            where=Location(mpath, int(emap.loc[bad_map, S.SOURCE_LINE].iloc[0])),
+            expected="county, election number, title, date (MM/DD/YYYY)",
+            fix="check the election map file",
+        )
+    n_pairs = int(h.get("pairs", 40))
+    frames = []
+    rows_in = 0
+    county_col = lay.fields.get("county", (None,))[0]
+    for i in range(1, n_pairs + 1):
+        mcol = str(h["method_column"]).format(n=i)
+        pcol = str(h["party_column"]).format(n=i)
+        if mcol not in kept.columns:
+            continue
+        m = kept[mcol].fillna("").astype("str").str.strip()
+        has = (m != "").to_numpy()
+        rows_in += int(has.sum())
+        if not has.any():
+            continue
+        sub = kept.loc[has]
+        frames.append(pd.DataFrame({
+            "vid": sub.index.to_numpy(), "n": i, "method": m[has].to_numpy(),
+            "party": sub[pcol].to_numpy() if pcol in sub.columns else "",
+            "county": sub[county_col].astype("str").str.strip().str.upper().to_numpy() if county_col else "",
+            "line": sub[S.SOURCE_LINE].to_numpy(),
+        }))
+    if not frames:
+        return _empty_history(), S.empty_rejects(), StageRecord("history", 0, 0, 0, 0.0, {"style": "pairs"})
+    long = pd.concat(frames, ignore_index=True)
+    counties = set(emap["_county"])
+    on_county = bool(county_col) and long["county"].isin(counties).all()
+    keys = ["_county", "_number"] if on_county else ["_number"]
+    lookup = emap.drop_duplicates(keys).set_index(keys)
+    idx = pd.MultiIndex.from_arrays([long["county"], long["n"]]) if on_county else pd.Index(long["n"])
+    found = lookup.reindex(idx)
+    unresolved = found["_date"].isna().to_numpy()
+    rejects = S.empty_rejects()
+    if unresolved.any():
+        rejects = S.make_rejects(str(path), long.loc[unresolved, "line"].astype("int64"),
+                                 "election number not in the election map", scope="field", column="history")
+    long, found = long.loc[~unresolved], found.loc[~unresolved]
+    frame = _history_frame(
+        pd.Series(long["vid"].to_numpy()), pd.Series(found["_date"].to_numpy()),
+        classify_election(pd.Series(found["title"].to_numpy())), pd.Series(True, index=range(len(long))),
+        _map_values(pd.Series(long["method"].to_numpy()), h.get("method_map"), "unknown"),
+        _map_values(pd.Series(long["party"].to_numpy()), party_map, None), pd.Series(long["line"].to_numpy()),
+    )
+    frame = frame.sort_values([S.VOTER_ID, S.ELECTION_DATE], kind="stable").reset_index(drop=True)
+    stage = StageRecord("history", rows_in=rows_in, rows_out=len(frame), rows_rejected=int(unresolved.sum()),
+                        seconds=0.0, metrics={"style": "pairs", "elections": int(frame[S.ELECTION_DATE].nunique())})
+    return frame, rejects, stage

@@ -1,0 +1,175 @@
+"""Stages chained into runs that write a run folder (outputs, ``rejects.csv``, ``manifest.json``).
+
+Library functions here do the work and return a :class:`RunResult`; they never print. The CLI reports.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from geo_segment import schema as S
+from geo_segment.config import Config
+from geo_segment.io.atomic import write_csv, write_parquet
+from geo_segment.io.manifest import Manifest, StageRecord
+from geo_segment.io.voters import Duplicates, read_voter_file
+
+__all__ = ["RunResult", "SampleFiles", "find_sample", "ingest_voters", "run_demo"]
+
+
+@dataclass
+class RunResult:
+    """What a run wrote: the folder, the manifest and the files by role."""
+
+    out_dir: Path
+    manifest: Manifest
+    outputs: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def stages(self) -> list[StageRecord]:
+        """The stage records, in run order."""
+        return self.manifest.stages
+
+
+@dataclass(frozen=True)
+class SampleFiles:
+    """The files of the embedded sample county."""
+
+    voters: Path
+    history: Path
+    geocodes: Path
+    signals: Path
+    precincts: Path
+    precinct_id_col: str = "precinct_id"
+
+
+def find_sample(sample_dir: str | Path | None = None) -> SampleFiles:
+    """Locate the sample county (``sample_data/`` of the source tree unless given).
+
+    Raises
+    ------
+    FileNotFoundError
+        As an ``InputFileError`` naming the missing files.
+    """
+    from geo_segment.errors import InputFileError, Location
+
+    base = Path(sample_dir) if sample_dir is not None else Path(__file__).resolve().parents[1] / "sample_data"
+    files = SampleFiles(
+        voters=base / "nc" / "ncvoter.txt",
+        history=base / "nc" / "ncvhis.txt",
+        geocodes=base / "nc" / "geocodes.csv",
+        signals=base / "nc" / "signals.csv",
+        precincts=base / "providence_precincts.parquet",
+    )
+    missing = [str(p) for p in (files.voters, files.history, files.geocodes, files.signals, files.precincts)
+               if not p.exists()]
+    if missing:
+        raise InputFileError(
+            "the sample county is incomplete",
+            where=Location(base),
+            expected="sample_data/nc/{ncvoter.txt,ncvhis.txt,geocodes.csv,signals.csv}, providence_precincts.parquet",
+            found=f"missing {missing}",
+            fix="run from a source checkout, or pass --sample-dir",
+        )
+    return files
+
+
+def _write_rejects(rejects: list[pd.DataFrame], out: Path) -> Path:
+    frames = [r for r in rejects if len(r)]
+    frame = pd.concat(frames, ignore_index=True) if frames else S.empty_rejects()
+    return write_csv(frame[list(S.REJECT_COLUMNS)], out / "rejects.csv")
+
+
+def ingest_voters(
+    voter_file: str | Path,
+    out_dir: str | Path,
+    *,
+    layout: str | Path = "nc",
+    history: str | Path | None = None,
+    geocodes: str | Path | None = None,
+    election_map: str | Path | None = None,
+    encoding: str | None = None,
+    duplicates: Duplicates = "error",
+    manifest: Manifest | None = None,
+) -> RunResult:
+    """Read a voter file into the contract and write ``voters.parquet`` (GeoParquet), ``vote_history.parquet``,
+    ``rejects.csv`` and ``manifest.json`` into ``out_dir``.
+
+    Returns
+    -------
+    RunResult
+        The folder, the manifest (stages ``voters``, ``geocodes`` when given, ``history``) and the outputs.
+    """
+    out = Path(out_dir)
+    man = manifest or Manifest(command="ingest voters")
+    man.parameters.update({"layout": str(layout), "encoding": encoding, "duplicates": duplicates})
+    for role, p in (("voters", voter_file), ("history", history), ("geocodes", geocodes),
+                    ("election_map", election_map)):
+        if p is not None:
+            man.add_input(role, p)
+    read = read_voter_file(voter_file, layout=layout, history=history, geocodes=geocodes,
+                           election_map=election_map, encoding=encoding, duplicates=duplicates)
+    for stage in read.stages:
+        man.add_stage(stage)
+    outputs = {
+        "voters": write_parquet(read.voters, out / "voters.parquet"),
+        "vote_history": write_parquet(read.history, out / "vote_history.parquet"),
+        "rejects": _write_rejects([read.rejects], out),
+    }
+    man.outputs = [p.name for p in outputs.values()]
+    outputs["manifest"] = man.write(out)
+    return RunResult(out_dir=out, manifest=man, outputs=outputs)
+
+
+def run_demo(out_dir: str | Path, *, sample_dir: str | Path | None = None, config: Config | None = None) -> RunResult:
+    """Run every stage that exists on the embedded sample county and write the run folder.
+
+    The sample goes through the same ingest path as a real file: the NC-layout voter file with its vote history
+    and a vendor geocodes file, the signals CSV and the real Providence County precincts.
+    """
+    from geo_segment.io.precincts import read_precincts
+    from geo_segment.io.signals import read_signals
+
+    cfg = config or Config()
+    files = find_sample(sample_dir)
+    out = Path(out_dir)
+    man = Manifest(command="demo", parameters={"config": cfg.to_dict()})
+    for role, p in (("voters", files.voters), ("history", files.history), ("geocodes", files.geocodes),
+                    ("signals", files.signals), ("precincts", files.precincts)):
+        man.add_input(role, p)
+    read = read_voter_file(files.voters, layout="nc", history=files.history, geocodes=files.geocodes,
+                           encoding=cfg.ingest.encoding, duplicates="error")
+    for stage in read.stages:
+        man.add_stage(stage)
+    sig = read_signals(files.signals, default_weight=cfg.signals.default_weight)
+    man.add_stage(sig.stage)
+    t0 = time.perf_counter()
+    pre = read_precincts(files.precincts, id_col=files.precinct_id_col, area_tolerance=cfg.precincts.area_tolerance)
+    pre.stage.seconds = pre.stage.seconds or round(time.perf_counter() - t0, 3)
+    man.add_stage(pre.stage)
+    outputs: dict[str, Path] = {
+        "voters": write_parquet(read.voters, out / "voters.parquet"),
+        "vote_history": write_parquet(read.history, out / "vote_history.parquet"),
+        "signals": write_parquet(sig.signals, out / "signals.parquet"),
+        "precincts": write_parquet(pre.precincts, out / "precincts.parquet"),
+        "rejects": _write_rejects([read.rejects, sig.rejects, pre.rejects], out),
+    }
+    man.outputs = [p.name for p in outputs.values()]
+    outputs["manifest"] = man.write(out)
+    return RunResult(out_dir=out, manifest=man, outputs=outputs)
+
+
+def stage_table(result: RunResult) -> list[dict[str, Any]]:
+    """Rows for a summary table: stage, rows in, out, rejected, whether they balance, seconds."""
+    rows = []
+    for s in result.stages:
+        extra = int(s.metrics.get("duplicates_removed", 0))
+        rows.append({
+            "stage": s.name, "rows_in": s.rows_in, "rows_out": s.rows_out, "rows_rejected": s.rows_rejected,
+            "other": extra, "balanced": s.rows_in == s.rows_out + s.rows_rejected + extra, "seconds": s.seconds,
+        })
+    return rows
