@@ -540,6 +540,13 @@ def _read_history(
                             metrics={"style": "long", "elections": int(frame[S.ELECTION_DATE].nunique())})
         return frame, rej, stage
 
+    if style == "none":
+        if history is not None:
+            raise ConfigError(
+                f"layout {lay.name!r} has no [history] table, so the history file cannot be read",
+                fix="add a [history] table to the mapping (see docs/layouts.md) or drop --history",
+            )
+        return _empty_history(), S.empty_rejects(), None
     if history is not None:
         raise ConfigError(
             f"layout {lay.name!r} keeps vote history inside the voter file; a separate history file was given",
