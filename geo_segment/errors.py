@@ -20,6 +20,7 @@ __all__ = [
     "GeoSegmentError",
     "GeoSegmentWarning",
     "InputFileError",
+    "InputNotFoundError",
     "Location",
     "MissingColumnsError",
     "OutputPathError",
@@ -103,6 +104,10 @@ class InputFileError(GeoSegmentError, ValueError):
     """An input file cannot be used as a whole (empty, wrong delimiter, missing columns, unreadable)."""
 
     exit_code = 4
+
+
+class InputNotFoundError(InputFileError, FileNotFoundError):
+    """An input file does not exist."""
 
 
 class MissingColumnsError(InputFileError):

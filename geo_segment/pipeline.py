@@ -104,6 +104,9 @@ def ingest_voters(
     RunResult
         The folder, the manifest (stages ``voters``, ``geocodes`` when given, ``history``) and the outputs.
     """
+    from geo_segment.layouts import load_layout
+
+    lay = load_layout(layout)
     out = Path(out_dir)
     man = manifest or Manifest(command="ingest voters")
     man.parameters.update({"layout": str(layout), "encoding": encoding, "duplicates": duplicates})
@@ -111,7 +114,7 @@ def ingest_voters(
                     ("election_map", election_map)):
         if p is not None:
             man.add_input(role, p)
-    read = read_voter_file(voter_file, layout=layout, history=history, geocodes=geocodes,
+    read = read_voter_file(voter_file, layout=lay, history=history, geocodes=geocodes,
                            election_map=election_map, encoding=encoding, duplicates=duplicates)
     for stage in read.stages:
         man.add_stage(stage)

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from geo_segment import schema as S
-from geo_segment.errors import EncodingError, InputFileError, Location, MissingColumnsError
+from geo_segment.errors import EncodingError, InputFileError, InputNotFoundError, Location, MissingColumnsError
 
 __all__ = ["DelimitedRead", "read_delimited", "scan_text"]
 
@@ -147,7 +147,7 @@ def read_delimited(
     """
     path = Path(path)
     if not path.exists():
-        raise InputFileError(f"{what} not found", where=Location(path), fix="check the path")
+        raise InputNotFoundError(f"{what} not found", where=Location(path), fix="check the path")
     if path.stat().st_size == 0:
         raise InputFileError(
             f"{what} is empty (0 bytes)",

@@ -10,6 +10,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from geo_segment.errors import InputNotFoundError, Location
 from geo_segment.io.atomic import write_json
 
 __all__ = ["Manifest", "StageRecord", "package_versions", "sha256_file"]
@@ -68,6 +69,8 @@ class Manifest:
     def add_input(self, role: str, path: str | Path) -> None:
         """Record an input file with its size and SHA-256."""
         p = Path(path)
+        if not p.is_file():
+            raise InputNotFoundError(f"{role} file not found", where=Location(p), fix="check the path")
         self.inputs.append(
             {"role": role, "path": str(p), "bytes": p.stat().st_size, "sha256": sha256_file(p)}
         )

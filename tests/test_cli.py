@@ -1,0 +1,87 @@
+"""The CLI: one clear line and a documented exit code on errors, help with an example for every command."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from geo_segment.cli.app import app
+from geo_segment.cli.reference import render_reference
+
+from .conftest import nc_voter
+
+ROOT = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+
+def test_docs_cli_reference_is_current() -> None:
+    assert (ROOT / "docs" / "cli.md").read_text(encoding="utf-8") == render_reference(), (
+        "docs/cli.md is stale: run `python -m geo_segment.cli.reference > docs/cli.md`"
+    )
+
+
+@pytest.mark.parametrize("args", [["demo"], ["synth"], ["ingest", "voters"], ["ingest", "signals"],
+                                  ["ingest", "precincts"]])
+def test_every_command_has_help_with_an_example(args: list[str]) -> None:
+    result = runner.invoke(app, [*args, "--help"])
+    assert result.exit_code == 0
+    assert "Example: geo-segment " + args[0] in result.output
+
+
+def test_ingest_voters_writes_the_run_folder(write_layout_file: Callable[..., Path], tmp_path: Path) -> None:
+    v = write_layout_file("v.txt", "nc", [nc_voter("AA1"), nc_voter("AA2"), '"bad"'])
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["ingest", "voters", str(v), "--layout", "nc", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "rejects.csv", "vote_history.parquet",
+                                                     "voters.parquet"]
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["stages"]["voters"]["rows_in"] == 3
+    assert man["stages"]["voters"]["rows_out"] == 2
+    assert man["stages"]["voters"]["rows_rejected"] == 1
+    assert man["inputs"][0]["role"] == "voters" and len(man["inputs"][0]["sha256"]) == 64
+    assert "3 rows in = 2 voters + 1 rejects" in result.output
+    assert "DOE" not in result.output  # personal data never reaches the terminal
+
+
+def test_errors_are_one_line_with_exit_code(write_layout_file: Callable[..., Path], tmp_path: Path) -> None:
+    v = write_layout_file("v.txt", "nc", [nc_voter("AA1"), nc_voter("AA1")])
+    result = runner.invoke(app, ["ingest", "voters", str(v), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 4
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "o" / "voters.parquet").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "text"),
+    [
+        (["ingest", "voters", "missing.txt"], 4, "voters file not found"),
+        (["ingest", "voters", "x.txt", "--layout", "tx"], 3, "unknown layout 'tx'"),
+        (["ingest", "voters", "x.txt", "--duplicates", "sometimes"], 2, ""),
+        (["demo", "--sample-dir", "nowhere"], 4, "the sample county is incomplete"),
+    ],
+)
+def test_exit_codes(args: list[str], code: int, text: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, args)
+    assert result.exit_code == code, result.output
+    assert text in result.output
+
+
+def test_unexpected_errors_hide_their_message(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import geo_segment.cli.demo as demo_mod
+
+    def boom(*_a: object, **_k: object) -> None:
+        raise KeyError("Jane Voter, 12 Main St")
+
+    monkeypatch.setattr(demo_mod, "run_demo", boom)
+    result = runner.invoke(app, ["demo", "--out", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "internal error: KeyError in demo" in result.output
+    assert "Jane" not in result.output
