@@ -40,7 +40,7 @@ def handle_errors(func: F) -> F:
             raise typer.Exit(EXIT_INTERRUPTED) from None
         except (typer.Exit, typer.Abort):
             raise
-        except Exception as exc:  # noqa: BLE001 - last resort: no data from exception text reaches the terminal
+        except Exception as exc:
             if os.environ.get("GEO_SEGMENT_DEBUG"):
                 raise
             err_console.print(
@@ -60,7 +60,7 @@ def print_summary(result: RunResult, *, title: str, quiet: bool = False) -> None
         return
     table = Table(title=title, title_justify="left")
     for col, justify in (("stage", "left"), ("rows in", "right"), ("out", "right"), ("rejected", "right"),
-                         ("deduplicated", "right"), ("balanced", "center"), ("seconds", "right")):
+                         ("dropped", "right"), ("balanced", "center"), ("seconds", "right")):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for row in stage_table(result):
         table.add_row(

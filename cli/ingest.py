@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -18,7 +18,7 @@ from ._common import handle_errors, print_summary
 app = typer.Typer(help="Read input files into the column contract.", no_args_is_help=True)
 
 
-class DuplicatePolicy(str, Enum):
+class DuplicatePolicy(StrEnum):
     """What to do with a voter id on several rows."""
 
     error = "error"
@@ -50,7 +50,7 @@ def voters(
     """
     result = ingest_voters(
         file, out, layout=layout, history=history, geocodes=geocodes, election_map=election_map,
-        encoding=encoding, duplicates=duplicates.value,  # type: ignore[arg-type]
+        encoding=encoding, duplicates=duplicates.value,
     )
     print_summary(result, title=f"geo-segment ingest voters ({layout})", quiet=quiet)
 

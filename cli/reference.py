@@ -39,7 +39,8 @@ def _param_row(p: Any) -> str:
         kind = "flag" if p.is_flag else "option"
     help_text = (getattr(p, "help", None) or "").replace("|", "\\|")
     default = p.default
-    show = "" if default is None or default is False or kind == "argument" else f"`{getattr(default, 'value', default)}`"
+    hidden = default is None or default is False or kind == "argument"
+    show = "" if hidden else f"`{getattr(default, 'value', default)}`"
     required = "yes" if p.required else ""
     return f"| {name} | {kind} | {help_text} | {show} | {required} |"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -11,7 +11,7 @@ import typer
 from ._common import err_console, handle_errors
 
 
-class LayoutName(str, Enum):
+class LayoutName(StrEnum):
     """Layouts the generator writes."""
 
     nc = "nc"

@@ -170,9 +170,8 @@ def stage_table(result: RunResult) -> list[dict[str, Any]]:
     """Rows for a summary table: stage, rows in, out, rejected, whether they balance, seconds."""
     rows = []
     for s in result.stages:
-        extra = int(s.metrics.get("duplicates_removed", 0))
         rows.append({
             "stage": s.name, "rows_in": s.rows_in, "rows_out": s.rows_out, "rows_rejected": s.rows_rejected,
-            "other": extra, "balanced": s.rows_in == s.rows_out + s.rows_rejected + extra, "seconds": s.seconds,
+            "other": s.rows_dropped, "balanced": s.balanced, "seconds": s.seconds,
         })
     return rows

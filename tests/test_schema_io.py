@@ -85,5 +85,5 @@ def test_manifest_records_inputs_stages_versions(tmp_path: Path) -> None:
     assert data["inputs"][0]["sha256"] == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     assert sha256_file(src) == data["inputs"][0]["sha256"]
     assert data["stages"]["voters"] == {"rows_in": 3, "rows_out": 2, "rows_rejected": 1, "seconds": 0.1,
-                                        "metrics": {"m": 1}}
+                                        "metrics": {"m": 1}, "rows_dropped": 0}
     assert {"python", "pandas", "geopandas", "shapely", "pyarrow"} <= set(data["versions"])

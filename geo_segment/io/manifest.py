@@ -40,7 +40,11 @@ def package_versions() -> dict[str, str]:
 
 @dataclass
 class StageRecord:
-    """Counts and timing of one stage: ``rows_in == rows_out + rows_rejected`` unless ``notes`` say why."""
+    """Counts and timing of one stage: ``rows_in == rows_out + rows_rejected + rows_dropped``.
+
+    ``rows_rejected`` are quarantined in ``rejects.csv``; ``rows_dropped`` are removed with a reason stated in
+    ``metrics`` (exact duplicate signals, for example).
+    """
 
     name: str
     rows_in: int
@@ -48,11 +52,12 @@ class StageRecord:
     rows_rejected: int
     seconds: float
     metrics: dict[str, Any] = field(default_factory=dict)
+    rows_dropped: int = 0
 
     @property
     def balanced(self) -> bool:
         """Whether every input row is accounted for."""
-        return self.rows_in == self.rows_out + self.rows_rejected
+        return self.rows_in == self.rows_out + self.rows_rejected + self.rows_dropped
 
 
 @dataclass
