@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextvars
 import os
 import sys
+import warnings
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
@@ -12,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from geo_segment.errors import GeoSegmentError
+from geo_segment.errors import GeoSegmentError, GeoSegmentWarning
 from geo_segment.pipeline import RunResult, stage_table
 
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -25,13 +27,34 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
+_pending: contextvars.ContextVar[list[warnings.WarningMessage]] = contextvars.ContextVar("pending_warnings")
+
+
+def _flush_warnings() -> None:
+    """Print data warnings caught so far as one line each (once)."""
+    caught = _pending.get([])
+    for w in caught:
+        if issubclass(w.category, GeoSegmentWarning):
+            err_console.print(f"[yellow]warning:[/] {w.message}", markup=True, highlight=False)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    caught.clear()
+
+
 def handle_errors(func: F) -> F:
     """Turn library errors into one clear line on stderr and their exit code; never print locals or data."""
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return func(*args, **kwargs)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", GeoSegmentWarning)
+                token = _pending.set(caught)
+                try:
+                    return func(*args, **kwargs)
+                finally:
+                    _flush_warnings()
+                    _pending.reset(token)
         except GeoSegmentError as exc:
             err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
             raise typer.Exit(exc.exit_code) from None
@@ -56,6 +79,7 @@ def handle_errors(func: F) -> F:
 
 def print_summary(result: RunResult, *, title: str, quiet: bool = False) -> None:
     """Print rows in / out / rejected per stage on stderr, and where the outputs went."""
+    _flush_warnings()
     if quiet:
         return
     table = Table(title=title, title_justify="left")

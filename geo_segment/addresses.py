@@ -89,7 +89,7 @@ def _std(series: pd.Series, table: dict[str, str]) -> pd.Series:
 
 
 def _usaddress(texts: list[str]) -> pd.DataFrame:
-    rows = []
+    rows: list[dict[str, object]] = []
     for text in texts:
         try:
             tags, _ = usaddress.tag(text)

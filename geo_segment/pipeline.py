@@ -44,7 +44,7 @@ class SampleFiles:
     geocodes: Path
     signals: Path
     precincts: Path
-    precinct_id_col: str = "precinct_id"
+    precinct_id_col: str = "JOINID"
 
 
 def find_sample(sample_dir: str | Path | None = None) -> SampleFiles:

@@ -7,10 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
 from geo_segment.cli.app import app
 from geo_segment.cli.reference import render_reference
+from typer.testing import CliRunner
 
 from .conftest import nc_voter
 
@@ -85,3 +84,18 @@ def test_unexpected_errors_hide_their_message(monkeypatch: pytest.MonkeyPatch, t
     assert result.exit_code == 1
     assert "internal error: KeyError in demo" in result.output
     assert "Jane" not in result.output
+
+
+def test_demo_runs_every_stage_on_the_sample(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    result = runner.invoke(app, ["demo", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    man = json.loads((out / "manifest.json").read_text())
+    assert list(man["stages"]) == ["voters", "geocodes", "history", "signals", "precincts"]
+    for name, st in man["stages"].items():
+        assert st["rows_in"] == st["rows_out"] + st["rows_rejected"] + st["rows_dropped"], name
+    assert man["stages"]["precincts"]["rows_out"] == 257
+    assert {p.name for p in out.iterdir()} == {"manifest.json", "rejects.csv", "voters.parquet",
+                                               "vote_history.parquet", "signals.parquet", "precincts.parquet"}
+    assert result.output.rstrip().endswith("(see manifest.json)")
+    assert "balanced" in result.output

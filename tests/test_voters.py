@@ -10,8 +10,13 @@ import pandas as pd
 import pytest
 
 from geo_segment import schema as S
-from geo_segment.errors import ConfigError, DuplicateVoterError, EncodingError, MissingColumnsError, \
-    ProjectedCoordinatesError
+from geo_segment.errors import (
+    ConfigError,
+    DuplicateVoterError,
+    EncodingError,
+    MissingColumnsError,
+    ProjectedCoordinatesError,
+)
 from geo_segment.io.voters import classify_election, read_voter_file
 
 from .conftest import nc_voter

@@ -93,7 +93,7 @@ def election_type_from_date(dates: pd.Series) -> pd.Series:
     """Election type from the date alone (for files without one): November election day is ``general``,
     the August Tuesday after the first Monday is ``primary``, anything else ``other``."""
     d = pd.to_datetime(dates)
-    election_day = (d.dt.dayofweek == 1) & d.dt.day.between(2, 8)
+    election_day = (d.dt.day_of_week == 1) & d.dt.day.between(2, 8)
     out = pd.Series("other", index=dates.index, dtype="str")
     out = out.mask(election_day & (d.dt.month == 11), "general")
     return out.mask(election_day & (d.dt.month == 8), "primary")
@@ -445,10 +445,16 @@ def _read_geocodes(
 
 # --- vote history -----------------------------------------------------------------------------------------------
 
+_PARTY_BALLOT_TYPES = ("primary", "presidential_primary", "runoff")
+
+
 def _history_frame(
     voter_id: pd.Series, dates: pd.Series, etype: pd.Series, voted: pd.Series, method: pd.Series,
     party: pd.Series, lines: pd.Series,
 ) -> pd.DataFrame:
+    # files repeat the voter's registered party on general-election rows; a ballot party exists only in primaries
+    party = pd.Series(np.where(etype.isin(_PARTY_BALLOT_TYPES).to_numpy(), party.fillna("").to_numpy(), ""),
+                      dtype="str")
     return pd.DataFrame(
         {
             S.VOTER_ID: voter_id.astype("str").to_numpy(),
@@ -569,7 +575,7 @@ def _read_history(
         etype = _map_values(parts[0], h.get("type_map"), "other")
         values = pd.Series(cells.to_numpy(), dtype="str").str.strip().str.upper()
         party = _map_values(values, h.get("value_map"), None)
-        lines = pd.Series(kept.loc[vid.to_numpy(), S.SOURCE_LINE].to_numpy(), dtype="Int64")
+        lines = pd.Series(kept[S.SOURCE_LINE].reindex(vid.to_numpy()).to_numpy(), dtype="Int64")
         method = pd.Series("unknown", index=vid.index, dtype="str")
         frame = _history_frame(vid, dates, etype, pd.Series(True, index=vid.index), method, party, lines)
         frame = frame.sort_values([S.VOTER_ID, S.ELECTION_DATE], kind="stable").reset_index(drop=True)
@@ -631,9 +637,9 @@ def _read_history(
     idx = pd.MultiIndex.from_arrays([long["county"], long["n"]]) if on_county else pd.Index(long["n"])
     found = lookup.reindex(idx)
     unresolved = found["_date"].isna().to_numpy()
-    rejects = S.empty_rejects()
+    pair_rejects = S.empty_rejects()
     if unresolved.any():
-        rejects = S.make_rejects(str(path), long.loc[unresolved, "line"].astype("int64"),
+        pair_rejects = S.make_rejects(str(path), long.loc[unresolved, "line"].astype("int64"),
                                  "election number not in the election map", scope="field", column="history")
     long, found = long.loc[~unresolved], found.loc[~unresolved]
     frame = _history_frame(
@@ -645,4 +651,4 @@ def _read_history(
     frame = frame.sort_values([S.VOTER_ID, S.ELECTION_DATE], kind="stable").reset_index(drop=True)
     stage = StageRecord("history", rows_in=rows_in, rows_out=len(frame), rows_rejected=int(unresolved.sum()),
                         seconds=0.0, metrics={"style": "pairs", "elections": int(frame[S.ELECTION_DATE].nunique())})
-    return frame, rejects, stage
+    return frame, pair_rejects, stage
