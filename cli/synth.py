@@ -34,10 +34,9 @@ def synth(
 
     Example: geo-segment synth --voters 100000 --seed 7 --layout oh --out out/oh
     """
-    from geo_segment.synth import generate_population, write_layout
+    from geo_segment.pipeline import run_synth
 
-    population = generate_population(voters, seed=seed)
-    paths = write_layout(population, layout.value, out, bad_rows=bad_rows, seed=seed)
+    result = run_synth(out, voters=voters, seed=seed, layout=layout.value, bad_rows=bad_rows)
     if not quiet:
-        for role, path in paths.items():
+        for role, path in result.outputs.items():
             err_console.print(f"{role:>16}: {path}")

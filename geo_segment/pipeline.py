@@ -18,7 +18,7 @@ from geo_segment.io.atomic import write_csv, write_parquet
 from geo_segment.io.manifest import Manifest, StageRecord
 from geo_segment.io.voters import Duplicates, read_voter_file
 
-__all__ = ["RunResult", "SampleFiles", "find_sample", "ingest_voters", "run_demo"]
+__all__ = ["RunResult", "SampleFiles", "find_sample", "ingest_voters", "run_demo", "run_synth", "stage_table"]
 
 
 @dataclass
@@ -162,6 +162,30 @@ def run_demo(out_dir: str | Path, *, sample_dir: str | Path | None = None, confi
         "rejects": _write_rejects([read.rejects, sig.rejects, pre.rejects], out),
     }
     man.outputs = [p.name for p in outputs.values()]
+    outputs["manifest"] = man.write(out)
+    return RunResult(out_dir=out, manifest=man, outputs=outputs)
+
+
+def run_synth(
+    out_dir: str | Path, *, voters: int, seed: int = 0, layout: str = "nc", bad_rows: int = 0
+) -> RunResult:
+    """Generate a synthetic county, write it in ``layout`` with its truth, and a manifest, into ``out_dir``."""
+    from geo_segment.synth import generate_population, write_layout
+
+    out = Path(out_dir)
+    man = Manifest(command="synth", parameters={"voters": voters, "seed": seed, "layout": layout,
+                                                "bad_rows": bad_rows})
+    t0 = time.perf_counter()
+    population = generate_population(voters, seed=seed)
+    paths = write_layout(population, layout, out, bad_rows=bad_rows, seed=seed)
+    man.add_stage(StageRecord(
+        "synth", rows_in=voters, rows_out=len(population.voters), rows_rejected=0,
+        seconds=round(time.perf_counter() - t0, 3),
+        metrics={"history_rows": len(population.history), "signals": len(population.signals),
+                 "elections": len(population.elections), "bad_rows_planted": bad_rows},
+    ))
+    man.outputs = [p.name for p in paths.values()]
+    outputs = dict(paths)
     outputs["manifest"] = man.write(out)
     return RunResult(out_dir=out, manifest=man, outputs=outputs)
 

@@ -99,3 +99,13 @@ def test_demo_runs_every_stage_on_the_sample(tmp_path: Path) -> None:
                                                "vote_history.parquet", "signals.parquet", "precincts.parquet"}
     assert result.output.rstrip().endswith("(see manifest.json)")
     assert "balanced" in result.output
+
+
+def test_synth_writes_layout_truth_and_manifest(tmp_path: Path) -> None:
+    out = tmp_path / "s"
+    result = runner.invoke(app, ["synth", "--voters", "200", "--seed", "3", "--layout", "fl", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["parameters"] == {"voters": 200, "seed": 3, "layout": "fl", "bad_rows": 0}
+    assert man["stages"]["synth"]["rows_out"] == 200
+    assert {"voters.txt", "history.txt", "truth.parquet", "geocodes.csv", "signals.csv"} <= set(man["outputs"])

@@ -212,3 +212,21 @@ def test_unknown_layout_and_bad_mapping(tmp_path: Path) -> None:
 )
 def test_classify_election(text: str | None, kind: str) -> None:
     assert classify_election(pd.Series([text], dtype="str")).iloc[0] == kind
+
+
+def test_geocodes_join_by_normalized_address(write_layout_file: Callable[..., Path], tmp_path: Path) -> None:
+    v = write_layout_file("v.txt", "nc", [
+        nc_voter("AA1", res_street_address="12 N MAIN ST APT 4"),
+        nc_voter("AA2", res_street_address="12 N MAIN ST APT 10"),
+        nc_voter("AA3", res_street_address="7 ELM ST"),
+        nc_voter("AA4", res_street_address="9 ELM ST"),
+    ])
+    g = tmp_path / "geo.csv"
+    g.write_text("address,zip,lat,lon\n12 North Main Street,02903,41.8,-71.4\n7 Elm St.,2903,41.7,-71.3\n"
+                 "99 NOWHERE RD,02903,41.0,-71.0\n7 ELM ST,02903,41.6,-71.2\n")
+    read = read_voter_file(v, layout="nc", geocodes=g, today=TODAY)
+    assert read.voters[S.LAT].tolist()[:3] == [41.8, 41.8, 41.7]
+    assert read.voters[S.GEOCODED].tolist() == [True, True, True, False]
+    assert _rejects(read, g) == [(4, "row", None, "address not in the voter file"),
+                                 (5, "row", None, "repeated address: the first geocode is used")]
+    assert read.stages[1].metrics == {"joined_by": "address", "voters_matched": 3}

@@ -331,7 +331,7 @@ def read_voter_file(
         source[good] = "file"
     stages: list[StageRecord] = []
     if geocodes is not None:
-        g_lat, g_lng, g_rejects, g_stage = _read_geocodes(Path(geocodes), out[S.VOTER_ID], encoding=enc)
+        g_lat, g_lng, g_rejects, g_stage = _read_geocodes(Path(geocodes), out, encoding=enc)
         need = lat.isna().to_numpy() & g_lat.notna().to_numpy()
         lat[need], lng[need] = g_lat[need], g_lng[need]
         source[need] = "geocodes"
@@ -393,25 +393,41 @@ def _pick(columns: Sequence[str], *names: str) -> str | None:
     return None
 
 
+def _building_key(address: pd.Series, unit: pd.Series, place: pd.Series) -> pd.Series:
+    """Normalized building address (the address without its unit) plus place: the address join key."""
+    building = address.astype("str").str.replace(r" UNIT \S+$", "", regex=True)
+    return (building + "|" + place.fillna("").astype("str")).where(address.notna())
+
+
 def _read_geocodes(
-    path: Path, voter_ids: pd.Series, *, encoding: str
+    path: Path, voters: pd.DataFrame, *, encoding: str
 ) -> tuple[pd.Series, pd.Series, pd.DataFrame, StageRecord]:
+    """Read a vendor geocodes file and align its coordinates to ``voters``.
+
+    Joined by voter id when the file has one; else by normalized address (building, without unit) and ZIP (or
+    city), so one rooftop geocode serves every flat of a building.
+    """
     t0 = time.perf_counter()
     read = read_delimited(path, delimiter=",", header=True, encoding=encoding, what="geocodes file")
     cols = [c for c in read.table.columns if c != S.SOURCE_LINE]
     id_col = _pick(cols, "voter_id", "voterid", "id")
+    addr_col = _pick(cols, "address", "street_address", "res_street_address")
+    zip_col = _pick(cols, "zip", "zip5", "zip_code", "zipcode", "postal_code")
+    city_col = _pick(cols, "city")
     lat_col = _pick(cols, "latitude", "lat", "y")
     lng_col = _pick(cols, "longitude", "lng", "lon", "long", "x")
-    missing = [n for n, c in (("voter_id", id_col), ("latitude", lat_col), ("longitude", lng_col)) if c is None]
+    key_ok = id_col is not None or (addr_col is not None and (zip_col is not None or city_col is not None))
+    missing = [n for n, c in (("voter_id (or address with zip or city)", "ok" if key_ok else None),
+                              ("latitude", lat_col), ("longitude", lng_col)) if c is None]
     if missing:
         raise MissingColumnsError(
             f"geocodes file lacks columns {missing}",
             where=Location(path, 1),
-            expected="voter_id, latitude and longitude (or lat/lng)",
+            expected="voter_id (or address and zip), latitude and longitude (or lat/lng)",
             found=f"{cols}",
-            fix="rename the columns, or geocode by voter id",
+            fix="rename the columns to voter_id, latitude, longitude",
         )
-    assert id_col is not None and lat_col is not None and lng_col is not None
+    assert lat_col is not None and lng_col is not None
     t = read.table
     file = str(path)
     rejects = [read.rejects]
@@ -422,23 +438,39 @@ def _read_geocodes(
     problems = coordinate_problems(raw_lat, raw_lng)
     missing_coords = (raw_lat.isna() & raw_lng.isna()).to_numpy()
     problems = problems.mask(missing_coords, "no coordinates (failed geocode)")
-    ids = t[id_col].astype("str").str.strip()
-    known = ids.isin(voter_ids).to_numpy()
-    problems = problems.mask(~known & problems.isna().to_numpy(), "voter id not in the voter file")
-    dup = ids.duplicated(keep="first").to_numpy() & problems.isna().to_numpy()
-    problems = problems.mask(dup, "repeated voter id: the first geocode is used")
+    if id_col is not None:
+        by = "voter_id"
+        keys = t[id_col].astype("str").str.strip()
+        voter_keys = voters[S.VOTER_ID]
+        unknown_reason = "voter id not in the voter file"
+        repeat_reason = "repeated voter id: the first geocode is used"
+    else:
+        by = "address"
+        assert addr_col is not None
+        use_zip = zip_col is not None and voters[S.ZIP5].notna().any()
+        g_place = normalize_zip(t[zip_col]) if use_zip and zip_col else t[str(city_col)].str.upper().str.strip()
+        v_place = voters[S.ZIP5] if use_zip else voters[S.CITY].str.upper().str.strip()
+        parsed = parse_addresses(t[addr_col], zip5=g_place).parts
+        keys = _building_key(parsed[S.ADDRESS], parsed[S.UNIT], g_place)
+        voter_keys = _building_key(voters[S.ADDRESS], voters[S.UNIT], v_place)
+        unknown_reason = "address not in the voter file"
+        repeat_reason = "repeated address: the first geocode is used"
+    known = keys.isin(voter_keys.dropna()).to_numpy()
+    problems = problems.mask(~known & problems.isna().to_numpy(), unknown_reason)
+    dup = keys.duplicated(keep="first").to_numpy() & problems.isna().to_numpy()
+    problems = problems.mask(dup, repeat_reason)
     bad = problems.notna().to_numpy()
     if bad.any():
         rejects.append(S.make_rejects(file, t.loc[bad, S.SOURCE_LINE].astype("int64"),
                                       problems[bad].astype(str).tolist()))
-    good = t.loc[~bad]
-    lookup = pd.DataFrame({"lat": num_lat[~bad], "lng": num_lng[~bad]}, index=ids[~bad].to_numpy())
-    aligned = lookup.reindex(voter_ids.to_numpy())
-    lat = pd.Series(aligned["lat"].to_numpy(), index=voter_ids.index)
-    lng = pd.Series(aligned["lng"].to_numpy(), index=voter_ids.index)
+    lookup = pd.DataFrame({"lat": num_lat[~bad], "lng": num_lng[~bad]}, index=keys[~bad].to_numpy())
+    aligned = lookup.reindex(voter_keys.to_numpy())
+    lat = pd.Series(aligned["lat"].to_numpy(), index=voters.index)
+    lng = pd.Series(aligned["lng"].to_numpy(), index=voters.index)
     stage = StageRecord(
-        name="geocodes", rows_in=read.rows_in, rows_out=len(good), rows_rejected=int(bad.sum() + len(read.rejects)),
-        seconds=round(time.perf_counter() - t0, 3), metrics={"voters_matched": int(lat.notna().sum())},
+        name="geocodes", rows_in=read.rows_in, rows_out=int((~bad).sum()),
+        rows_rejected=int(bad.sum() + len(read.rejects)), seconds=round(time.perf_counter() - t0, 3),
+        metrics={"joined_by": by, "voters_matched": int(lat.notna().sum())},
     )
     return lat, lng, pd.concat(rejects, ignore_index=True), stage
 
