@@ -16,9 +16,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import usaddress
 
 from geo_segment import schema as S
+from geo_segment._vector import factorize_str
 
 __all__ = ["ParsedAddresses", "natural_unit_key", "normalize_zip", "parse_addresses"]
 
@@ -48,6 +51,7 @@ FAST_PATTERN = (
     rf"(?:\s+{_UNIT}\s*#?\s*(?P<unit>[A-Z0-9\-]+))?$"
 )
 _FAST = re.compile(FAST_PATTERN)
+_FAST_GROUPS = tuple(_FAST.groupindex)
 
 
 @dataclass(frozen=True)
@@ -59,13 +63,29 @@ class ParsedAddresses:
     n_fast: int
     n_parser: int
     n_unparsed: int
+    n_households: int = 0
+    n_buildings: int = 0
+
+
+def _to_arrow(values: pd.Series) -> pa.Array:
+    """The Arrow array behind a string Series (no copy when pandas already holds Arrow strings)."""
+    arr = pa.array(values.array, from_pandas=True) if len(values) else pa.array([], pa.string())
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    return arr if arr.type == pa.string() else arr.cast(pa.string())
+
+
+def _arrow_normalize(arr: pa.Array) -> pa.Array:
+    out = pc.utf8_upper(arr)
+    out = pc.replace_substring_regex(out, r"[.,;]", " ")
+    out = pc.replace_substring(out, "#", " # ")
+    out = pc.replace_substring_regex(out, r"\s+", " ")
+    return pc.utf8_trim_whitespace(out)
 
 
 def normalize_text(values: pd.Series) -> pd.Series:
-    """Uppercase, drop periods and commas, space out ``#``, collapse whitespace."""
-    out = values.astype("str").str.upper()
-    out = out.str.replace(r"[.,;]", " ", regex=True).str.replace("#", " # ", regex=False)
-    return out.str.replace(r"\s+", " ", regex=True).str.strip()
+    """Uppercase, drop periods and commas, space out ``#``, collapse whitespace (vectorized, Arrow kernels)."""
+    return pd.Series(_arrow_normalize(_to_arrow(values)).to_pandas(), index=values.index, dtype="str")
 
 
 def normalize_zip(values: pd.Series) -> pd.Series:
@@ -75,17 +95,6 @@ def normalize_zip(values: pd.Series) -> pd.Series:
     five = five.where(digits.str.len() != 4, digits.str.zfill(5))
     five = five.where(digits.str.len() != 8, digits.str.slice(0, 4).str.zfill(5))  # 4-digit ZIP + 4
     return five.where(five.str.fullmatch(r"\d{5}").fillna(False).astype(bool)).astype("str")
-
-
-def _clean_unit(unit: pd.Series) -> pd.Series:
-    u = unit.fillna("").astype("str").str.replace(r"^[#\-]+", "", regex=True)
-    numeric = u.str.fullmatch(r"0*\d+").fillna(False).astype(bool)
-    return u.where(~numeric, u.str.lstrip("0").replace("", "0"))
-
-
-def _std(series: pd.Series, table: dict[str, str]) -> pd.Series:
-    s = series.fillna("").astype("str")
-    return s.map(lambda v: table.get(v, v)) if len(s) < 64 else s.replace(table)
 
 
 def _usaddress(texts: list[str]) -> pd.DataFrame:
@@ -116,12 +125,6 @@ def _usaddress(texts: list[str]) -> pd.DataFrame:
         })
     frame = pd.DataFrame(rows, columns=["ok", "num", "predir", "name", "suffix", "postdir", "unit"])
     return frame.fillna("")
-
-
-def _hash_ids(keys: pd.Series, prefix: str) -> pd.Series:
-    hashed = pd.util.hash_pandas_object(keys, index=False, hash_key="geo_segment_2026").to_numpy()
-    hexed = np.frombuffer(hashed.astype(">u8").tobytes().hex().encode("ascii"), dtype="S16").astype("U16")
-    return prefix + pd.Series(hexed, index=keys.index, dtype="str")
 
 
 def parse_addresses(addresses: pd.Series, *, zip5: pd.Series | None = None, city: pd.Series | None = None) -> (
@@ -155,63 +158,138 @@ def parse_addresses(addresses: pd.Series, *, zip5: pd.Series | None = None, city
         place.astype("str").fillna("").str.upper().str.strip() if place is not None
         else pd.Series("", index=addresses.index, dtype="str")
     )
-    # everything below works on distinct (address, place) pairs, then is spread back with the codes
-    a_codes, a_uniques = pd.factorize(raw, sort=False)
-    p_codes, p_uniques = pd.factorize(place_raw, sort=False)
+    # everything below works on distinct values, then is spread back with integer codes
+    a_codes, a_uniques = factorize_str(raw)
+    p_codes, p_uniques = factorize_str(place_raw)
     width = max(len(p_uniques), 1)
-    codes, pair_keys = pd.factorize(a_codes.astype(np.int64) * width + p_codes, sort=False)
-    norm_a = normalize_text(pd.Series(a_uniques, dtype="str"))
-    norm = pd.Series(norm_a.to_numpy()[pair_keys // width], dtype="str")
-    place_norm = pd.Series(np.asarray(p_uniques, dtype=object)[pair_keys % width], dtype="str").fillna("")
-    d_codes, d_uniques = pd.factorize(norm, sort=False)
-    distinct = pd.Series(d_uniques, dtype="str")
-    fast = distinct.str.extract(FAST_PATTERN)
-    ok_fast = fast["num"].notna() & (distinct != "")
-    need = distinct[~ok_fast & (distinct != "")]
-    parsed = _usaddress(need.tolist())
-    parsed.index = need.index
-    ok_parser = parsed["ok"].astype(bool) if len(parsed) else pd.Series(dtype=bool)
-    parts = fast[["num", "frac", "predir", "name", "suffix", "postdir", "unit"]].fillna("").astype("str")
-    if len(parsed):
-        good = parsed.index[ok_parser.to_numpy()]
-        for col in ("num", "predir", "name", "suffix", "postdir", "unit"):
-            parts.loc[good, col] = parsed.loc[good, col].str.upper()
+    codes, pair_keys = pd.factorize(a_codes * width + p_codes, sort=False)
+    norm_a = _arrow_normalize(_to_arrow(a_uniques))
+    n_codes, n_uniques = factorize_str(pd.Series(norm_a.to_pandas(), dtype="str"))
+    distinct = _to_arrow(n_uniques)  # distinct normalized addresses
+    d_codes = n_codes[pair_keys // width]  # pair -> distinct normalized address
+    place_pair = _to_arrow(p_uniques).take(pa.array(pair_keys % width))
+
+    extracted = pc.extract_regex(distinct, FAST_PATTERN)
+    nonempty = pc.not_equal(distinct, "").to_numpy(zero_copy_only=False)
+    ok_fast = extracted.is_valid().to_numpy(zero_copy_only=False) & nonempty
+    fields = {name: pc.fill_null(extracted.field(name), "") for name in _FAST_GROUPS}
+    need_idx = np.flatnonzero(~ok_fast & nonempty)
+    parsed = _usaddress(distinct.take(pa.array(need_idx, pa.int64())).to_pylist())
+    ok_parser = parsed["ok"].to_numpy(dtype=bool) if len(parsed) else np.zeros(0, bool)
     parsed_ok = ok_fast.copy()
-    if len(parsed):
-        parsed_ok.loc[parsed.index] = ok_parser.to_numpy()
-    parts["predir"] = _std(parts["predir"], DIRECTIONS)
-    parts["postdir"] = _std(parts["postdir"], DIRECTIONS)
-    parts["suffix"] = _std(parts["suffix"], SUFFIXES)
-    parts["unit"] = _clean_unit(parts["unit"])
-    house = (parts["num"] + " " + parts["frac"]).str.strip()
-    street = (parts["predir"] + " " + parts["name"] + " " + parts["suffix"] + " " + parts["postdir"])
-    street = street.str.replace(r"\s+", " ", regex=True).str.strip()
-    building = (house + " " + street).str.strip()
+    parsed_ok[need_idx] = ok_parser
+    if ok_parser.any():
+        mask = np.zeros(len(distinct), bool)
+        mask[need_idx[ok_parser]] = True
+        for col in ("num", "predir", "name", "suffix", "postdir", "unit"):
+            values = pa.array(parsed.loc[ok_parser, col].str.upper().tolist(), pa.string())
+            fields[col] = pc.replace_with_mask(fields[col], pa.array(mask), values)
+    predir = _std_arrow(fields["predir"], DIRECTIONS)
+    postdir = _std_arrow(fields["postdir"], DIRECTIONS)
+    suffix = _std_arrow(fields["suffix"], SUFFIXES)
+    unit = _clean_unit_arrow(fields["unit"])
+    house = _join_nonempty([fields["num"], fields["frac"]])
+    street = _join_nonempty([predir, fields["name"], suffix, postdir])
+    building = _join_nonempty([house, street])
+    ok = pa.array(parsed_ok)
     # unparsed addresses keep their normalized text as the building, with no unit
-    building = building.where(parsed_ok, distinct)
-    parts["unit"] = parts["unit"].where(parsed_ok, "")
-    full = building.where(parts["unit"] == "", building + " UNIT " + parts["unit"])
-    per_pair = pd.DataFrame(
+    building = pc.if_else(ok, building, distinct)
+    unit = pc.if_else(ok, unit, "")
+    house = pc.if_else(ok, house, "")
+    street = pc.if_else(ok, street, "")
+    full = pc.if_else(pc.equal(unit, ""), building, pc.binary_join_element_wise(building, "UNIT", unit, " "))
+
+    # per (address, place) pair: ids hash the building with its place; households add the unit
+    take_d = pa.array(d_codes)
+    key_b = pc.binary_join_element_wise(building.take(take_d), place_pair, "|")
+    unit_pair = unit.take(take_d)
+    hb = _hash64(key_b)
+    hh = _combine_hash(hb, _hash64(unit_pair))
+    empty_pair = ~nonempty[d_codes]
+    take_rows = pa.array(codes)
+    parts = pd.DataFrame(
         {
-            S.ADDRESS: full.to_numpy()[d_codes],
-            S.HOUSE_NUMBER: house.where(parsed_ok, "").to_numpy()[d_codes],
-            S.STREET: street.where(parsed_ok, "").to_numpy()[d_codes],
-            S.UNIT: parts["unit"].to_numpy()[d_codes],
-        }
-    ).astype("str")
-    key_b = pd.Series(building.to_numpy()[d_codes], dtype="str") + "|" + place_norm
-    per_pair[S.HOUSEHOLD_ID] = _hash_ids(key_b + "|" + per_pair[S.UNIT], "h")
-    per_pair[S.BUILDING_ID] = _hash_ids(key_b, "b")
-    per_pair.loc[(norm == "").to_numpy(), :] = None
-    per_row = per_pair.iloc[codes].set_axis(addresses.index)
-    n_parser = int(ok_parser.sum()) if len(parsed) else 0
+            S.ADDRESS: _strings(full.take(take_d).take(take_rows)),
+            S.HOUSE_NUMBER: _strings(house.take(take_d).take(take_rows)),
+            S.STREET: _strings(street.take(take_d).take(take_rows)),
+            S.UNIT: _strings(unit_pair.take(take_rows)),
+            S.HOUSEHOLD_ID: _strings(_hex_ids(hh, "h", empty_pair).take(take_rows)),
+            S.BUILDING_ID: _strings(_hex_ids(hb, "b", empty_pair).take(take_rows)),
+        },
+        index=addresses.index,
+    )
+    empty_rows = empty_pair[codes]
+    if empty_rows.any():
+        parts.loc[empty_rows, :] = None
+    n_parser = int(ok_parser.sum())
     return ParsedAddresses(
-        parts=per_row,
-        n_distinct=int((distinct != "").sum()),
+        parts=parts,
+        n_distinct=int(nonempty.sum()),
         n_fast=int(ok_fast.sum()),
         n_parser=n_parser,
-        n_unparsed=int(len(need) - n_parser),
+        n_unparsed=int(len(need_idx) - n_parser),
+        n_households=len(pd.unique(hh[~empty_pair])),
+        n_buildings=len(pd.unique(hb[~empty_pair])),
     )
+
+
+def _strings(arr: pa.Array) -> pd.Series:
+    return pd.Series(arr.to_pandas(), dtype="str")
+
+
+def _join_nonempty(parts: list[pa.Array]) -> pa.Array:
+    """Join string columns with single spaces, skipping empty parts (literal replaces, no regex).
+
+    (``binary_join_element_wise(..., null_handling="skip")`` would do it in one kernel, but pyarrow drops rows
+    whose parts are all null.)
+    """
+    joined = pc.binary_join_element_wise(*parts, " ")
+    for _ in range(max(len(parts) - 2, 1)):
+        joined = pc.replace_substring(joined, "  ", " ")
+    return pc.utf8_trim_whitespace(joined)
+
+
+def _std_arrow(arr: pa.Array, table: dict[str, str]) -> pa.Array:
+    """Map a column with few distinct values through ``table`` (unmapped values stay)."""
+    enc = pc.dictionary_encode(arr)
+    mapped = pa.array([table.get(v, v) for v in enc.dictionary.to_pylist()], pa.string())
+    return mapped.take(enc.indices)
+
+
+def _clean_unit_arrow(arr: pa.Array) -> pa.Array:
+    u = pc.replace_substring_regex(pc.fill_null(arr, ""), r"^[#\-]+", "")
+    numeric = pc.match_substring_regex(u, r"^0*\d+$")
+    stripped = pc.utf8_ltrim(u, "0")
+    stripped = pc.if_else(pc.equal(stripped, ""), "0", stripped)
+    return pc.if_else(numeric, stripped, u)
+
+
+def _hash64(arr: pa.Array) -> np.ndarray:
+    """Stable 64-bit hashes of strings (pandas' SipHash with a fixed key), hashing each distinct value once."""
+    if len(arr) > 64 and pc.count_distinct(arr).as_py() > len(arr) // 2:  # mostly distinct: hash directly
+        values = arr.to_numpy(zero_copy_only=False)
+        return np.asarray(pd.util.hash_array(values, hash_key="geo_segment_2026", categorize=False), np.uint64)
+    enc = pc.dictionary_encode(arr)
+    values = enc.dictionary.to_numpy(zero_copy_only=False)
+    hashed = pd.util.hash_array(values.astype(object), hash_key="geo_segment_2026", categorize=False)
+    return np.asarray(hashed, dtype=np.uint64)[enc.indices.to_numpy(zero_copy_only=False)]
+
+
+def _combine_hash(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        return (a * np.uint64(0x9E3779B97F4A7C15)) ^ (b + np.uint64(0x632BE59BD9B4E019) + (a << np.uint64(6)))
+
+
+def _hex_ids(hashed: np.ndarray, prefix: str, empty: np.ndarray) -> pa.Array:
+    """``prefix`` + 16 lowercase hex digits per hash, built as one Arrow buffer (no per-id Python strings)."""
+    width = 16 + len(prefix)
+    text = np.frombuffer(hashed.astype(">u8").tobytes().hex().encode("ascii"), dtype=np.uint8).reshape(-1, 16)
+    data = np.empty((len(hashed), width), dtype=np.uint8)
+    data[:, : len(prefix)] = np.frombuffer(prefix.encode("ascii"), dtype=np.uint8)
+    data[:, len(prefix) :] = text
+    offsets = np.arange(0, (len(hashed) + 1) * width, width, dtype=np.int32)
+    ids = pa.Array.from_buffers(pa.string(), len(hashed), [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+    return pc.if_else(pa.array(empty), pa.scalar(None, pa.string()), ids)
 
 
 def natural_unit_key(units: pd.Series) -> pd.DataFrame:

@@ -9,7 +9,7 @@ import pandas as pd
 
 from geo_segment.errors import Location, ProjectedCoordinatesError
 
-__all__ = ["NULL_ISLAND_DEGREES", "check_projected", "coordinate_problems"]
+__all__ = ["NULL_ISLAND_DEGREES", "check_projected", "coordinate_problems", "parse_coordinates"]
 
 #: points within this many degrees of (0, 0) are failed geocodes, never real places
 NULL_ISLAND_DEGREES = 0.01
@@ -43,6 +43,17 @@ def coordinate_problems(lat: pd.Series, lng: pd.Series) -> pd.Series:
 
     Missing pairs (both null) are not problems here: callers decide what a missing coordinate means.
     """
+    return parse_coordinates(lat, lng)[2]
+
+
+def parse_coordinates(lat: pd.Series, lng: pd.Series) -> tuple[np.ndarray, np.ndarray, pd.Series]:
+    """Parse coordinate text to float64 arrays and give the reason each unusable pair cannot be used.
+
+    Returns
+    -------
+    lat, lng, reasons
+        ``reasons`` is aligned to the input: a string for unusable pairs, null for good or missing ones.
+    """
     la = pd.to_numeric(lat, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
     ln = pd.to_numeric(lng, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
     raw_lat_present = lat.notna().to_numpy()
@@ -62,7 +73,7 @@ def coordinate_problems(lat: pd.Series, lng: pd.Series) -> pd.Series:
     reason[one_missing] = "only one of lat/lng given"
     reason[not_number] = "coordinate is not a number"
     reason[both_missing] = None
-    return pd.Series(reason, index=lat.index, dtype="object")
+    return la, ln, pd.Series(reason, index=lat.index, dtype="object")
 
 
 def _is_nan_text(values: pd.Series) -> np.ndarray:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import codecs
 import csv
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,46 +40,78 @@ def _describe_delim(d: str) -> str:
     return _DELIMITER_NAMES.get(d, repr(d))
 
 
+def _utf8_valid(block: bytes) -> bool:
+    """Validate UTF-8 with Arrow's vectorized validator (no copy, no Python decoding)."""
+    buf = pa.py_buffer(block)
+    offsets = pa.py_buffer(np.array([0, len(block)], dtype=np.int32).tobytes())
+    arr = pa.Array.from_buffers(pa.binary(), 1, [None, offsets, buf])
+    try:
+        arr.cast(pa.string()).validate(full=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return False
+    return True
+
+
 def scan_text(path: Path, encoding: str) -> TextScan:
     """Check every byte decodes in ``encoding`` and count physical lines, in one streaming pass.
+
+    UTF-8 is validated in blocks cut at line ends (a newline never falls inside a multi-byte sequence) by Arrow's
+    validator; only a failing block is decoded by Python, to find the exact byte offset.
 
     Raises
     ------
     EncodingError
         Naming the byte offset and line of the first undecodable byte and suggesting ``--encoding``.
     """
-    decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
-    offset = 0
+    is_utf8 = codecs.lookup(encoding).name == "utf-8"
+    offset = 0  # file offset of the start of ``pending``
     newlines = 0
     first = b""
     last_byte = b""
-    with open(path, "rb") as fh:
-        while block := fh.read(_CHUNK):
-            if not first:
-                first = block[: block.find(b"\n") if b"\n" in block else len(block)]
-            try:
-                decoder.decode(block, final=False)
-            except UnicodeDecodeError as exc:
-                bad = offset + exc.start
-                line = newlines + block.count(b"\n", 0, exc.start) + 1
+    pending = b""
+
+    def check(block: bytes, final: bool) -> None:
+        if is_utf8 and _utf8_valid(block):
+            return
+        try:
+            block.decode(encoding, errors="strict")
+        except UnicodeDecodeError as exc:
+            bad = offset + exc.start
+            line = newlines + block.count(b"\n", 0, exc.start) + 1
+            if exc.start >= len(block) - 3 and final and exc.reason.startswith("unexpected end"):
                 raise EncodingError(
-                    f"byte 0x{block[exc.start]:02x} at byte offset {bad} is not valid {encoding}",
+                    f"the file ends inside a multi-byte {encoding} sequence at byte offset {bad}",
                     where=Location(path, line),
-                    expected=f"{encoding} text (a UTF-8 byte-order mark is accepted)",
-                    found="bytes of another encoding (often latin-1 or cp1252)",
-                    fix="pass --encoding latin-1 (or cp1252) if that is how the file was written",
+                    fix="check the file was not truncated, or pass --encoding",
                 ) from None
+            raise EncodingError(
+                f"byte 0x{block[exc.start]:02x} at byte offset {bad} is not valid {encoding}",
+                where=Location(path, line),
+                expected=f"{encoding} text (a UTF-8 byte-order mark is accepted)",
+                found="bytes of another encoding (often latin-1 or cp1252)",
+                fix="pass --encoding latin-1 (or cp1252) if that is how the file was written",
+            ) from None
+
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            if not first and not pending:
+                first = chunk[: chunk.find(b"\n") if b"\n" in chunk else len(chunk)]
+            data = pending + chunk
+            cut = data.rfind(b"\n") + 1
+            if cut == 0:
+                pending = data
+                continue
+            block, pending = data[:cut], data[cut:]
+            check(block, final=False)
             newlines += block.count(b"\n")
             offset += len(block)
             last_byte = block[-1:]
-        try:
-            decoder.decode(b"", final=True)
-        except UnicodeDecodeError:
-            raise EncodingError(
-                f"the file ends inside a multi-byte {encoding} sequence at byte offset {offset}",
-                where=Location(path, newlines + 1),
-                fix="check the file was not truncated, or pass --encoding",
-            ) from None
+        if pending:
+            check(pending, final=True)
+            offset += len(pending)
+            last_byte = pending[-1:]
+            if not first:
+                first = pending
     n_lines = newlines + (1 if offset and last_byte != b"\n" else 0)
     head = first.rstrip(b"\r")
     if head.startswith(codecs.BOM_UTF8):
@@ -155,17 +188,51 @@ def read_delimited(
             expected="a header line and at least one row" if header else "at least one row",
             fix="check the export finished and the right file was given",
         )
-    scan = scan_text(path, encoding)
+    # the whole-file scan (strict decoding, line count) runs on the other core while Arrow parses
+    pool = ThreadPoolExecutor(max_workers=1)
+    scan_job = pool.submit(scan_text, path, encoding)
+    try:
+        return _read(path, scan_job, delimiter=delimiter, header=header, columns=columns, required=required,
+                     usecols=usecols, encoding=encoding, what=what)
+    finally:
+        pool.shutdown(wait=True)
+
+
+def _first_line(path: Path, encoding: str, scan_job: Future[TextScan]) -> str:
+    with open(path, "rb") as fh:
+        first = fh.readline(1 << 20).rstrip(b"\r\n")
+    if first.startswith(codecs.BOM_UTF8):
+        first = first[len(codecs.BOM_UTF8) :]
+    try:
+        return first.decode(encoding, errors="strict")
+    except UnicodeDecodeError:
+        scan_job.result()  # raises the EncodingError with offset and line
+        raise
+
+
+def _read(
+    path: Path,
+    scan_job: Future[TextScan],
+    *,
+    delimiter: str,
+    header: bool,
+    columns: Sequence[str] | None,
+    required: Sequence[str],
+    usecols: Sequence[str] | None,
+    encoding: str,
+    what: str,
+) -> DelimitedRead:
+    first_line = _first_line(path, encoding, scan_job)
     if header:
-        names = _split_header(scan.first_line, delimiter)
+        names = _split_header(first_line, delimiter)
         if len(names) == 1 and len(required) > 1:
-            guess = [d for d in _DELIMITER_NAMES if d != delimiter and d in scan.first_line]
+            guess = [d for d in _DELIMITER_NAMES if d != delimiter and d in first_line]
             hint = f"; the header looks {_describe_delim(guess[0])}-delimited" if guess else ""
             raise InputFileError(
                 f"{what} header has one column with the {_describe_delim(delimiter)} delimiter{hint}",
                 where=Location(path, 1),
                 expected=f"{_describe_delim(delimiter)}-delimited columns including {list(required)[:5]}",
-                found=f"{scan.first_line[:80]!r}",
+                found=f"{first_line[:80]!r}",
                 fix="pass the --layout matching the file (or set delimiter in your mapping TOML)",
             )
         missing = [c for c in required if c not in names]
@@ -182,7 +249,7 @@ def read_delimited(
         if columns is None:
             raise ValueError("columns are required for a headerless file")
         names = list(columns)
-        n_first = len(_split_header(scan.first_line, delimiter))
+        n_first = len(_split_header(first_line, delimiter))
         if n_first != len(names):
             raise InputFileError(
                 f"{what} line 1 has {n_first} {_describe_delim(delimiter)}-separated fields",
@@ -192,15 +259,6 @@ def read_delimited(
                 fix="check the --layout and the delimiter; a header line means it is not this layout",
             )
         first_data = 1
-    rows_in = max(scan.n_lines - first_data + 1, 0)
-    if rows_in == 0:
-        raise InputFileError(
-            f"{what} has a header but no data rows",
-            where=Location(path),
-            expected="at least one row after the header",
-            found="header only",
-            fix="check the export finished",
-        )
 
     bad_lines: list[int] = []
     bad_reasons: list[str] = []
@@ -212,15 +270,7 @@ def read_delimited(
 
     keep = list(usecols) if usecols is not None else names
     keep = [c for c in keep if c in names]
-    read_opts = pacsv.ReadOptions(
-        use_threads=False,
-        encoding=encoding if encoding.lower().replace("_", "-") not in ("utf-8", "utf8") else "utf8",
-        column_names=None if header else names,
-        block_size=1 << 24,
-    )
-    parse_opts = pacsv.ParseOptions(
-        delimiter=delimiter, invalid_row_handler=on_invalid, newlines_in_values=False, ignore_empty_lines=False
-    )
+    arrow_encoding = "utf8" if codecs.lookup(encoding).name == "utf-8" else encoding
     conv_opts = pacsv.ConvertOptions(
         column_types={c: pa.string() for c in names},
         include_columns=keep,
@@ -228,12 +278,42 @@ def read_delimited(
         null_values=[""],
         quoted_strings_can_be_null=True,
     )
+
+    def parse(threads: bool) -> pa.Table:
+        bad_lines.clear()
+        bad_reasons.clear()
+        read_opts = pacsv.ReadOptions(
+            use_threads=threads, encoding=arrow_encoding, column_names=None if header else names,
+            block_size=1 << 24,
+        )
+        parse_opts = pacsv.ParseOptions(
+            delimiter=delimiter, invalid_row_handler=on_invalid, newlines_in_values=False, ignore_empty_lines=False
+        )
+        try:
+            return pacsv.read_csv(path, read_options=read_opts, parse_options=parse_opts, convert_options=conv_opts)
+        except pa.ArrowInvalid as exc:
+            raise InputFileError(
+                f"{what} cannot be parsed: {exc}", where=Location(path), fix="check the delimiter and quoting"
+            ) from None
+
+    # threads are fast but do not know the line number of a bad row; re-read on one thread only when needed
     try:
-        table = pacsv.read_csv(path, read_options=read_opts, parse_options=parse_opts, convert_options=conv_opts)
-    except pa.ArrowInvalid as exc:
+        table = parse(threads=True)
+    except InputFileError:
+        scan_job.result()  # an encoding problem explains a parse failure better
+        raise
+    scan = scan_job.result()
+    rows_in = max(scan.n_lines - first_data + 1, 0)
+    if rows_in == 0:
         raise InputFileError(
-            f"{what} cannot be parsed: {exc}", where=Location(path), fix="check the delimiter and quoting"
-        ) from None
+            f"{what} has a header but no data rows",
+            where=Location(path),
+            expected="at least one row after the header",
+            found="header only",
+            fix="check the export finished",
+        )
+    if bad_lines:
+        table = parse(threads=False)
     frame = table.to_pandas()
     bad = np.asarray(bad_lines, dtype=np.int64)
     lines = np.arange(first_data, scan.n_lines + 1, dtype=np.int64)

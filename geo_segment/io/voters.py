@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -17,12 +18,15 @@ from typing import Any, Literal
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from geo_segment import schema as S
+from geo_segment._vector import isin_str, per_distinct
 from geo_segment.addresses import normalize_zip, parse_addresses
 from geo_segment.errors import ConfigError, DuplicateVoterError, InputFileError, Location, MissingColumnsError
-from geo_segment.io.coords import check_projected, coordinate_problems
-from geo_segment.io.delimited import read_delimited, scan_text
+from geo_segment.io.coords import check_projected, coordinate_problems, parse_coordinates
+from geo_segment.io.delimited import read_delimited
 from geo_segment.io.manifest import StageRecord
 from geo_segment.layouts import Layout, load_layout
 
@@ -58,7 +62,8 @@ class VoterFileRead:
 # --- value parsing ----------------------------------------------------------------------------------------------
 
 def _parse_dates(values: pd.Series, fmt: str) -> pd.Series:
-    return pd.to_datetime(values, format=fmt, errors="coerce")
+    """Parse dates strictly (02/30 is invalid, not March 2nd), each distinct text once."""
+    return per_distinct(values, lambda u: pd.to_datetime(u, format=fmt, errors="coerce").astype("datetime64[s]"))
 
 
 def _field_rejects(file: str, lines: pd.Series, mask: np.ndarray, column: str, reason: str) -> pd.DataFrame:
@@ -82,6 +87,10 @@ def classify_election(text: pd.Series) -> pd.Series:
     >>> classify_election(pd.Series(["03/05/2024 PRIMARY", "11/05/2024 GENERAL", "TOWN BOND"])).tolist()
     ['primary', 'general', 'other']
     """
+    return per_distinct(text.fillna("").astype("str"), _classify_distinct)
+
+
+def _classify_distinct(text: pd.Series) -> pd.Series:
     up = text.fillna("").astype("str").str.upper()
     out = pd.Series("other", index=text.index, dtype="str")
     for kind, pattern in reversed(_ELECTION_PATTERNS):
@@ -113,10 +122,17 @@ def _joined(table: pd.DataFrame, cols: Sequence[str]) -> pd.Series:
 
 
 def _header_of(path: Path, layout: Layout, encoding: str) -> list[str]:
+    import codecs
     import csv
 
-    first = scan_text(path, encoding).first_line if path.exists() and path.stat().st_size else ""
-    return next(csv.reader([first], delimiter=layout.delimiter)) if first else []
+    if not path.exists():
+        return []
+    with open(path, "rb") as fh:
+        first = fh.readline(1 << 20).rstrip(b"\r\n")
+    if first.startswith(codecs.BOM_UTF8):
+        first = first[len(codecs.BOM_UTF8):]
+    text = first.decode(encoding, errors="replace")  # names only; read_delimited checks every byte strictly
+    return next(csv.reader([text], delimiter=layout.delimiter)) if text else []
 
 
 def _history_columns(layout: Layout, header: list[str]) -> list[str]:
@@ -224,23 +240,33 @@ def read_voter_file(
         ("county", S.COUNTY), ("source_precinct", S.SOURCE_PRECINCT), ("email", S.EMAIL),
     ):
         out[col] = _joined(table, fields[key]) if key in fields else pd.Series(None, index=table.index, dtype="str")
-    out[S.ZIP5] = normalize_zip(table[fields["zip"][0]]) if "zip" in fields else pd.Series(
+    out[S.ZIP5] = per_distinct(table[fields["zip"][0]], normalize_zip) if "zip" in fields else pd.Series(
         None, index=table.index, dtype="str")
+    # address parsing is mostly Arrow kernels that release the GIL: run it beside the rest of the mapping
+    addr_raw = _joined(table, fields["address"]) if "address" in fields else pd.Series(
+        None, index=table.index, dtype="str")
+    pool = ThreadPoolExecutor(max_workers=1)
+    addresses_job = pool.submit(
+        parse_addresses, addr_raw, zip5=out[S.ZIP5] if out[S.ZIP5].notna().any() else None, city=out[S.CITY]
+    )
     if "phone" in fields:
-        phone = _joined(table, fields["phone"]).str.replace(r"\D", "", regex=True)
-        out[S.PHONE] = phone.where(phone.str.len() >= 7)
+        def _digits(u: pd.Series) -> pd.Series:
+            d = u.str.replace(r"\D", "", regex=True)
+            return d.where(d.str.len() >= 7)
+
+        out[S.PHONE] = per_distinct(_joined(table, fields["phone"]), _digits)
     else:
         out[S.PHONE] = pd.Series(None, index=table.index, dtype="str")
-    party = _joined(table, fields["party"]).str.upper() if "party" in fields else pd.Series(
-        None, index=table.index, dtype="str")
-    out[S.PARTY] = party.map(lambda p: lay.party_map.get(p, p), na_action="ignore").astype("str") if len(
-        lay.party_map) and len(party) < 1000 else party.replace(dict(lay.party_map))
+    party_map = dict(lay.party_map)
+    out[S.PARTY] = per_distinct(
+        _joined(table, fields["party"]), lambda u: u.str.upper().map(lambda p: party_map.get(p, p)).astype("str")
+    ) if "party" in fields else pd.Series(None, index=table.index, dtype="str")
 
     # birth year and registration date: bad values are field rejects, the voter stays
     this_year = (today or date.today()).year
     if "birth_year" in fields:
         raw = table[fields["birth_year"][0]]
-        year = pd.to_numeric(raw, errors="coerce")
+        year = per_distinct(raw, lambda u: pd.to_numeric(u, errors="coerce").astype("float64"))
         bad_parse = raw.notna().to_numpy() & year.isna().to_numpy()
         reason_parse = "birth year is not a number"
     elif "birth_date" in fields:
@@ -279,11 +305,9 @@ def read_voter_file(
     else:
         out[S.REGISTRATION_DATE] = pd.Series(pd.NaT, index=table.index, dtype="datetime64[ms]")
 
-    # addresses -> households and buildings
-    addr_raw = _joined(table, fields["address"]) if "address" in fields else pd.Series(
-        None, index=table.index, dtype="str")
-    parsed_addr = parse_addresses(addr_raw, zip5=out[S.ZIP5] if out[S.ZIP5].notna().any() else None,
-                                  city=out[S.CITY])
+    # addresses -> households and buildings (parsed on the other core meanwhile)
+    parsed_addr = addresses_job.result()
+    pool.shutdown()
     for col in (S.ADDRESS, S.HOUSE_NUMBER, S.STREET, S.UNIT, S.HOUSEHOLD_ID, S.BUILDING_ID):
         out[col] = parsed_addr.parts[col]
     out[S.SOURCE_LINE] = lines.astype("Int64")
@@ -361,8 +385,8 @@ def read_voter_file(
             "not_geocoded": int((~voters[S.GEOCODED]).sum()),
             "field_rejects": voter_field_rejects,
             "duplicates_quarantined": n_dup_dropped,
-            "households": int(voters[S.HOUSEHOLD_ID].nunique()),
-            "buildings": int(voters[S.BUILDING_ID].nunique()),
+            "households": parsed_addr.n_households if not n_dup_dropped else int(voters[S.HOUSEHOLD_ID].nunique()),
+            "buildings": parsed_addr.n_buildings if not n_dup_dropped else int(voters[S.BUILDING_ID].nunique()),
             "addresses_distinct": parsed_addr.n_distinct,
             "addresses_fast_path": parsed_addr.n_fast,
             "addresses_parser": parsed_addr.n_parser,
@@ -432,10 +456,8 @@ def _read_geocodes(
     file = str(path)
     rejects = [read.rejects]
     raw_lat, raw_lng = t[lat_col], t[lng_col]
-    num_lat = pd.to_numeric(raw_lat, errors="coerce").to_numpy("float64", na_value=np.nan)
-    num_lng = pd.to_numeric(raw_lng, errors="coerce").to_numpy("float64", na_value=np.nan)
+    num_lat, num_lng, problems = parse_coordinates(raw_lat, raw_lng)
     check_projected(num_lat, num_lng, file=path, what="geocodes file")
-    problems = coordinate_problems(raw_lat, raw_lng)
     missing_coords = (raw_lat.isna() & raw_lng.isna()).to_numpy()
     problems = problems.mask(missing_coords, "no coordinates (failed geocode)")
     if id_col is not None:
@@ -455,7 +477,7 @@ def _read_geocodes(
         voter_keys = _building_key(voters[S.ADDRESS], voters[S.UNIT], v_place)
         unknown_reason = "address not in the voter file"
         repeat_reason = "repeated address: the first geocode is used"
-    known = keys.isin(voter_keys.dropna()).to_numpy()
+    known = isin_str(keys, voter_keys)
     problems = problems.mask(~known & problems.isna().to_numpy(), unknown_reason)
     dup = keys.duplicated(keep="first").to_numpy() & problems.isna().to_numpy()
     problems = problems.mask(dup, repeat_reason)
@@ -463,10 +485,16 @@ def _read_geocodes(
     if bad.any():
         rejects.append(S.make_rejects(file, t.loc[bad, S.SOURCE_LINE].astype("int64"),
                                       problems[bad].astype(str).tolist()))
-    lookup = pd.DataFrame({"lat": num_lat[~bad], "lng": num_lng[~bad]}, index=keys[~bad].to_numpy())
-    aligned = lookup.reindex(voter_keys.to_numpy())
-    lat = pd.Series(aligned["lat"].to_numpy(), index=voters.index)
-    lng = pd.Series(aligned["lng"].to_numpy(), index=voters.index)
+    # align by hash lookup: position of each voter's key among the good geocode keys (-1 when absent)
+    good_keys = pa.array(keys[~bad].array, from_pandas=True)
+    pos = pc.index_in(pa.array(voter_keys.array, from_pandas=True), value_set=good_keys)
+    pos_np = pc.fill_null(pos, -1).to_numpy(zero_copy_only=False)
+    found = pos_np >= 0
+    lat_good, lng_good = num_lat[~bad], num_lng[~bad]
+    lat = pd.Series(np.where(found, lat_good[np.where(found, pos_np, 0)] if len(lat_good) else np.nan, np.nan),
+                    index=voters.index)
+    lng = pd.Series(np.where(found, lng_good[np.where(found, pos_np, 0)] if len(lng_good) else np.nan, np.nan),
+                    index=voters.index)
     stage = StageRecord(
         name="geocodes", rows_in=read.rows_in, rows_out=int((~bad).sum()),
         rows_rejected=int(bad.sum() + len(read.rejects)), seconds=round(time.perf_counter() - t0, 3),
@@ -485,19 +513,20 @@ def _history_frame(
     party: pd.Series, lines: pd.Series,
 ) -> pd.DataFrame:
     # files repeat the voter's registered party on general-election rows; a ballot party exists only in primaries
-    party = pd.Series(np.where(etype.isin(_PARTY_BALLOT_TYPES).to_numpy(), party.fillna("").to_numpy(), ""),
-                      dtype="str")
+    etype = etype.reset_index(drop=True).astype("str")
+    primary = isin_str(etype, pd.Series(_PARTY_BALLOT_TYPES, dtype="str"))
+    party = party.reset_index(drop=True).fillna("").astype("str").where(primary, "")
     return pd.DataFrame(
         {
-            S.VOTER_ID: voter_id.astype("str").to_numpy(),
-            S.ELECTION_DATE: pd.to_datetime(dates).astype("datetime64[ms]").to_numpy(),
-            S.ELECTION_TYPE: etype.astype("str").to_numpy(),
-            S.VOTED: voted.astype(bool).to_numpy(),
-            S.VOTE_METHOD: method.astype("str").to_numpy(),
-            S.BALLOT_PARTY: party.astype("str").to_numpy(),
-            S.SOURCE_LINE: lines.astype("Int64").to_numpy(),
+            S.VOTER_ID: voter_id.reset_index(drop=True).astype("str"),
+            S.ELECTION_DATE: pd.to_datetime(dates.reset_index(drop=True)).astype("datetime64[ms]"),
+            S.ELECTION_TYPE: etype,
+            S.VOTED: voted.reset_index(drop=True).astype(bool),
+            S.VOTE_METHOD: method.reset_index(drop=True).astype("str"),
+            S.BALLOT_PARTY: party,
+            S.SOURCE_LINE: lines.reset_index(drop=True).astype("Int64"),
         }
-    ).astype({S.VOTER_ID: "str", S.ELECTION_TYPE: "str", S.VOTE_METHOD: "str", S.BALLOT_PARTY: "str"})
+    )
 
 
 def _empty_history() -> pd.DataFrame:
@@ -507,12 +536,14 @@ def _empty_history() -> pd.DataFrame:
 
 
 def _map_values(values: pd.Series, mapping: Any, default: str | None) -> pd.Series:
-    up = values.fillna("").astype("str").str.strip().str.upper()
     table = {str(k).upper(): str(v) for k, v in dict(mapping or {}).items()}
-    mapped = up.map(table)
-    if default is None:
-        return mapped.fillna(up).astype("str")
-    return mapped.fillna(default).astype("str")
+
+    def _map(u: pd.Series) -> pd.Series:
+        up = u.astype("str").str.strip().str.upper()
+        mapped = up.map(table)
+        return (mapped.fillna(up) if default is None else mapped.fillna(default)).astype("str")
+
+    return per_distinct(values.fillna("").astype("str"), _map)
 
 
 def _read_history(
@@ -543,8 +574,8 @@ def _read_history(
         reason = pd.Series(None, index=t.index, dtype="object")
         reason = reason.mask(dates.isna(), f"election date is not a valid date in format {fmt}")
         reason = reason.mask(vid.isna() | (vid == ""), "missing voter id")
-        known = vid.isin(voters[S.VOTER_ID])
-        reason = reason.mask(reason.isna() & ~known, "voter id not in the voter file")
+        known = isin_str(vid, voters[S.VOTER_ID])
+        reason = reason.mask(reason.isna().to_numpy() & ~known, "voter id not in the voter file")
         bad = reason.notna().to_numpy()
         rejects = [read.rejects]
         if bad.any():
@@ -560,9 +591,11 @@ def _read_history(
         if "method" in h:
             method = _map_values(t[str(h["method"])], h.get("method_map"), "unknown")
             codes = {str(c).upper() for c in dict(h.get("not_voted", {})).get("codes", [])}
-            voted = ~t[str(h["method"])].fillna("").astype("str").str.strip().str.upper().isin(codes)
+            voted = ~per_distinct(
+                t[str(h["method"])].fillna("").astype("str"), lambda u: u.str.strip().str.upper().isin(codes))
         elif "absentee" in h:
-            absentee = t[str(h["absentee"])].fillna("").astype("str").str.upper().isin(["Y", "YES", "1", "TRUE"])
+            absentee = per_distinct(t[str(h["absentee"])].fillna("").astype("str"),
+                                    lambda u: u.str.strip().str.upper().isin(["Y", "YES", "1", "TRUE"]))
             method = pd.Series(np.where(absentee, "absentee", "polls"), index=t.index, dtype="str")
             voted = pd.Series(True, index=t.index)
         else:
@@ -591,7 +624,7 @@ def _read_history(
             fix="drop --history",
         )
     kept = table.set_index(table[lay.fields["voter_id"][0]].astype("str").str.strip())
-    kept = kept.loc[kept.index.isin(voters[S.VOTER_ID])]
+    kept = kept.loc[isin_str(pd.Series(kept.index, dtype="str"), voters[S.VOTER_ID])]
     kept = kept[~kept.index.duplicated(keep="last")]
     if style == "wide":
         pattern = re.compile(str(h["column_pattern"]))
@@ -663,7 +696,8 @@ def _read_history(
         return _empty_history(), S.empty_rejects(), StageRecord("history", 0, 0, 0, 0.0, {"style": "pairs"})
     long = pd.concat(frames, ignore_index=True)
     counties = set(emap["_county"])
-    on_county = bool(county_col) and long["county"].isin(counties).all()
+    on_county = bool(county_col) and bool(isin_str(long["county"].astype("str"),
+                                                   pd.Series(sorted(counties), dtype="str")).all())
     keys = ["_county", "_number"] if on_county else ["_number"]
     lookup = emap.drop_duplicates(keys).set_index(keys)
     idx = pd.MultiIndex.from_arrays([long["county"], long["n"]]) if on_county else pd.Index(long["n"])

@@ -1,0 +1,55 @@
+"""Small vectorization helpers: work on each distinct value once, then spread the results back."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+__all__ = ["factorize_str", "isin_str", "per_distinct"]
+
+
+def factorize_str(values: pd.Series) -> tuple[np.ndarray, pd.Series]:
+    """Factorize strings with Arrow's hash kernel: codes (int64, -1 for null) and the distinct values."""
+    arr = pa.array(values.array, from_pandas=True) if len(values) else pa.array([], pa.string())
+    if not pa.types.is_string(arr.type) and not pa.types.is_large_string(arr.type):
+        arr = arr.cast(pa.string())
+    enc = pc.dictionary_encode(arr)
+    if isinstance(enc, pa.ChunkedArray):
+        enc = enc.combine_chunks()
+    codes = enc.indices.to_numpy(zero_copy_only=False)
+    codes = np.where(enc.indices.is_null().to_numpy(zero_copy_only=False), -1, codes).astype(np.int64)
+    return codes, pd.Series(enc.dictionary.to_pandas(), dtype="str")
+
+
+def per_distinct(values: pd.Series, fn: Callable[[pd.Series], pd.Series]) -> pd.Series:
+    """Apply a vectorized ``fn`` to the distinct non-null values only and align the result to ``values``.
+
+    Voter files repeat the same dates, ZIPs, party codes and birth years millions of times: this turns a
+    per-row parse into a per-distinct-value parse plus one ``take``.
+    """
+    codes, uniques = factorize_str(values)
+    result = fn(uniques).reset_index(drop=True)
+    return result.reindex(codes).set_axis(values.index)
+
+
+def isin_str(values: pd.Series, other: pd.Series) -> np.ndarray:
+    """``values.isin(other)`` for strings with Arrow's hash kernel (pandas' path is ~50x slower on Arrow strings).
+
+    Nulls are never members.
+    """
+    arr = pa.array(values.array, from_pandas=True)
+    value_set = pa.array(other.dropna().array, from_pandas=True)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if isinstance(value_set, pa.ChunkedArray):
+        value_set = value_set.combine_chunks()
+    if arr.type != pa.string():
+        arr = arr.cast(pa.string())
+    if value_set.type != pa.string():
+        value_set = value_set.cast(pa.string())
+    member = pc.is_in(arr, value_set=value_set, skip_nulls=True)
+    return pc.fill_null(member, False).to_numpy(zero_copy_only=False)
