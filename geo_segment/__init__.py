@@ -14,4 +14,21 @@ try:
 except metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree without install
     __version__ = "0.0.0"
 
-__all__ = ["__version__"]
+from geo_segment.config import Config, load_config
+from geo_segment.errors import GeoSegmentError, GeoSegmentWarning
+from geo_segment.io.precincts import read_precincts
+from geo_segment.io.signals import read_signals
+from geo_segment.io.voters import read_voter_file
+from geo_segment.layouts import load_layout
+
+__all__ = [
+    "Config",
+    "GeoSegmentError",
+    "GeoSegmentWarning",
+    "__version__",
+    "load_config",
+    "load_layout",
+    "read_precincts",
+    "read_signals",
+    "read_voter_file",
+]

@@ -103,3 +103,11 @@ def test_every_line_is_a_row_or_a_reject(tmp_path: Path, kinds: list[str]) -> No
     got = sorted(r.table[S.SOURCE_LINE].tolist() + r.rejects[S.REJECT_LINE].tolist())
     assert got == list(range(2, len(kinds) + 2))
     assert r.table[S.SOURCE_LINE].tolist() == [i + 2 for i, k in enumerate(kinds) if k == "ok"]
+
+
+def test_unknown_encoding_is_a_config_error(tmp_path: Path) -> None:
+    from geo_segment.errors import ConfigError
+
+    p = _write(tmp_path, b"a\n1\n")
+    with pytest.raises(ConfigError, match="unknown text encoding 'latin-9000'"):
+        read_delimited(p, delimiter=",", header=True, encoding="latin-9000")

@@ -20,7 +20,14 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from geo_segment import schema as S
-from geo_segment.errors import EncodingError, InputFileError, InputNotFoundError, Location, MissingColumnsError
+from geo_segment.errors import (
+    ConfigError,
+    EncodingError,
+    InputFileError,
+    InputNotFoundError,
+    Location,
+    MissingColumnsError,
+)
 
 __all__ = ["DelimitedRead", "read_delimited", "scan_text"]
 
@@ -179,6 +186,14 @@ def read_delimited(
         Bytes invalid in ``encoding``.
     """
     path = Path(path)
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise ConfigError(
+            f"unknown text encoding {encoding!r}",
+            expected="a Python codec name such as utf-8, latin-1 or cp1252",
+            fix="pass --encoding latin-1 (for example)",
+        ) from None
     if not path.exists():
         raise InputNotFoundError(f"{what} not found", where=Location(path), fix="check the path")
     if path.stat().st_size == 0:
