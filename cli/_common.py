@@ -101,5 +101,19 @@ def print_summary(result: RunResult, *, title: str, quiet: bool = False) -> None
                 f"{m.get('geocoded', 0):,} geocoded, {m.get('not_geocoded', 0):,} not geocoded (kept, flagged); "
                 f"{m.get('households', 0):,} households in {m.get('buildings', 0):,} buildings"
             )
+        if stage.name == "join":
+            m = stage.metrics
+            err_console.print(
+                f"join: {m.get('within', 0):,} within, {m.get('boundary', 0):,} on a boundary or overlap, "
+                f"{m.get('nearest', 0):,} nearest within {m.get('tolerance_m', 0):g} m, {m.get('unassigned', 0):,} "
+                f"unassigned ({m.get('not_geocoded', 0):,} of them not geocoded)"
+            )
+        if stage.name == "aggregate":
+            m = stage.metrics
+            err_console.print(
+                f"aggregates: {m.get('cells', 0):,} H3 cells ({m.get('cells_suppressed', 0):,} suppressed below "
+                f"{m.get('k_min')} voters), {m.get('precincts', 0):,} precincts "
+                f"({m.get('precincts_suppressed', 0):,} suppressed)"
+            )
     err_console.print(f"wrote {len(result.outputs)} files to {result.out_dir} (see manifest.json)")
     sys.stderr.flush()

@@ -10,6 +10,7 @@ from geo_segment import __version__
 
 from . import ingest
 from .demo import demo
+from .join import join
 from .synth import synth
 
 app = typer.Typer(
@@ -21,6 +22,7 @@ app = typer.Typer(
 )
 app.command("demo")(demo)
 app.command("synth")(synth)
+app.command("join")(join)
 app.add_typer(ingest.app, name="ingest")
 
 

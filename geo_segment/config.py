@@ -13,6 +13,13 @@ Example ``geo_segment.toml``::
 
     [signals]
     default_weight = 1.0
+
+    [join]
+    h3_resolution = 9
+    tolerance_m = 50.0
+    k_min = 11
+    n_generals = 4
+    half_life_days = 30.0
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from typing import Any
 
 from geo_segment.errors import ConfigError, Location
 
-__all__ = ["Config", "IngestConfig", "PrecinctConfig", "SignalConfig", "load_config"]
+__all__ = ["Config", "IngestConfig", "JoinConfig", "PrecinctConfig", "SignalConfig", "load_config"]
 
 
 @dataclass(frozen=True)
@@ -73,12 +80,40 @@ class SignalConfig:
 
 
 @dataclass(frozen=True)
+class JoinConfig:
+    """H3 cells, precinct assignment and aggregates."""
+
+    h3_resolution: int = 9
+    tolerance_m: float = 50.0
+    k_min: int = 11
+    n_generals: int = 4
+    half_life_days: float = 30.0
+    cell_resolution: int | None = None
+
+    def __post_init__(self) -> None:
+        from geo_segment._h3 import check_resolution
+
+        check_resolution(self.h3_resolution)
+        if self.cell_resolution is not None and not 5 <= self.cell_resolution <= self.h3_resolution:
+            raise ConfigError("join.cell_resolution out of range", expected=f"5..{self.h3_resolution}",
+                              found=repr(self.cell_resolution), fix="use a resolution at most h3_resolution")
+        if self.tolerance_m < 0 or self.k_min < 1 or self.n_generals < 0 or self.half_life_days <= 0:
+            raise ConfigError(
+                "join settings out of range",
+                expected="tolerance_m >= 0, k_min >= 1, n_generals >= 0, half_life_days > 0",
+                found=f"{self.tolerance_m}, {self.k_min}, {self.n_generals}, {self.half_life_days}",
+                fix="correct the [join] table",
+            )
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole run configuration. Build it with :func:`load_config` or directly."""
 
     ingest: IngestConfig = field(default_factory=IngestConfig)
     precincts: PrecinctConfig = field(default_factory=PrecinctConfig)
     signals: SignalConfig = field(default_factory=SignalConfig)
+    join: JoinConfig = field(default_factory=JoinConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the configuration as plain data (for the manifest)."""
@@ -143,7 +178,7 @@ def load_config(path: str | Path | None = None) -> Config:
         raw = tomllib.loads(p.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"configuration is not valid TOML: {exc}", where=Location(p), fix="fix the syntax") from None
-    sections = {"ingest": IngestConfig, "precincts": PrecinctConfig, "signals": SignalConfig}
+    sections = {"ingest": IngestConfig, "precincts": PrecinctConfig, "signals": SignalConfig, "join": JoinConfig}
     unknown = sorted(set(raw) - set(sections))
     if unknown:
         raise ConfigError(

@@ -18,7 +18,18 @@ from geo_segment.io.atomic import write_csv, write_parquet
 from geo_segment.io.manifest import Manifest, StageRecord
 from geo_segment.io.voters import Duplicates, read_voter_file
 
-__all__ = ["RunResult", "SampleFiles", "find_sample", "ingest_voters", "run_demo", "run_synth", "stage_table"]
+__all__ = [
+    "JoinResult",
+    "RunResult",
+    "SampleFiles",
+    "find_sample",
+    "ingest_voters",
+    "join_and_aggregate",
+    "run_demo",
+    "run_join",
+    "run_synth",
+    "stage_table",
+]
 
 
 @dataclass
@@ -154,13 +165,123 @@ def run_demo(out_dir: str | Path, *, sample_dir: str | Path | None = None, confi
     pre = read_precincts(files.precincts, id_col=files.precinct_id_col, area_tolerance=cfg.precincts.area_tolerance)
     pre.stage.seconds = pre.stage.seconds or round(time.perf_counter() - t0, 3)
     man.add_stage(pre.stage)
+    joined = join_and_aggregate(read.voters, pre.precincts, id_col=S.PRECINCT_ID, history=read.history,
+                                signals=sig.signals, config=cfg)
+    for stage in joined.stages:
+        man.add_stage(stage)
     outputs: dict[str, Path] = {
-        "voters": write_parquet(read.voters, out / "voters.parquet"),
+        "voters": write_parquet(joined.voters, out / "voters.parquet"),
         "vote_history": write_parquet(read.history, out / "vote_history.parquet"),
-        "signals": write_parquet(sig.signals, out / "signals.parquet"),
-        "precincts": write_parquet(pre.precincts, out / "precincts.parquet"),
+        "signals": write_parquet(joined.signals, out / "signals.parquet"),
+        "cells": write_parquet(joined.cells, out / "cells.parquet"),
+        "precincts": write_parquet(joined.precincts, out / "precincts.parquet"),
         "rejects": _write_rejects([read.rejects, sig.rejects, pre.rejects], out),
     }
+    man.outputs = [p.name for p in outputs.values()]
+    outputs["manifest"] = man.write(out)
+    return RunResult(out_dir=out, manifest=man, outputs=outputs)
+
+
+@dataclass
+class JoinResult:
+    """Outputs of the join-and-aggregate stage."""
+
+    voters: Any
+    signals: Any
+    cells: Any
+    precincts: Any
+    stages: list[StageRecord]
+
+
+def join_and_aggregate(
+    voters: Any,
+    precincts: Any,
+    *,
+    id_col: str,
+    history: pd.DataFrame | None = None,
+    signals: Any = None,
+    config: Config | None = None,
+) -> JoinResult:
+    """H3 cells and exactly one precinct for voters and signals, then aggregates per cell and per precinct.
+
+    Stage records ``join`` (voters), ``join_signals`` and ``aggregate`` (cells and precincts, with suppression).
+    """
+    from geo_segment._vector import isin_str
+    from geo_segment.aggregates import aggregate_cells, aggregate_metrics, aggregate_precincts
+    from geo_segment.join import add_h3_cells, assign_areas, join_stage
+
+    cfg = (config or Config()).join
+    joined, stage = join_stage(voters, precincts, id_col=id_col, tolerance_m=cfg.tolerance_m,
+                               resolution=cfg.h3_resolution)
+    stages = [stage]
+    sig_out = None
+    if signals is not None:
+        t0 = time.perf_counter()
+        sig_cells = add_h3_cells(signals, resolution=cfg.h3_resolution)
+        sig_out, sig_metrics = assign_areas(sig_cells, precincts, id_col=id_col, tolerance_m=cfg.tolerance_m,
+                                            out_id=S.PRECINCT_ID, out_method=S.PRECINCT_METHOD)
+        has_voter = sig_out[S.VOTER_ID].notna().to_numpy()
+        sig_out["voter_matched"] = has_voter & isin_str(sig_out[S.VOTER_ID].astype("str"), joined[S.VOTER_ID])
+        sig_metrics = {k: v for k, v in sig_metrics.items() if k != "seconds"}
+        sig_metrics["with_voter_id"] = int(has_voter.sum())
+        sig_metrics["voter_matched"] = int(sig_out["voter_matched"].sum())
+        stages.append(StageRecord("join_signals", rows_in=len(signals), rows_out=len(sig_out), rows_rejected=0,
+                                  seconds=round(time.perf_counter() - t0, 3), metrics=sig_metrics))
+    t0 = time.perf_counter()
+    cells = aggregate_cells(joined, history, sig_out, resolution=cfg.cell_resolution, k_min=cfg.k_min,
+                            n_generals=cfg.n_generals, half_life_days=cfg.half_life_days)
+    pre = aggregate_precincts(joined, precincts, history, sig_out, id_col=id_col, k_min=cfg.k_min,
+                              n_generals=cfg.n_generals, half_life_days=cfg.half_life_days)
+    metrics = aggregate_metrics(cells, pre)
+    metrics["k_min"] = cfg.k_min
+    geocoded = int(joined[S.GEOCODED].sum())
+    metrics["geocode_rate"] = round(geocoded / len(joined), 4) if len(joined) else None
+    stages.append(StageRecord("aggregate", rows_in=geocoded, rows_out=geocoded, rows_rejected=0,
+                              seconds=round(time.perf_counter() - t0, 3), metrics=metrics))
+    return JoinResult(voters=joined, signals=sig_out, cells=cells, precincts=pre, stages=stages)
+
+
+def run_join(
+    voters: str | Path,
+    precincts: str | Path,
+    out_dir: str | Path,
+    *,
+    id_col: str,
+    history: str | Path | None = None,
+    signals: str | Path | None = None,
+    config: Config | None = None,
+) -> RunResult:
+    """Join ingested voters (GeoParquet) to H3 cells and precincts, aggregate, and write the run folder."""
+    import geopandas as gpd
+
+    from geo_segment.io.precincts import read_precincts
+
+    cfg = config or Config()
+    out = Path(out_dir)
+    man = Manifest(command="join", parameters={"id_col": id_col, "config": cfg.to_dict()})
+    man.add_input("voters", voters)
+    for role, p in (("history", history), ("signals", signals)):
+        if p is not None:
+            man.add_input(role, p)
+    if Path(str(precincts)).exists():
+        man.add_input("precincts", precincts)
+    v = gpd.read_parquet(voters)
+    S.validate_voters(v, stage="join input")
+    hist = pd.read_parquet(history) if history is not None else None
+    sig = gpd.read_parquet(signals) if signals is not None else None
+    pre = read_precincts(str(precincts), id_col=id_col, area_tolerance=cfg.precincts.area_tolerance)
+    man.add_stage(pre.stage)
+    joined = join_and_aggregate(v, pre.precincts, id_col=S.PRECINCT_ID, history=hist, signals=sig, config=cfg)
+    for stage in joined.stages:
+        man.add_stage(stage)
+    outputs: dict[str, Path] = {
+        "voters": write_parquet(joined.voters, out / "voters.parquet"),
+        "cells": write_parquet(joined.cells, out / "cells.parquet"),
+        "precincts": write_parquet(joined.precincts, out / "precincts.parquet"),
+        "rejects": _write_rejects([pre.rejects], out),
+    }
+    if joined.signals is not None:
+        outputs["signals"] = write_parquet(joined.signals, out / "signals.parquet")
     man.outputs = [p.name for p in outputs.values()]
     outputs["manifest"] = man.write(out)
     return RunResult(out_dir=out, manifest=man, outputs=outputs)

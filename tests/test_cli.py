@@ -23,7 +23,7 @@ def test_docs_cli_reference_is_current() -> None:
     )
 
 
-@pytest.mark.parametrize("args", [["demo"], ["synth"], ["ingest", "voters"], ["ingest", "signals"],
+@pytest.mark.parametrize("args", [["demo"], ["synth"], ["join"], ["ingest", "voters"], ["ingest", "signals"],
                                   ["ingest", "precincts"]])
 def test_every_command_has_help_with_an_example(args: list[str]) -> None:
     result = runner.invoke(app, [*args, "--help"])
@@ -91,12 +91,15 @@ def test_demo_runs_every_stage_on_the_sample(tmp_path: Path) -> None:
     result = runner.invoke(app, ["demo", "--out", str(out)])
     assert result.exit_code == 0, result.output
     man = json.loads((out / "manifest.json").read_text())
-    assert list(man["stages"]) == ["voters", "geocodes", "history", "signals", "precincts"]
+    assert list(man["stages"]) == ["voters", "geocodes", "history", "signals", "precincts", "join",
+                                   "join_signals", "aggregate"]
     for name, st in man["stages"].items():
         assert st["rows_in"] == st["rows_out"] + st["rows_rejected"] + st["rows_dropped"], name
     assert man["stages"]["precincts"]["rows_out"] == 257
     assert {p.name for p in out.iterdir()} == {"manifest.json", "rejects.csv", "voters.parquet",
-                                               "vote_history.parquet", "signals.parquet", "precincts.parquet"}
+                                               "vote_history.parquet", "signals.parquet", "precincts.parquet",
+                                               "cells.parquet"}
+    assert man["stages"]["join"]["rows_out"] == man["stages"]["voters"]["rows_out"]
     assert result.output.rstrip().endswith("(see manifest.json)")
     assert "balanced" in result.output
 
@@ -109,3 +112,26 @@ def test_synth_writes_layout_truth_and_manifest(tmp_path: Path) -> None:
     assert man["parameters"] == {"voters": 200, "seed": 3, "layout": "fl", "bad_rows": 0}
     assert man["stages"]["synth"]["rows_out"] == 200
     assert {"voters.txt", "history.txt", "truth.parquet", "geocodes.csv", "signals.csv"} <= set(man["outputs"])
+
+
+def test_join_command_adds_columns_and_writes_aggregates(tmp_path: Path) -> None:
+    import geopandas as gpd
+
+    ing = tmp_path / "ing"
+    r = runner.invoke(app, ["ingest", "voters", str(ROOT / "sample_data/nc/ncvoter.txt"), "--history",
+                            str(ROOT / "sample_data/nc/ncvhis.txt"), "--geocodes",
+                            str(ROOT / "sample_data/nc/geocodes.csv"), "--out", str(ing), "-q"])
+    assert r.exit_code == 0, r.output
+    out = tmp_path / "join"
+    r = runner.invoke(app, ["join", "--voters", str(ing / "voters.parquet"), "--history",
+                            str(ing / "vote_history.parquet"), "--precincts",
+                            str(ROOT / "sample_data/providence_precincts.parquet"), "--id-col", "JOINID",
+                            "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    voters = gpd.read_parquet(out / "voters.parquet")
+    assert {"h3_cell", "precinct_id", "precinct_method"} <= set(voters.columns)
+    assert str(voters["h3_cell"].dtype) == "uint64"
+    cells = gpd.read_parquet(out / "cells.parquet")
+    assert cells.loc[~cells["suppressed"], "voters"].min() >= 11
+    assert cells["voters"].sum() == cells.loc[~cells["suppressed"], "voters"].sum()
+    assert "unassigned (30 of them not geocoded)" in r.output

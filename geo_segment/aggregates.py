@@ -1,0 +1,247 @@
+"""Aggregates per H3 cell and per precinct: voters, households, buildings, party, turnout, signals.
+
+Small units are suppressed: a cell or precinct with fewer than ``k_min`` voters (default 11) keeps its row and
+geometry, is flagged ``suppressed``, and has every count set to null, so no display or export can reveal a handful
+of people. Counts are computed with integer codes (no per-row Python).
+
+Columns
+-------
+``voters``, ``households``, ``buildings`` (Int64); ``party_<P>`` (Int64) for DEM, REP, UNA, LIB, GRE and
+``party_other``; ``voted_general_<YYYY-MM-DD>`` (Int64): voters of the unit who voted in each of the last
+``n_generals`` general elections, and ``turnout_last_general`` (float64: that count over ``voters``);
+``signals_<kind>`` (float64): signal weights decayed with a half-life of ``half_life_days`` to ``as_of``;
+``suppressed`` (bool).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from geo_segment import _h3
+from geo_segment import schema as S
+from geo_segment._vector import factorize_str
+from geo_segment.errors import ConfigError
+
+__all__ = ["K_MIN", "PARTIES", "aggregate_cells", "aggregate_precincts", "decay_weights", "suppress_small"]
+
+K_MIN = 11
+PARTIES = ("DEM", "REP", "UNA", "LIB", "GRE")
+
+
+def decay_weights(timestamps: pd.Series, weights: pd.Series, *, half_life_days: float, as_of: pd.Timestamp) -> (
+    np.ndarray
+):
+    """``weight * 0.5 ** (age / half_life)``; signals after ``as_of`` count fully (age 0)."""
+    if half_life_days <= 0:
+        raise ConfigError("half_life_days must be positive", found=repr(half_life_days), fix="use 30 (days)")
+    ts = pd.to_datetime(timestamps, utc=True)
+    ref = pd.Timestamp(as_of)
+    ref = ref.tz_localize("UTC") if ref.tzinfo is None else ref.tz_convert("UTC")
+    age = np.clip((ref - ts).dt.total_seconds().to_numpy() / 86400.0, 0, None)
+    return weights.to_numpy("float64") * np.power(0.5, age / half_life_days)
+
+
+def _codes(values: pd.Series) -> np.ndarray:
+    return factorize_str(values.astype("str"))[0]
+
+
+def _count_distinct(keys: np.ndarray, codes: np.ndarray, index: pd.Index) -> pd.Series:
+    frame = pd.DataFrame({"k": keys, "c": codes})
+    frame = frame[frame["c"] >= 0].drop_duplicates()
+    return frame.groupby("k").size().reindex(index, fill_value=0)
+
+
+def _base_counts(voters: pd.DataFrame, key: str, index: pd.Index) -> pd.DataFrame:
+    keys = voters[key].to_numpy()
+    out = pd.DataFrame(index=index)
+    out["voters"] = pd.Series(keys).value_counts().reindex(index, fill_value=0).to_numpy()
+    out["households"] = _count_distinct(keys, _codes(voters[S.HOUSEHOLD_ID]), index).to_numpy()
+    out["buildings"] = _count_distinct(keys, _codes(voters[S.BUILDING_ID]), index).to_numpy()
+    if S.PARTY in voters.columns:
+        party = voters[S.PARTY].fillna("").astype("str")
+        known = np.isin(party.to_numpy(dtype=object), PARTIES)
+        label = np.where(known, party.to_numpy(dtype=object), "other")
+        table = pd.crosstab(keys, label).reindex(index, fill_value=0)
+        for p in (*PARTIES, "other"):
+            out[f"party_{p}"] = table[p].to_numpy() if p in table.columns else 0
+    return out
+
+
+def _turnout(voters: pd.DataFrame, history: pd.DataFrame, key: str, index: pd.Index, n_generals: int) -> (
+    pd.DataFrame
+):
+    gen = history[(history[S.ELECTION_TYPE] == "general") & history[S.VOTED]]
+    out = pd.DataFrame(index=index)
+    if gen.empty or n_generals <= 0:
+        return out
+    dates = np.sort(gen[S.ELECTION_DATE].dropna().unique())[::-1][:n_generals]
+    gen = gen[gen[S.ELECTION_DATE].isin(dates)]
+    vids = pa.array(voters[S.VOTER_ID].astype("str").array, from_pandas=True)
+    pos = pc.index_in(pa.array(gen[S.VOTER_ID].astype("str").array, from_pandas=True), value_set=vids)
+    pos_np = pc.fill_null(pos, -1).to_numpy(zero_copy_only=False)
+    ok = pos_np >= 0
+    keys = voters[key].to_numpy()[pos_np[ok]]
+    frame = pd.DataFrame({"k": keys, "v": pos_np[ok], "d": gen[S.ELECTION_DATE].to_numpy()[ok]}).drop_duplicates()
+    table = frame.groupby(["k", "d"]).size().unstack(fill_value=0).reindex(index, fill_value=0)
+    for d in sorted(dates, reverse=True):
+        col = f"voted_general_{pd.Timestamp(d).date().isoformat()}"
+        out[col] = table[d].to_numpy() if d in table.columns else 0
+    return out
+
+
+def _signals(signals: pd.DataFrame, key: str, index: pd.Index, half_life_days: float, as_of: pd.Timestamp) -> (
+    pd.DataFrame
+):
+    out = pd.DataFrame(index=index)
+    sig = signals[signals[key].notna()]
+    if key == S.H3_CELL:
+        sig = sig[sig[key] != 0]
+    decayed = decay_weights(sig[S.TIMESTAMP], sig[S.WEIGHT], half_life_days=half_life_days, as_of=as_of)
+    frame = pd.DataFrame({"k": sig[key].to_numpy(), "kind": sig[S.KIND].astype("str").to_numpy(), "w": decayed})
+    table = frame.groupby(["k", "kind"])["w"].sum().unstack().fillna(0.0).reindex(index, fill_value=0.0)
+    for kind in S.SIGNAL_KINDS:
+        out[f"signals_{kind}"] = table[kind].to_numpy() if kind in table.columns else 0.0
+    return out
+
+
+def suppress_small(frame: pd.DataFrame, *, k_min: int = K_MIN, count_col: str = "voters") -> pd.DataFrame:
+    """Flag units with fewer than ``k_min`` voters as ``suppressed`` and null every count and rate in them."""
+    out = frame.copy()
+    small = out[count_col].to_numpy() < k_min
+    out["suppressed"] = small
+    cols = [c for c in out.columns if c == count_col or c in ("households", "buildings", "turnout_last_general")
+            or c.startswith(("party_", "voted_general_", "signals_", "assigned_"))]
+    for c in cols:
+        if pd.api.types.is_integer_dtype(out[c]):
+            out[c] = out[c].astype("Int64")
+        out.loc[small, c] = None
+    return out
+
+
+def _assemble(voters: pd.DataFrame, key: str, index: pd.Index, history: pd.DataFrame | None,
+              signals: pd.DataFrame | None, n_generals: int, half_life_days: float,
+              as_of: pd.Timestamp | None) -> pd.DataFrame:
+    parts = [_base_counts(voters, key, index)]
+    if history is not None and len(history):
+        turnout = _turnout(voters, history, key, index, n_generals)
+        parts.append(turnout)
+    if signals is not None and len(signals) and key in signals.columns:
+        ref = as_of if as_of is not None else pd.to_datetime(signals[S.TIMESTAMP], utc=True).max()
+        parts.append(_signals(signals, key, index, half_life_days, ref))
+    out = pd.concat(parts, axis=1)
+    voted = [c for c in out.columns if c.startswith("voted_general_")]
+    if voted:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out["turnout_last_general"] = out[voted[0]].to_numpy() / out["voters"].to_numpy()
+    for c in out.columns:
+        if pd.api.types.is_integer_dtype(out[c]):
+            out[c] = out[c].astype("Int64")
+    return out
+
+
+def aggregate_cells(
+    voters: gpd.GeoDataFrame,
+    history: pd.DataFrame | None = None,
+    signals: pd.DataFrame | None = None,
+    *,
+    resolution: int | None = None,
+    k_min: int = K_MIN,
+    n_generals: int = 4,
+    half_life_days: float = 30.0,
+    as_of: pd.Timestamp | None = None,
+) -> gpd.GeoDataFrame:
+    """Aggregate voters (and their history and signals) per H3 cell; cells with < ``k_min`` voters suppressed.
+
+    Parameters
+    ----------
+    voters
+        Voters with ``h3_cell`` (from :func:`geo_segment.join.add_h3_cells`).
+    history
+        Long vote history (optional).
+    signals
+        Signals with ``h3_cell`` (optional).
+    resolution
+        Aggregate at this coarser resolution (parents of the voters' cells); default the cells' own.
+    k_min
+        Minimum voters for a cell to show its counts.
+    n_generals
+        How many of the most recent general elections get a ``voted_general_<date>`` column.
+    half_life_days, as_of
+        Signal time decay: half-life and reference time (default the newest signal).
+
+    Returns
+    -------
+    GeoDataFrame
+        One row per cell holding voters: ``h3_cell`` (uint64), ``geometry`` (hexagon, EPSG:4326) and the module's
+        count columns.
+    """
+    if S.H3_CELL not in voters.columns:
+        raise ConfigError("voters have no h3_cell column", fix="run add_h3_cells (the join stage) first")
+    v = voters[voters[S.H3_CELL].to_numpy() != 0]
+    key_values = v[S.H3_CELL].to_numpy(dtype=np.uint64)
+    sig = signals
+    if resolution is not None:
+        key_values = _h3.cell_parents(key_values, resolution)
+        if sig is not None and S.H3_CELL in sig.columns:
+            sig = sig.assign(**{S.H3_CELL: _h3.cell_parents(sig[S.H3_CELL].to_numpy(dtype=np.uint64), resolution)})
+    v = v.assign(_key=key_values)
+    index = pd.Index(np.sort(pd.unique(key_values)), name=S.H3_CELL)
+    if sig is not None and S.H3_CELL in sig.columns:
+        sig = sig.rename(columns={S.H3_CELL: "_key"})
+    table = _assemble(v, "_key", index, history, sig, n_generals, half_life_days, as_of)
+    table = suppress_small(table, k_min=k_min)
+    cells = index.to_numpy(dtype=np.uint64)
+    out = gpd.GeoDataFrame(table.reset_index(drop=True), geometry=_h3.cell_polygons(cells), crs=S.CRS_STORAGE)
+    out.insert(0, S.H3_CELL, cells)
+    return out
+
+
+def aggregate_precincts(
+    voters: gpd.GeoDataFrame,
+    precincts: gpd.GeoDataFrame,
+    history: pd.DataFrame | None = None,
+    signals: pd.DataFrame | None = None,
+    *,
+    id_col: str = S.PRECINCT_ID,
+    k_min: int = K_MIN,
+    n_generals: int = 4,
+    half_life_days: float = 30.0,
+    as_of: pd.Timestamp | None = None,
+) -> gpd.GeoDataFrame:
+    """Aggregate voters per precinct onto the precinct polygons (every precinct kept, even with no voters).
+
+    ``voters`` and ``signals`` need ``precinct_id`` (from :func:`geo_segment.join.assign_precincts`). The result
+    is ``precincts`` with ``precinct_id`` (string) first, its own attributes, the count columns and, per
+    precinct, how its voters were assigned (``assigned_within``, ``assigned_boundary``, ``assigned_nearest``).
+    """
+    if S.PRECINCT_ID not in voters.columns:
+        raise ConfigError("voters have no precinct_id column", fix="run assign_precincts (the join stage) first")
+    ids = precincts[id_col].astype("str")
+    index = pd.Index(ids.to_numpy(), name=S.PRECINCT_ID)
+    v = voters[voters[S.PRECINCT_ID].notna()]
+    table = _assemble(v, S.PRECINCT_ID, index, history, signals, n_generals, half_life_days, as_of)
+    if S.PRECINCT_METHOD in v.columns:
+        methods = pd.crosstab(v[S.PRECINCT_ID].to_numpy(), v[S.PRECINCT_METHOD].to_numpy()).reindex(
+            index, fill_value=0)
+        for m in ("within", "boundary", "nearest"):
+            table[f"assigned_{m}"] = (methods[m] if m in methods.columns else 0)
+            table[f"assigned_{m}"] = table[f"assigned_{m}"].astype("Int64")
+    table = suppress_small(table, k_min=k_min)
+    attrs = precincts.drop(columns=[c for c in precincts.columns if c in table.columns or c == S.PRECINCT_ID])
+    out = pd.concat([attrs.reset_index(drop=True), table.reset_index(drop=True)], axis=1)
+    out.insert(0, S.PRECINCT_ID, ids.to_numpy())
+    return gpd.GeoDataFrame(out, geometry=precincts.geometry.name, crs=precincts.crs)
+
+
+def aggregate_metrics(cells: pd.DataFrame, precincts: pd.DataFrame) -> dict[str, Any]:
+    """Counts for the stage record: units and how many are suppressed."""
+    return {
+        "cells": len(cells), "cells_suppressed": int(cells["suppressed"].sum()),
+        "precincts": len(precincts), "precincts_suppressed": int(precincts["suppressed"].sum()),
+    }

@@ -1,0 +1,103 @@
+"""Aggregates per cell and per precinct against counts worked out by hand, and small-cell suppression."""
+
+from __future__ import annotations
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+from shapely.geometry import box
+
+from geo_segment import schema as S
+from geo_segment.aggregates import aggregate_cells, aggregate_precincts, decay_weights, suppress_small
+from geo_segment.join import add_h3_cells, assign_precincts
+
+
+def _voters() -> gpd.GeoDataFrame:
+    """12 voters in precinct P1 (one H3 cell), 2 in P2; 1 not geocoded.
+
+    P1 households: h1 x3 (building b1), h2 x3 (b1), h3..h8 one each (b2..b7); P2: h9 x2 (b8).
+    """
+    n1 = 12
+    lat = [41.8200 + 1e-6 * i for i in range(n1)] + [41.8300, 41.8300] + [np.nan]
+    lng = [-71.4100] * n1 + [-71.3900, -71.3900] + [np.nan]
+    hh = ["h1"] * 3 + ["h2"] * 3 + [f"h{i}" for i in range(3, 9)] + ["h9", "h9", "h10"]
+    bld = ["b1"] * 6 + [f"b{i}" for i in range(2, 8)] + ["b8", "b8", "b9"]
+    party = ["DEM"] * 6 + ["REP"] * 3 + ["UNA", "XYZ", None] + ["DEM", "REP", "DEM"]
+    g = gpd.GeoDataFrame(
+        {S.VOTER_ID: [f"v{i:02d}" for i in range(15)], S.LAT: lat, S.LNG: lng, S.HOUSEHOLD_ID: hh,
+         S.BUILDING_ID: bld, S.PARTY: party, S.GEOCODED: ~np.isnan(lat)},
+        geometry=gpd.points_from_xy(lng, lat), crs=4326,
+    )
+    return g
+
+
+@pytest.fixture
+def precincts() -> gpd.GeoDataFrame:
+    return gpd.GeoDataFrame({"pid": ["P1", "P2", "P3"],
+                             "geometry": [box(-71.42, 41.81, -71.40, 41.825), box(-71.40, 41.825, -71.38, 41.84),
+                                          box(-71.30, 41.80, -71.29, 41.81)]}, crs=4326)
+
+
+def _history() -> pd.DataFrame:
+    rows = []
+    for vid in ["v00", "v01", "v02", "v03", "v12"]:  # 4 of P1 and 1 of P2 voted in 2024
+        rows.append((vid, "2024-11-05", "general", True))
+    for vid in ["v00", "v05"]:
+        rows.append((vid, "2022-11-08", "general", True))
+    rows.append(("v01", "2022-11-08", "general", False))  # not a vote
+    rows.append(("v00", "2024-03-05", "primary", True))  # not a general
+    rows.append(("v00", "2024-11-05", "general", True))  # duplicate row counts once
+    h = pd.DataFrame(rows, columns=[S.VOTER_ID, S.ELECTION_DATE, S.ELECTION_TYPE, S.VOTED])
+    h[S.ELECTION_DATE] = pd.to_datetime(h[S.ELECTION_DATE])
+    return h
+
+
+def test_precinct_counts_by_hand(precincts: gpd.GeoDataFrame) -> None:
+    voters = assign_precincts(add_h3_cells(_voters()), precincts, id_col="pid")
+    out = aggregate_precincts(voters, precincts, _history(), id_col="pid", k_min=2).set_index(S.PRECINCT_ID)
+    p1 = out.loc["P1"]
+    assert (p1["voters"], p1["households"], p1["buildings"]) == (12, 8, 7)
+    assert (p1["party_DEM"], p1["party_REP"], p1["party_UNA"], p1["party_other"]) == (6, 3, 1, 2)
+    assert (p1["voted_general_2024-11-05"], p1["voted_general_2022-11-08"]) == (4, 2)
+    assert p1["turnout_last_general"] == pytest.approx(4 / 12)
+    assert p1["assigned_within"] == 12
+    p2 = out.loc["P2"]
+    assert (p2["voters"], p2["households"], p2["voted_general_2024-11-05"]) == (2, 1, 1)
+    p3 = out.loc["P3"]  # no voters: kept, suppressed
+    assert bool(p3["suppressed"]) and pd.isna(p3["voters"])
+    assert list(out.index) == ["P1", "P2", "P3"] and out.crs.to_epsg() == 4326
+
+
+def test_small_units_are_suppressed(precincts: gpd.GeoDataFrame) -> None:
+    voters = assign_precincts(add_h3_cells(_voters()), precincts, id_col="pid")
+    out = aggregate_precincts(voters, precincts, _history(), id_col="pid").set_index(S.PRECINCT_ID)
+    assert out["suppressed"].tolist() == [False, True, True]
+    shown = [c for c in out.columns if c.startswith(("party_", "voted_", "assigned_")) or c in ("voters",
+                                                                                                "households")]
+    assert out.loc["P2", shown].isna().all()
+    assert out.loc["P1", "voters"] == 12
+
+
+def test_cells_one_row_per_cell_with_hexagon() -> None:
+    voters = add_h3_cells(_voters(), resolution=9)
+    cells = aggregate_cells(voters, k_min=1)
+    assert len(cells) == 2 and cells[S.H3_CELL].dtype == np.uint64
+    assert sorted(cells["voters"].tolist()) == [2, 12]
+    assert (cells.geometry.geom_type == "Polygon").all()
+    coarse = aggregate_cells(voters, k_min=1, resolution=5)
+    assert len(coarse) == 1 and coarse["voters"].iloc[0] == 14
+
+
+def test_decay_halves_every_half_life() -> None:
+    ts = pd.Series(pd.to_datetime(["2026-01-31", "2026-01-01", "2025-12-02", "2026-02-10"], utc=True))
+    w = decay_weights(ts, pd.Series([1.0, 1.0, 2.0, 1.0]), half_life_days=30, as_of=pd.Timestamp("2026-01-31"))
+    assert w == pytest.approx([1.0, 0.5, 0.5, 1.0])
+
+
+def test_suppress_small_keeps_rows_and_nulls_counts() -> None:
+    frame = pd.DataFrame({"voters": [3, 20], "party_DEM": [1, 10], "signals_rsvp": [0.5, 2.0]})
+    out = suppress_small(frame, k_min=11)
+    assert out["suppressed"].tolist() == [True, False]
+    assert out.loc[0, ["voters", "party_DEM", "signals_rsvp"]].isna().all()
+    assert out.loc[1, "voters"] == 20

@@ -1,0 +1,219 @@
+"""H3 cells and exactly-one-precinct assignment on hand-drawn fixtures, properties and the real RI precincts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import geopandas as gpd
+import h3
+import numpy as np
+import pandas as pd
+import pytest
+import shapely
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from shapely.geometry import MultiPolygon, Polygon, box
+
+from geo_segment import schema as S
+from geo_segment.errors import ConfigError, MissingColumnsError
+from geo_segment.join import add_h3_cells, assign_areas, assign_precincts
+
+ROOT = Path(__file__).resolve().parents[1]
+RI = ROOT.parent / "shared" / "data" / "ri" / "ri_precincts_providence_washington_2016_2018.parquet"
+
+# A hand-drawn layer near Providence, in units of D = 0.01 degrees from the origin O (about 0.8 x 1.1 km):
+#
+#   y=4 +-------+            E: a square ring (hole at x 0.4-0.6, y 3.4-3.6) with island F inside the hole
+#   y=3 +-------+
+#   y=2 +-------+-------+
+#       |   A   |   B ##|    ## = a small piece of C inside B (x 1.5-1.7, y 1.0-1.2): an overlap
+#   y=1 +-------+----+--+-+
+#       |   D   | gap|  C |  C: x 1.5-2.5, y 0.5-1.5, minus B
+#   y=0 O-------+    +----+  G: x 2.2-3, y 0-0.4;  H: two islands at (5-5.5) and (6-6.5)
+D = 0.01
+X0, Y0 = -71.5, 41.7
+
+
+def sq(x0: float, y0: float, x1: float, y1: float) -> Polygon:
+    return box(X0 + x0 * D, Y0 + y0 * D, X0 + x1 * D, Y0 + y1 * D)
+
+
+def pt(x: float, y: float) -> tuple[float, float]:
+    return (X0 + x * D, Y0 + y * D)
+
+
+@pytest.fixture(scope="module")
+def layer() -> gpd.GeoDataFrame:
+    ring = sq(0, 3, 1, 4).difference(sq(0.4, 3.4, 0.6, 3.6))
+    return gpd.GeoDataFrame(
+        {
+            "pid": ["A", "B", "C", "D", "E", "F", "G", "H"],
+            "geometry": [
+                sq(0, 1, 1, 2),
+                sq(1, 1, 2, 2),
+                sq(1.5, 0.5, 2.5, 1.5).difference(sq(1, 1, 2, 2)).union(sq(1.5, 1.0, 1.7, 1.2)),
+                sq(0, 0, 1, 1),
+                ring,
+                sq(0.45, 3.45, 0.55, 3.55),
+                sq(2.2, 0, 3, 0.4),
+                MultiPolygon([sq(5, 5, 5.5, 5.5), sq(6, 6, 6.5, 6.5)]),  # islands
+            ],
+        },
+        crs=4326,
+    )
+
+
+def _points(coords: list[tuple[float, float]]) -> gpd.GeoDataFrame:
+    xs = [c[0] for c in coords]
+    ys = [c[1] for c in coords]
+    return gpd.GeoDataFrame(
+        {S.VOTER_ID: [f"v{i}" for i in range(len(coords))], S.LAT: ys, S.LNG: xs},
+        geometry=gpd.points_from_xy(xs, ys), crs=4326, index=pd.RangeIndex(100, 100 + len(coords)),
+    )
+
+
+@pytest.mark.parametrize("fast", [None, 11, "auto"], ids=["exact", "fast-r11", "fast-auto"])
+@pytest.mark.parametrize(
+    ("where", "xy", "pid", "method"),
+    [
+        ("inside A", (0.5, 1.5), "A", "within"),
+        ("shared edge A|B", (1.0, 1.7), "A", "boundary"),
+        ("shared vertex A,B,D", (1.0, 1.0), "A", "boundary"),
+        ("inside overlap B/C", (1.6, 1.1), "B", "boundary"),
+        ("in the hole of E", (0.5, 3.41), None, None),
+        ("on island F in the hole", (0.5, 3.5), "F", "within"),
+        ("inside E's ring", (0.2, 3.2), "E", "within"),
+        ("second part of H", (6.2, 6.2), "H", "within"),
+        ("gap 17 m east of D", (1.0 + 0.0002 / D, 0.5), "D", "nearest"),
+        ("far outside", (9.0, 9.0), None, "unassigned"),
+    ],
+)
+def test_each_place_gets_its_precinct(layer: gpd.GeoDataFrame, fast: int | str | None, where: str,
+                                      xy: tuple[float, float], pid: str | None, method: str | None) -> None:
+    out, _ = assign_areas(_points([pt(*xy)]), layer, id_col="pid", out_id=S.PRECINCT_ID,
+                          out_method=S.PRECINCT_METHOD, fast_resolution=fast)
+    got_id = out[S.PRECINCT_ID].iloc[0]
+    got_id = None if pd.isna(got_id) else got_id
+    if where == "in the hole of E":  # 0.01 D (about 11 m) from the hole's edge: nearest E within 50 m
+        assert (got_id, out[S.PRECINCT_METHOD].iloc[0]) == ("E", "nearest")
+        return
+    assert (got_id, out[S.PRECINCT_METHOD].iloc[0]) == (pid, method), where
+
+
+def test_rows_index_and_order_kept_nothing_duplicated(layer: gpd.GeoDataFrame) -> None:
+    pts = _points([pt(0.5, 1.5), pt(1.0, 1.0), pt(9, 9), pt(1.6, 1.1)])
+    pts.loc[pts.index[2], [S.LAT, S.LNG]] = np.nan  # not geocoded
+    out = assign_precincts(pts, layer, id_col="pid")
+    assert out.index.equals(pts.index)
+    assert out[S.VOTER_ID].tolist() == pts[S.VOTER_ID].tolist()
+    assert out[S.PRECINCT_METHOD].tolist() == ["within", "boundary", "unassigned", "boundary"]
+    assert S.PRECINCT_ID not in pts.columns  # the input is not mutated
+
+
+def test_tolerance_is_configurable(layer: gpd.GeoDataFrame) -> None:
+    p = _points([pt(1.0 + 0.0002 / D, 0.5)])  # about 17 m east of D, in the gap
+    assert assign_precincts(p, layer, id_col="pid", tolerance_m=10)[S.PRECINCT_METHOD].iloc[0] == "unassigned"
+    assert assign_precincts(p, layer, id_col="pid", tolerance_m=0)[S.PRECINCT_METHOD].iloc[0] == "unassigned"
+    assert assign_precincts(p, layer, id_col="pid", tolerance_m=50)[S.PRECINCT_ID].iloc[0] == "D"
+
+
+def test_crs_mismatch_and_missing_id_are_errors(layer: gpd.GeoDataFrame) -> None:
+    p = _points([pt(0.5, 1.5)])
+    with pytest.raises(ConfigError, match="are not in the storage CRS; expected EPSG:4326, found EPSG:3857"):
+        assign_precincts(p, layer.to_crs(3857), id_col="pid")
+    with pytest.raises(MissingColumnsError, match="area layer has no column 'nope'"):
+        assign_precincts(p, layer, id_col="nope")
+
+
+def test_h3_cells_match_h3py_and_parents() -> None:
+    coords = [pt(0.5, 1.5), pt(3, 3), (np.nan, np.nan)]
+    out = add_h3_cells(_points(coords), resolution=9, parents=(7,))
+    assert out[S.H3_CELL].dtype == np.uint64
+    for (x, y), cell, parent in zip(coords[:2], out[S.H3_CELL], out["h3_cell_r7"], strict=False):
+        assert h3.int_to_str(int(cell)) == h3.latlng_to_cell(y, x, 9)
+        assert h3.int_to_str(int(parent)) == h3.cell_to_parent(h3.latlng_to_cell(y, x, 9), 7)
+    assert out[S.H3_CELL].iloc[2] == 0
+
+
+@pytest.mark.parametrize("res", [4, 16, 9.5])
+def test_resolution_out_of_range(res: object) -> None:
+    with pytest.raises(ConfigError, match="H3 resolution out of range"):
+        add_h3_cells(_points([pt(0, 0)]), resolution=res)  # type: ignore[arg-type]
+
+
+def reference_assign(points: gpd.GeoDataFrame, areas: gpd.GeoDataFrame, id_col: str,
+                     tolerance_m: float = 50.0) -> pd.Series:
+    """The exact reference: geopandas sjoin (intersects) + interior-first, lowest-id tie-break; sjoin_nearest."""
+    pts = points[[points.geometry.name]].copy()
+    pts["_row"] = np.arange(len(pts))
+    valid = pts[~(pts.geometry.is_empty | pts.geometry.isna())]
+    hits = gpd.sjoin(valid, areas[[id_col, "geometry"]], predicate="intersects", how="inner")
+    poly = areas.geometry.values[hits["index_right"].to_numpy()]
+    hits["interior"] = shapely.contains_properly(poly, hits.geometry.values)
+    hits["_id"] = hits[id_col].astype(str)
+    best = hits.sort_values(["_row", "interior", "_id"], ascending=[True, False, True]).drop_duplicates("_row")
+    result = pd.Series([None] * len(pts), dtype=object)
+    result[best["_row"].to_numpy()] = best["_id"].to_numpy()
+    rest = valid[~valid["_row"].isin(best["_row"])]
+    if len(rest) and tolerance_m > 0:
+        crs = areas.estimate_utm_crs()
+        near = gpd.sjoin_nearest(rest.to_crs(crs), areas[[id_col, "geometry"]].to_crs(crs),
+                                 max_distance=tolerance_m, how="inner")
+        near["_id"] = near[id_col].astype(str)
+        near = near.sort_values(["_row", "_id"]).drop_duplicates("_row")
+        result[near["_row"].to_numpy()] = near["_id"].to_numpy()
+    return result
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.integers(2, 6), st.integers(2, 6), st.integers(0, 10_000),
+    st.lists(st.tuples(st.floats(-0.5, 7.5), st.floats(-0.5, 7.5)), min_size=1, max_size=60),
+)
+def test_property_at_most_one_and_exactly_one_inside(nx: int, ny: int, seed: int,
+                                                     raw: list[tuple[float, float]]) -> None:
+    """Random valid tilings (jittered grids): every point gets at most one precinct, exactly one inside the union."""
+    rng = np.random.default_rng(seed)
+    xs = np.linspace(0, 7, nx + 1)
+    ys = np.linspace(0, 7, ny + 1)
+    jx = xs + np.r_[0, rng.uniform(-0.3, 0.3, nx - 1), 0]
+    polys = [sq(jx[i], ys[j], jx[i + 1], ys[j + 1]) for i in range(nx) for j in range(ny)]
+    ids = [f"p{k:03d}" for k in rng.permutation(len(polys))]
+    layer = gpd.GeoDataFrame({"pid": ids, "geometry": polys}, crs=4326)
+    # include exact grid vertices and edge points
+    coords = [pt(x, y) for x, y in raw] + [pt(jx[1], ys[1]), pt(jx[1], (ys[0] + ys[1]) / 2)]
+    points = _points(coords)
+    out, _ = assign_areas(points, layer, id_col="pid", out_id="pid_out", out_method="m", tolerance_m=0)
+    assert len(out) == len(points) and out.index.equals(points.index)
+    union = shapely.union_all(layer.geometry.values)
+    inside = shapely.intersects(union, points.geometry.values)
+    assert (out["pid_out"].notna().to_numpy() == inside).all()
+    ref = reference_assign(points, layer, "pid", tolerance_m=0)
+    assert out["pid_out"].fillna("-").tolist() == ref.fillna("-").tolist()
+
+
+@pytest.mark.skipif(not RI.exists(), reason="needs ../shared/data/ri")
+def test_real_ri_precincts_equal_the_exact_reference() -> None:
+    """Overlaps, gaps and shoreline: nobody lost or duplicated, exactly one inside the union, equal to sjoin."""
+    precincts = gpd.read_parquet(RI)
+    rng = np.random.default_rng(7)
+    minx, miny, maxx, maxy = precincts.total_bounds
+    n = 20_000
+    xs = rng.uniform(minx, maxx, n)
+    ys = rng.uniform(miny, maxy, n)
+    # plus every vertex of 40 precincts: points exactly on shared edges and vertices
+    verts = shapely.get_coordinates(precincts.geometry.values[:40].boundary)[::7]
+    xs = np.r_[xs, verts[:, 0]]
+    ys = np.r_[ys, verts[:, 1]]
+    points = _points(list(zip(xs, ys, strict=True)))
+    out, metrics = assign_areas(points, precincts, id_col="JOINID", out_id=S.PRECINCT_ID,
+                                out_method=S.PRECINCT_METHOD)
+    assert len(out) == len(points) and out[S.VOTER_ID].is_unique
+    union = shapely.union_all(precincts.geometry.values)
+    inside = shapely.intersects(union, points.geometry.values)
+    assert out.loc[inside, S.PRECINCT_ID].notna().all()
+    ref = reference_assign(points, precincts, "JOINID")
+    mismatch = (out[S.PRECINCT_ID].fillna("-").to_numpy() != ref.fillna("-").to_numpy())
+    assert mismatch.sum() == 0, out[mismatch].head()
+    assert metrics["boundary"] > 0 and metrics["nearest"] > 0 and metrics["unassigned"] > 0
+    assert sum(metrics[m] for m in ("within", "boundary", "nearest", "unassigned")) == len(points)
