@@ -51,25 +51,38 @@ def _codes(values: pd.Series) -> np.ndarray:
     return factorize_str(values.astype("str"))[0]
 
 
-def _count_distinct(keys: np.ndarray, codes: np.ndarray, index: pd.Index) -> pd.Series:
-    frame = pd.DataFrame({"k": keys, "c": codes})
-    frame = frame[frame["c"] >= 0].drop_duplicates()
-    return frame.groupby("k").size().reindex(index, fill_value=0)
+def _key_codes(keys: np.ndarray, index: pd.Index) -> np.ndarray:
+    """Position of each key in ``index`` (every key must be there); Arrow's hash lookup for strings."""
+    if keys.dtype.kind in "iu":
+        return index.get_indexer(pd.Index(keys))
+    pos = pc.index_in(pa.array(keys, pa.string(), from_pandas=True),
+                      value_set=pa.array(index.to_numpy(), pa.string(), from_pandas=True))
+    return pc.fill_null(pos, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def _count_distinct(kc: np.ndarray, codes: np.ndarray, n_keys: int) -> np.ndarray:
+    ok = codes >= 0
+    pairs = kc[ok].astype(np.int64) * (int(codes.max()) + 1 if len(codes) else 1) + codes[ok]
+    distinct = pd.unique(pairs)
+    width = int(codes.max()) + 1 if len(codes) else 1
+    return np.bincount((distinct // width).astype(np.int64), minlength=n_keys)
 
 
 def _base_counts(voters: pd.DataFrame, key: str, index: pd.Index) -> pd.DataFrame:
-    keys = voters[key].to_numpy()
+    kc = _key_codes(voters[key].to_numpy(), index)
+    n = len(index)
     out = pd.DataFrame(index=index)
-    out["voters"] = pd.Series(keys).value_counts().reindex(index, fill_value=0).to_numpy()
-    out["households"] = _count_distinct(keys, _codes(voters[S.HOUSEHOLD_ID]), index).to_numpy()
-    out["buildings"] = _count_distinct(keys, _codes(voters[S.BUILDING_ID]), index).to_numpy()
+    out["voters"] = np.bincount(kc, minlength=n)
+    out["households"] = _count_distinct(kc, _codes(voters[S.HOUSEHOLD_ID]), n)
+    out["buildings"] = _count_distinct(kc, _codes(voters[S.BUILDING_ID]), n)
     if S.PARTY in voters.columns:
-        party = voters[S.PARTY].fillna("").astype("str")
-        known = np.isin(party.to_numpy(dtype=object), PARTIES)
-        label = np.where(known, party.to_numpy(dtype=object), "other")
-        table = pd.crosstab(keys, label).reindex(index, fill_value=0)
-        for p in (*PARTIES, "other"):
-            out[f"party_{p}"] = table[p].to_numpy() if p in table.columns else 0
+        labels = (*PARTIES, "other")
+        party_codes = pd.Index(PARTIES).get_indexer(pd.Index(voters[S.PARTY].astype("str").fillna("")))
+        party_codes = party_codes.astype(np.int64)
+        party_codes[party_codes < 0] = len(PARTIES)  # unknown or missing party
+        table = np.bincount(kc * len(labels) + party_codes, minlength=n * len(labels)).reshape(n, len(labels))
+        for j, p in enumerate(labels):
+            out[f"party_{p}"] = table[:, j]
     return out
 
 
@@ -86,12 +99,19 @@ def _turnout(voters: pd.DataFrame, history: pd.DataFrame, key: str, index: pd.In
     pos = pc.index_in(pa.array(gen[S.VOTER_ID].astype("str").array, from_pandas=True), value_set=vids)
     pos_np = pc.fill_null(pos, -1).to_numpy(zero_copy_only=False)
     ok = pos_np >= 0
-    keys = voters[key].to_numpy()[pos_np[ok]]
-    frame = pd.DataFrame({"k": keys, "v": pos_np[ok], "d": gen[S.ELECTION_DATE].to_numpy()[ok]}).drop_duplicates()
-    table = frame.groupby(["k", "d"]).size().unstack(fill_value=0).reindex(index, fill_value=0)
+    kc = _key_codes(voters[key].to_numpy(), index)[pos_np[ok]]
+    date_codes, date_values = pd.factorize(gen[S.ELECTION_DATE].to_numpy()[ok])
+    n_dates = max(len(date_values), 1)
+    # one vote per voter and election, then count per (unit, election)
+    distinct = pd.unique(pos_np[ok].astype(np.int64) * n_dates + date_codes)
+    voter_pos, d_code = distinct // n_dates, distinct % n_dates
+    unit = _key_codes(voters[key].to_numpy(), index)[voter_pos]
+    table = np.bincount(unit * n_dates + d_code, minlength=len(index) * n_dates).reshape(len(index), n_dates)
+    del kc
     for d in sorted(dates, reverse=True):
         col = f"voted_general_{pd.Timestamp(d).date().isoformat()}"
-        out[col] = table[d].to_numpy() if d in table.columns else 0
+        hit = np.flatnonzero(np.asarray(date_values) == d)
+        out[col] = table[:, hit[0]] if len(hit) else 0
     return out
 
 
@@ -227,11 +247,14 @@ def aggregate_precincts(
     v = voters[voters[S.PRECINCT_ID].notna()]
     table = _assemble(v, S.PRECINCT_ID, index, history, signals, n_generals, half_life_days, as_of)
     if S.PRECINCT_METHOD in v.columns:
-        methods = pd.crosstab(v[S.PRECINCT_ID].to_numpy(), v[S.PRECINCT_METHOD].to_numpy()).reindex(
-            index, fill_value=0)
-        for m in ("within", "boundary", "nearest"):
-            table[f"assigned_{m}"] = (methods[m] if m in methods.columns else 0)
-            table[f"assigned_{m}"] = table[f"assigned_{m}"].astype("Int64")
+        kinds = ("within", "boundary", "nearest")
+        kc = _key_codes(v[S.PRECINCT_ID].to_numpy(), index)
+        mc = pd.Index(kinds).get_indexer(pd.Index(v[S.PRECINCT_METHOD].astype("str")))
+        ok = mc >= 0
+        counts = np.bincount(kc[ok] * len(kinds) + mc[ok], minlength=len(index) * len(kinds))
+        counts = counts.reshape(len(index), len(kinds))
+        for j, m in enumerate(kinds):
+            table[f"assigned_{m}"] = pd.array(counts[:, j], dtype="Int64")
     table = suppress_small(table, k_min=k_min)
     attrs = precincts.drop(columns=[c for c in precincts.columns if c in table.columns or c == S.PRECINCT_ID])
     out = pd.concat([attrs.reset_index(drop=True), table.reset_index(drop=True)], axis=1)

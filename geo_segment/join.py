@@ -162,7 +162,7 @@ def join_areas(
     fast_resolution
         H3 resolution of the fast path, ``"auto"`` (from the polygons' sizes), or ``None`` for exact tests only.
     cells
-        Precomputed H3 cells of the points at a resolution >= ``fast_resolution`` (saves recomputing them).
+        Precomputed H3 cells of the points; reused when their resolution is ``fast_resolution``.
     metric_crs
         CRS for the nearest search (default: the layer's estimated UTM zone).
     """
@@ -186,14 +186,17 @@ def join_areas(
     if fast_resolution is not None and len(todo):
         fres = int(fast_resolution)
         metrics["fast_resolution"] = fres
-        if cells is not None:
-            c_all = np.asarray(cells, dtype=np.uint64)
-            fast = _h3.cell_parents(c_all[todo], fres) if fres < _cell_res(c_all) else c_all[todo]
+        # a cell's parent is not the coarser cell that contains the point (H3 children stick out of their
+        # parent's hexagon), so precomputed cells are reused only at the fast resolution itself
+        if cells is not None and _cell_res(np.asarray(cells, dtype=np.uint64)) == fres:
+            fast = np.asarray(cells, dtype=np.uint64)[todo]
         else:
             fast = _h3.latlng_to_cells(y[todo], x[todo], fres)
         codes, uniq = pd.factorize(fast)
-        cell_geoms = shapely.buffer(_h3.cell_polygons(uniq.astype(np.uint64)), CELL_MARGIN_DEG, quad_segs=1)
-        c_idx, p_idx = tree.query(cell_geoms, predicate="intersects")
+        cell_geoms = _grow(_h3.cell_polygons(uniq.astype(np.uint64)), CELL_MARGIN_DEG)
+        c_idx, p_idx = _sorted_pairs(*tree.query(cell_geoms))
+        hit = shapely.intersects(geoms[p_idx], cell_geoms[c_idx])
+        c_idx, p_idx = c_idx[hit], p_idx[hit]
         n_hits = np.bincount(c_idx, minlength=len(uniq))
         single = n_hits[c_idx] == 1
         clean_poly = np.full(len(uniq), -1, dtype=np.int64)
@@ -209,9 +212,13 @@ def join_areas(
 
     # 2. exact tests for the rest
     if len(todo):
-        pts = shapely.points(x[todo], y[todo])
-        pt, poly = tree.query(pts, predicate="intersects")
-        interior = shapely.contains_properly(geoms[poly], pts[pt]) if len(pt) else np.zeros(0, bool)
+        tx, ty = x[todo], y[todo]
+        # bounding-box candidates, then exact point tests grouped by polygon (cache-friendly: ~7x faster than
+        # STRtree.query(predicate=...) on detailed polygons)
+        pt, poly = _sorted_pairs(*tree.query(shapely.points(tx, ty)))
+        hit = shapely.intersects_xy(geoms[poly], tx[pt], ty[pt])
+        pt, poly = pt[hit], poly[hit]
+        interior = shapely.contains_xy(geoms[poly], tx[pt], ty[pt])
         chosen, counts = _pick(pt, poly, interior, rank, len(todo))
         single_interior = np.zeros(len(todo), dtype=bool)
         if len(pt):
@@ -264,6 +271,25 @@ def auto_fast_resolution(geoms: np.ndarray) -> int:
     return 11
 
 
+def _sorted_pairs(query_idx: np.ndarray, tree_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """STRtree pairs ordered by tree geometry, so each prepared polygon is tested on a run of points."""
+    order = np.argsort(tree_idx, kind="stable")
+    return query_idx[order], tree_idx[order]
+
+
+def _grow(polys: np.ndarray, margin: float) -> np.ndarray:
+    """Scale each convex cell polygon about its centre so every vertex moves out by at least ``margin`` degrees."""
+    if len(polys) == 0:
+        return polys
+    coords, offsets = shapely.get_coordinates(polys), shapely.get_num_coordinates(polys)
+    owner = np.repeat(np.arange(len(polys)), offsets)
+    centre = np.column_stack([np.bincount(owner, coords[:, 0]) / offsets, np.bincount(owner, coords[:, 1]) / offsets])
+    delta = coords - centre[owner]
+    radius = np.hypot(delta[:, 0], delta[:, 1])
+    grown = centre[owner] + delta * ((radius + margin) / np.where(radius > 0, radius, 1.0))[:, None]
+    return shapely.polygons(shapely.linearrings(grown, indices=owner))
+
+
 def _cell_res(cells: np.ndarray) -> int:
     nz = cells[cells != 0]
     if not len(nz):
@@ -306,8 +332,7 @@ def assign_areas(
     cells = points[S.H3_CELL].to_numpy() if S.H3_CELL in points.columns else None
     if fast_resolution == "auto":
         fast_resolution = auto_fast_resolution(areas.geometry.values)
-    if cells is not None and fast_resolution is not None and _cell_res(cells) < int(fast_resolution):
-        cells = None
+
     res = join_areas(x, y, areas.geometry.values, ids, tolerance_m=tolerance_m, fast_resolution=fast_resolution,
                      cells=cells)
     out = points.copy()

@@ -217,3 +217,19 @@ def test_real_ri_precincts_equal_the_exact_reference() -> None:
     assert mismatch.sum() == 0, out[mismatch].head()
     assert metrics["boundary"] > 0 and metrics["nearest"] > 0 and metrics["unassigned"] > 0
     assert sum(metrics[m] for m in ("within", "boundary", "nearest", "unassigned")) == len(points)
+
+
+@pytest.mark.skipif(not RI.exists(), reason="needs ../shared/data/ri")
+@pytest.mark.parametrize("fast", [7, 8, 9, 10])
+def test_fast_path_with_precomputed_cells_equals_exact(fast: int) -> None:
+    """A res-9 cell's parent is not the coarser cell holding the point: the fast path must not assume it is."""
+    precincts = gpd.read_parquet(RI)
+    rng = np.random.default_rng(fast)
+    minx, miny, maxx, maxy = precincts.total_bounds
+    verts = shapely.get_coordinates(precincts.geometry.values.boundary)[::3]
+    xs = np.r_[rng.uniform(minx, maxx, 5000), verts[:, 0]]
+    ys = np.r_[rng.uniform(miny, maxy, 5000), verts[:, 1]]
+    points = add_h3_cells(_points(list(zip(xs, ys, strict=True))), resolution=9)
+    fast_out, _ = assign_areas(points, precincts, id_col="JOINID", fast_resolution=fast)
+    exact_out, _ = assign_areas(points, precincts, id_col="JOINID", fast_resolution=None)
+    pd.testing.assert_frame_equal(fast_out, exact_out)
