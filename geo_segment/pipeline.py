@@ -14,6 +14,7 @@ import pandas as pd
 
 from geo_segment import schema as S
 from geo_segment.config import Config
+from geo_segment.errors import ConfigError
 from geo_segment.io.atomic import write_csv, write_parquet
 from geo_segment.io.manifest import Manifest, StageRecord
 from geo_segment.io.voters import Duplicates, read_voter_file
@@ -250,38 +251,77 @@ def run_join(
     history: str | Path | None = None,
     signals: str | Path | None = None,
     config: Config | None = None,
+    engine: str = "local",
+    address: str | None = None,
+    npartitions: int | None = None,
 ) -> RunResult:
-    """Join ingested voters (GeoParquet) to H3 cells and precincts, aggregate, and write the run folder."""
+    """Join ingested voters (GeoParquet) to H3 cells and precincts, aggregate, and write the run folder.
+
+    ``engine="dask"`` runs the same join and aggregates with dask-geopandas (``voters`` may then be a folder or
+    glob of GeoParquet files larger than memory; ``address`` names a dask.distributed scheduler); outputs are
+    identical to the local engine's. See ``docs/scale.md``.
+    """
     import geopandas as gpd
 
     from geo_segment.io.precincts import read_precincts
 
     cfg = config or Config()
     out = Path(out_dir)
-    man = Manifest(command="join", parameters={"id_col": id_col, "config": cfg.to_dict()})
-    man.add_input("voters", voters)
+    man = Manifest(command="join", parameters={"id_col": id_col, "engine": engine, "config": cfg.to_dict()})
+    from geo_segment.engines import expand_parquet_paths, load_engine
+
+    module = load_engine(engine)  # unknown engine or missing dask: a clear error before any work
+    for f in expand_parquet_paths(voters):
+        man.add_input("voters", f)
     for role, p in (("history", history), ("signals", signals)):
         if p is not None:
             man.add_input(role, p)
     if Path(str(precincts)).exists():
         man.add_input("precincts", precincts)
-    v = gpd.read_parquet(voters)
-    S.validate_voters(v, stage="join input")
     hist = pd.read_parquet(history) if history is not None else None
-    sig = gpd.read_parquet(signals) if signals is not None else None
     pre = read_precincts(str(precincts), id_col=id_col, area_tolerance=cfg.precincts.area_tolerance)
     man.add_stage(pre.stage)
-    joined = join_and_aggregate(v, pre.precincts, id_col=S.PRECINCT_ID, history=hist, signals=sig, config=cfg)
-    for stage in joined.stages:
-        man.add_stage(stage)
-    outputs: dict[str, Path] = {
-        "voters": write_parquet(joined.voters, out / "voters.parquet"),
-        "cells": write_parquet(joined.cells, out / "cells.parquet"),
-        "precincts": write_parquet(joined.precincts, out / "precincts.parquet"),
-        "rejects": _write_rejects([pre.rejects], out),
-    }
-    if joined.signals is not None:
-        outputs["signals"] = write_parquet(joined.signals, out / "signals.parquet")
+    outputs: dict[str, Path] = {}
+    if module is not None:
+        from geo_segment.engines import join_aggregate
+
+        t0 = time.perf_counter()
+        out.mkdir(parents=True, exist_ok=True)
+        joined_voters, cells, pre_agg, metrics = join_aggregate(
+            str(voters), pre.precincts, hist, str(signals) if signals is not None else None, id_col=S.PRECINCT_ID,
+            engine=engine, resolution=cfg.join.h3_resolution, tolerance_m=cfg.join.tolerance_m, k_min=cfg.join.k_min,
+            n_generals=cfg.join.n_generals, half_life_days=cfg.join.half_life_days, address=address,
+            npartitions=npartitions,
+        )
+        join_m = dict(metrics.get("join", {}))
+        agg_m = dict(metrics.get("aggregate", {}))
+        n = len(joined_voters) if joined_voters is not None else int(join_m.get("points", 0))
+        join_m.update({k: v for k, v in metrics.items() if k not in ("join", "aggregate")})
+        man.add_stage(StageRecord("join", rows_in=n, rows_out=n, rows_rejected=0,
+                                  seconds=round(time.perf_counter() - t0, 3), metrics=join_m))
+        agg_m["k_min"] = cfg.join.k_min
+        geocoded = int(join_m.get("with_coordinates", 0))
+        man.add_stage(StageRecord("aggregate", rows_in=geocoded, rows_out=geocoded, rows_rejected=0, seconds=0.0,
+                                  metrics=agg_m))
+        if joined_voters is not None:
+            outputs["voters"] = write_parquet(joined_voters, out / "voters.parquet")
+        outputs["cells"] = write_parquet(cells, out / "cells.parquet")
+        outputs["precincts"] = write_parquet(pre_agg, out / "precincts.parquet")
+    else:
+        if npartitions is not None or address is not None:
+            raise ConfigError("--address and --npartitions belong to the dask engine", fix="add --engine dask")
+        v = gpd.read_parquet(voters)
+        S.validate_voters(v, stage="join input")
+        sig = gpd.read_parquet(signals) if signals is not None else None
+        joined = join_and_aggregate(v, pre.precincts, id_col=S.PRECINCT_ID, history=hist, signals=sig, config=cfg)
+        for stage in joined.stages:
+            man.add_stage(stage)
+        outputs["voters"] = write_parquet(joined.voters, out / "voters.parquet")
+        outputs["cells"] = write_parquet(joined.cells, out / "cells.parquet")
+        outputs["precincts"] = write_parquet(joined.precincts, out / "precincts.parquet")
+        if joined.signals is not None:
+            outputs["signals"] = write_parquet(joined.signals, out / "signals.parquet")
+    outputs["rejects"] = _write_rejects([pre.rejects], out)
     man.outputs = [p.name for p in outputs.values()]
     outputs["manifest"] = man.write(out)
     return RunResult(out_dir=out, manifest=man, outputs=outputs)

@@ -135,3 +135,23 @@ def test_join_command_adds_columns_and_writes_aggregates(tmp_path: Path) -> None
     assert cells.loc[~cells["suppressed"], "voters"].min() >= 11
     assert cells["voters"].sum() == cells.loc[~cells["suppressed"], "voters"].sum()
     assert "unassigned (30 of them not geocoded)" in r.output
+
+
+def test_join_engine_dask_equals_local(tmp_path: Path) -> None:
+    import geopandas as gpd
+    import pandas as pd
+
+    ing = tmp_path / "ing"
+    r = runner.invoke(app, ["ingest", "voters", str(ROOT / "sample_data/nc/ncvoter.txt"), "--geocodes",
+                            str(ROOT / "sample_data/nc/geocodes.csv"), "--out", str(ing), "-q"])
+    assert r.exit_code == 0, r.output
+    common = ["join", "--voters", str(ing / "voters.parquet"), "--precincts",
+              str(ROOT / "sample_data/providence_precincts.parquet"), "--id-col", "JOINID", "-q"]
+    assert runner.invoke(app, [*common, "--out", str(tmp_path / "local")]).exit_code == 0
+    r = runner.invoke(app, [*common, "--engine", "dask", "--out", str(tmp_path / "dask")])
+    assert r.exit_code == 0, r.output
+    for name in ("voters", "cells", "precincts"):
+        pd.testing.assert_frame_equal(gpd.read_parquet(tmp_path / "dask" / f"{name}.parquet"),
+                                      gpd.read_parquet(tmp_path / "local" / f"{name}.parquet"))
+    r = runner.invoke(app, [*common, "--npartitions", "3", "--out", str(tmp_path / "bad")])
+    assert r.exit_code == 3 and "--address and --npartitions belong to the dask engine" in r.output
