@@ -15,6 +15,7 @@ Columns
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import geopandas as gpd
@@ -28,7 +29,8 @@ from geo_segment import schema as S
 from geo_segment._vector import factorize_str
 from geo_segment.errors import ConfigError
 
-__all__ = ["K_MIN", "PARTIES", "aggregate_cells", "aggregate_precincts", "decay_weights", "suppress_small"]
+__all__ = ["K_MIN", "PARTIES", "VoterCodes", "aggregate_cells", "aggregate_precincts", "decay_weights",
+           "suppress_small", "voter_codes"]
 
 K_MIN = 11
 PARTIES = ("DEM", "REP", "UNA", "LIB", "GRE")
@@ -73,8 +75,8 @@ def _base_counts(voters: pd.DataFrame, key: str, index: pd.Index) -> pd.DataFram
     n = len(index)
     out = pd.DataFrame(index=index)
     out["voters"] = np.bincount(kc, minlength=n)
-    out["households"] = _count_distinct(kc, _codes(voters[S.HOUSEHOLD_ID]), n)
-    out["buildings"] = _count_distinct(kc, _codes(voters[S.BUILDING_ID]), n)
+    out["households"] = _count_distinct(kc, voters["_hh"].to_numpy(), n)
+    out["buildings"] = _count_distinct(kc, voters["_bld"].to_numpy(), n)
     if S.PARTY in voters.columns:
         labels = (*PARTIES, "other")
         party_codes = pd.Index(PARTIES).get_indexer(pd.Index(voters[S.PARTY].astype("str").fillna("")))
@@ -95,11 +97,10 @@ def _turnout(voters: pd.DataFrame, history: pd.DataFrame, key: str, index: pd.In
         return out
     dates = np.sort(gen[S.ELECTION_DATE].dropna().unique())[::-1][:n_generals]
     gen = gen[gen[S.ELECTION_DATE].isin(dates)]
-    vids = pa.array(voters[S.VOTER_ID].astype("str").array, from_pandas=True)
+    vids = pa.array(np.asarray(voters[S.VOTER_ID].to_numpy(), dtype=object), pa.string(), from_pandas=True)
     pos = pc.index_in(pa.array(gen[S.VOTER_ID].astype("str").array, from_pandas=True), value_set=vids)
     pos_np = pc.fill_null(pos, -1).to_numpy(zero_copy_only=False)
     ok = pos_np >= 0
-    kc = _key_codes(voters[key].to_numpy(), index)[pos_np[ok]]
     date_codes, date_values = pd.factorize(gen[S.ELECTION_DATE].to_numpy()[ok])
     n_dates = max(len(date_values), 1)
     # one vote per voter and election, then count per (unit, election)
@@ -107,7 +108,6 @@ def _turnout(voters: pd.DataFrame, history: pd.DataFrame, key: str, index: pd.In
     voter_pos, d_code = distinct // n_dates, distinct % n_dates
     unit = _key_codes(voters[key].to_numpy(), index)[voter_pos]
     table = np.bincount(unit * n_dates + d_code, minlength=len(index) * n_dates).reshape(len(index), n_dates)
-    del kc
     for d in sorted(dates, reverse=True):
         col = f"voted_general_{pd.Timestamp(d).date().isoformat()}"
         hit = np.flatnonzero(np.asarray(date_values) == d)
@@ -144,6 +144,34 @@ def suppress_small(frame: pd.DataFrame, *, k_min: int = K_MIN, count_col: str = 
     return out
 
 
+@dataclass(frozen=True)
+class VoterCodes:
+    """Integer codes of each voter's household and building (``-1`` when missing), computed once per run."""
+
+    household: np.ndarray
+    building: np.ndarray
+
+
+def voter_codes(voters: pd.DataFrame) -> VoterCodes:
+    """Factorize ``household_id`` and ``building_id`` once, to share between the cell and precinct aggregates."""
+    return VoterCodes(household=_codes(voters[S.HOUSEHOLD_ID]), building=_codes(voters[S.BUILDING_ID]))
+
+
+def _slim(voters: pd.DataFrame, mask: np.ndarray, key: np.ndarray, codes: VoterCodes | None) -> pd.DataFrame:
+    """Only the columns the counts need, for the rows in ``mask`` (no copy of geometry or personal columns)."""
+    c = codes or voter_codes(voters)
+    data: dict[str, Any] = {
+        S.VOTER_ID: voters[S.VOTER_ID].to_numpy()[mask],
+        "_key": key,
+        "_hh": c.household[mask],
+        "_bld": c.building[mask],
+    }
+    for col in (S.PARTY, S.PRECINCT_METHOD):
+        if col in voters.columns:
+            data[col] = voters[col].to_numpy()[mask]
+    return pd.DataFrame(data)
+
+
 def _assemble(voters: pd.DataFrame, key: str, index: pd.Index, history: pd.DataFrame | None,
               signals: pd.DataFrame | None, n_generals: int, half_life_days: float,
               as_of: pd.Timestamp | None) -> pd.DataFrame:
@@ -175,6 +203,7 @@ def aggregate_cells(
     n_generals: int = 4,
     half_life_days: float = 30.0,
     as_of: pd.Timestamp | None = None,
+    codes: VoterCodes | None = None,
 ) -> gpd.GeoDataFrame:
     """Aggregate voters (and their history and signals) per H3 cell; cells with < ``k_min`` voters suppressed.
 
@@ -194,6 +223,8 @@ def aggregate_cells(
         How many of the most recent general elections get a ``voted_general_<date>`` column.
     half_life_days, as_of
         Signal time decay: half-life and reference time (default the newest signal).
+    codes
+        :func:`voter_codes` of ``voters``, when the caller aggregates the same voters several times.
 
     Returns
     -------
@@ -203,14 +234,14 @@ def aggregate_cells(
     """
     if S.H3_CELL not in voters.columns:
         raise ConfigError("voters have no h3_cell column", fix="run add_h3_cells (the join stage) first")
-    v = voters[voters[S.H3_CELL].to_numpy() != 0]
-    key_values = v[S.H3_CELL].to_numpy(dtype=np.uint64)
+    mask = voters[S.H3_CELL].to_numpy() != 0
+    key_values = voters[S.H3_CELL].to_numpy(dtype=np.uint64)[mask]
     sig = signals
     if resolution is not None:
         key_values = _h3.cell_parents(key_values, resolution)
         if sig is not None and S.H3_CELL in sig.columns:
             sig = sig.assign(**{S.H3_CELL: _h3.cell_parents(sig[S.H3_CELL].to_numpy(dtype=np.uint64), resolution)})
-    v = v.assign(_key=key_values)
+    v = _slim(voters, mask, key_values, codes)
     index = pd.Index(np.sort(pd.unique(key_values)), name=S.H3_CELL)
     if sig is not None and S.H3_CELL in sig.columns:
         sig = sig.rename(columns={S.H3_CELL: "_key"})
@@ -233,6 +264,7 @@ def aggregate_precincts(
     n_generals: int = 4,
     half_life_days: float = 30.0,
     as_of: pd.Timestamp | None = None,
+    codes: VoterCodes | None = None,
 ) -> gpd.GeoDataFrame:
     """Aggregate voters per precinct onto the precinct polygons (every precinct kept, even with no voters).
 
@@ -244,11 +276,13 @@ def aggregate_precincts(
         raise ConfigError("voters have no precinct_id column", fix="run assign_precincts (the join stage) first")
     ids = precincts[id_col].astype("str")
     index = pd.Index(ids.to_numpy(), name=S.PRECINCT_ID)
-    v = voters[voters[S.PRECINCT_ID].notna()]
-    table = _assemble(v, S.PRECINCT_ID, index, history, signals, n_generals, half_life_days, as_of)
+    mask = voters[S.PRECINCT_ID].notna().to_numpy()
+    v = _slim(voters, mask, voters[S.PRECINCT_ID].to_numpy()[mask], codes)
+    sig = signals.rename(columns={S.PRECINCT_ID: "_key"}) if signals is not None else None
+    table = _assemble(v, "_key", index, history, sig, n_generals, half_life_days, as_of)
     if S.PRECINCT_METHOD in v.columns:
         kinds = ("within", "boundary", "nearest")
-        kc = _key_codes(v[S.PRECINCT_ID].to_numpy(), index)
+        kc = _key_codes(v["_key"].to_numpy(), index)
         mc = pd.Index(kinds).get_indexer(pd.Index(v[S.PRECINCT_METHOD].astype("str")))
         ok = mc >= 0
         counts = np.bincount(kc[ok] * len(kinds) + mc[ok], minlength=len(index) * len(kinds))

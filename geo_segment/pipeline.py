@@ -208,7 +208,7 @@ def join_and_aggregate(
     Stage records ``join`` (voters), ``join_signals`` and ``aggregate`` (cells and precincts, with suppression).
     """
     from geo_segment._vector import isin_str
-    from geo_segment.aggregates import aggregate_cells, aggregate_metrics, aggregate_precincts
+    from geo_segment.aggregates import aggregate_cells, aggregate_metrics, aggregate_precincts, voter_codes
     from geo_segment.join import add_h3_cells, assign_areas, join_stage
 
     cfg = (config or Config()).join
@@ -229,10 +229,11 @@ def join_and_aggregate(
         stages.append(StageRecord("join_signals", rows_in=len(signals), rows_out=len(sig_out), rows_rejected=0,
                                   seconds=round(time.perf_counter() - t0, 3), metrics=sig_metrics))
     t0 = time.perf_counter()
+    codes = voter_codes(joined)
     cells = aggregate_cells(joined, history, sig_out, resolution=cfg.cell_resolution, k_min=cfg.k_min,
-                            n_generals=cfg.n_generals, half_life_days=cfg.half_life_days)
+                            n_generals=cfg.n_generals, half_life_days=cfg.half_life_days, codes=codes)
     pre = aggregate_precincts(joined, precincts, history, sig_out, id_col=id_col, k_min=cfg.k_min,
-                              n_generals=cfg.n_generals, half_life_days=cfg.half_life_days)
+                              n_generals=cfg.n_generals, half_life_days=cfg.half_life_days, codes=codes)
     metrics = aggregate_metrics(cells, pre)
     metrics["k_min"] = cfg.k_min
     geocoded = int(joined[S.GEOCODED].sum())
