@@ -31,12 +31,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from _machine import machine as base_machine
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -279,21 +280,11 @@ def code_facts() -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------------------------
 
 def machine() -> dict[str, object]:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     import geopandas
     import pandas
     import shapely
 
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem, 1), "python": platform.python_version(),
-            "platform": platform.platform(), "shapely": shapely.__version__, "geos": shapely.geos_version_string,
+    return {**base_machine(), "shapely": shapely.__version__, "geos": shapely.geos_version_string,
             "geopandas": geopandas.__version__, "pandas": pandas.__version__}
 
 
