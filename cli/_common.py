@@ -115,5 +115,13 @@ def print_summary(result: RunResult, *, title: str, quiet: bool = False) -> None
                 f"{m.get('k_min')} voters), {m.get('precincts', 0):,} precincts "
                 f"({m.get('precincts_suppressed', 0):,} suppressed)"
             )
+        if stage.name == "score":
+            m = stage.metrics
+            if "roc_auc" in m:
+                err_console.print(
+                    f"score: propensity model ({m.get('model')}) labelled by the {m.get('label_election')} election: "
+                    f"ROC-AUC {m['roc_auc']:.3f}, PR-AUC {m.get('pr_auc', 0):.3f}, Brier {m.get('brier', 0):.3f}, "
+                    f"ECE {m.get('ece', 0):.3f} (cross-validated)"
+                )
     err_console.print(f"wrote {len(result.outputs)} files to {result.out_dir} (see manifest.json)")
     sys.stderr.flush()

@@ -170,8 +170,10 @@ def run_demo(out_dir: str | Path, *, sample_dir: str | Path | None = None, confi
                                 signals=sig.signals, config=cfg)
     for stage in joined.stages:
         man.add_stage(stage)
+    scored, micro_geos = _score_and_cluster(joined.voters, read.history, joined.signals, man)
     outputs: dict[str, Path] = {
-        "voters": write_parquet(joined.voters, out / "voters.parquet"),
+        "voters": write_parquet(scored, out / "voters.parquet"),
+        "micro_geos": write_parquet(micro_geos, out / "micro_geos.parquet"),
         "vote_history": write_parquet(read.history, out / "vote_history.parquet"),
         "signals": write_parquet(joined.signals, out / "signals.parquet"),
         "cells": write_parquet(joined.cells, out / "cells.parquet"),
@@ -241,6 +243,27 @@ def join_and_aggregate(
     stages.append(StageRecord("aggregate", rows_in=geocoded, rows_out=geocoded, rows_rejected=0,
                               seconds=round(time.perf_counter() - t0, 3), metrics=metrics))
     return JoinResult(voters=joined, signals=sig_out, cells=cells, precincts=pre, stages=stages)
+
+
+def _score_and_cluster(voters: Any, history: pd.DataFrame, signals: Any, man: Manifest) -> tuple[Any, Any]:
+    """Demo stages: rule score and a propensity model labelled by the latest general election, then micro-geos.
+
+    Settings are the demo's (top 20% by engagement score, clusters of at least 8 voters within 200 m); the
+    ``score`` and ``cluster`` commands with their configuration tables are still to come.
+    """
+    from geo_segment.clustering import cluster_stage
+    from geo_segment.scoring import score_voters
+
+    t0 = time.perf_counter()
+    generals = history.loc[(history[S.ELECTION_TYPE] == "general") & history[S.VOTED], S.ELECTION_DATE]
+    label = generals.max() if len(generals) else None
+    scored, metrics = score_voters(voters, history, signals, label_election=label)
+    man.add_stage(StageRecord("score", rows_in=len(voters), rows_out=len(scored), rows_rejected=0,
+                              seconds=round(time.perf_counter() - t0, 3), metrics=metrics))
+    clustered, micro_geos, stage = cluster_stage(scored, score_col=S.ENGAGEMENT_SCORE, top_q=0.2,
+                                                 min_cluster_size=8, eps_m=200.0)
+    man.add_stage(stage)
+    return clustered, micro_geos
 
 
 def run_join(

@@ -92,13 +92,15 @@ def test_demo_runs_every_stage_on_the_sample(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     man = json.loads((out / "manifest.json").read_text())
     assert list(man["stages"]) == ["voters", "geocodes", "history", "signals", "precincts", "join",
-                                   "join_signals", "aggregate"]
+                                   "join_signals", "aggregate", "score", "cluster"]
     for name, st in man["stages"].items():
         assert st["rows_in"] == st["rows_out"] + st["rows_rejected"] + st["rows_dropped"], name
     assert man["stages"]["precincts"]["rows_out"] == 257
     assert {p.name for p in out.iterdir()} == {"manifest.json", "rejects.csv", "voters.parquet",
                                                "vote_history.parquet", "signals.parquet", "precincts.parquet",
-                                               "cells.parquet"}
+                                               "cells.parquet", "micro_geos.parquet"}
+    assert {"roc_auc", "pr_auc", "brier", "ece"} <= set(man["stages"]["score"]["metrics"])
+    assert {"validity", "bootstrap_ari"} <= set(man["stages"]["cluster"]["metrics"])
     assert man["stages"]["join"]["rows_out"] == man["stages"]["voters"]["rows_out"]
     assert result.output.rstrip().endswith("(see manifest.json)")
     assert "balanced" in result.output
