@@ -313,12 +313,14 @@ def _best_achievable_auc(pop: SyntheticPopulation, eligible: np.ndarray, label: 
     """ROC-AUC of the Bayes-optimal turnout prediction from the history, knowing the generator's parameters.
 
     The generator draws each voter's logit as a known part (age, party, status, pocket) plus household and
-    individual effects N(0, 0.5) and N(0, 0.7), then every election from that logit plus the election's shift.
+    individual effects N(0, _HOUSEHOLD_SD) and N(0, _PERSON_SD), then every election from that logit plus the
+    election's shift.
     The best any model can do from the history is the posterior mean of P(vote) given the known part and the
     past votes, integrated over the unknown effects (ignoring what relatives' votes say about the household
-    effect, worth about +0.002 AUC here). That falls well short of ranking by the planted propensity itself.
+    effect, worth about +0.002 AUC here). It falls short of ranking by the planted propensity itself only by
+    what the past votes cannot tell about the hidden effects.
     """
-    from geo_segment.synth import _ELECTIONS, _PARTIES, _PARTY_LOGIT
+    from geo_segment.synth import _ELECTIONS, _HOUSEHOLD_SD, _PARTIES, _PARTY_LOGIT, _PERSON_SD
 
     v = pop.voters
     age = np.floor((pd.Timestamp(pop.as_of) - v["birth_date"]).dt.days.to_numpy() / 365.2425)
@@ -334,7 +336,7 @@ def _best_achievable_auc(pop: SyntheticPopulation, eligible: np.ndarray, label: 
     voted[pos, col] = True
     could = days.to_numpy()[None, :] > v[S.REGISTRATION_DATE].to_numpy()[:, None]
     u = np.linspace(-4, 4, 161)
-    loglik = np.zeros((len(v), len(u))) - u[None, :] ** 2 / (2 * (0.5**2 + 0.7**2))
+    loglik = np.zeros((len(v), len(u))) - u[None, :] ** 2 / (2 * (_HOUSEHOLD_SD**2 + _PERSON_SD**2))
     for j in past:
         p = 1 / (1 + np.exp(-(known[:, None] + u[None, :] + shift[j])))
         loglik += np.where(could[:, j:j + 1], np.where(voted[:, j:j + 1], np.log(p), np.log1p(-p)), 0.0)
@@ -355,10 +357,11 @@ def test_propensity_model_reaches_the_best_achievable_auc_and_is_calibrated(coun
     best = _best_achievable_auc(county.pop, el, y)
     assert set(m.cv_results_) >= {"hgb", "logistic"} and m.chosen_ in ("hgb", "logistic")
     auc = m.metrics_["roc_auc"]
-    # Ranking by the planted propensity (the oracle) is out of reach: the past votes pin down each voter's
-    # individual effect only roughly; even the Bayes-optimal predictor trails the oracle by about 0.055.
-    assert best < oracle - 0.03
+    # the issue's criterion: cross-validated ROC-AUC within 0.03 of the oracle (ranking by the planted propensity)
+    assert auc >= oracle - 0.03, (auc, best, oracle)
+    # and close to the Bayes-optimal predictor computed independently from the generator's parameters
     assert auc >= best - 0.02, (auc, best, oracle)
+    assert best <= oracle + 0.005
     assert m.metrics_["ece"] <= 0.05
     assert 0 < m.metrics_["brier"] < 0.25 and m.metrics_["pr_auc"] > y.mean()
     assert len(m.oof_proba_) == el.sum()
