@@ -14,13 +14,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
+    "AudienceTooSmallError",
     "ConfigError",
     "DuplicateVoterError",
     "EncodingError",
+    "ExportError",
     "GeoSegmentError",
     "GeoSegmentWarning",
+    "GuardrailError",
+    "IdentifierError",
     "InputFileError",
     "InputNotFoundError",
+    "LimitExceededError",
     "Location",
     "MissingColumnsError",
     "OutputPathError",
@@ -136,6 +141,28 @@ class OutputPathError(GeoSegmentError, ValueError):
     """An output name would escape the output folder, or the folder cannot be written."""
 
     exit_code = 6
+
+
+class ExportError(GeoSegmentError, ValueError):
+    """An export was refused: a platform limit, a minimum size or a privacy / political-ads guardrail."""
+
+    exit_code = 7
+
+
+class LimitExceededError(ExportError):
+    """A geofence breaks a target's limit (vertices, fences per file, radius range)."""
+
+
+class AudienceTooSmallError(ExportError):
+    """An audience or geofence is below its minimum size after deduplication and suppression."""
+
+
+class GuardrailError(ExportError):
+    """A purpose, state rule, EU/EEA consent rule or forbidden column refuses the export."""
+
+
+class IdentifierError(ExportError):
+    """One identifier cannot be normalized for a platform (the message never quotes the value)."""
 
 
 class GeoSegmentWarning(UserWarning):
