@@ -108,7 +108,7 @@ def check_states(states: pd.Series, purpose: str, rules: PlatformRules) -> dict[
         Naming each refusing state, its allowed purposes, its source and the number of records.
     """
     counts = states.dropna().astype("str").str.upper().value_counts()
-    bad = {st: int(n) for st, n in counts.items() if purpose not in rules.allowed_purposes(str(st))}
+    bad = {str(st): int(n) for st, n in counts.items() if purpose not in rules.allowed_purposes(str(st))}
     if bad:
         detail = "; ".join(
             f"{st}: {n} records, allowed {list(rules.allowed_purposes(st))} "
@@ -240,7 +240,10 @@ def load_suppression(paths: Sequence[str | Path], *, default_region: str = "US")
     from geo_segment.exports.hashing import hash_series
     from geo_segment.io.manifest import sha256_file
 
-    voter, house, email, phone = set(), set(), set(), set()
+    voter: set[str] = set()
+    house: set[str] = set()
+    email: set[str] = set()
+    phone: set[str] = set()
     sources = []
     for raw in paths:
         p = Path(raw)
