@@ -16,6 +16,7 @@ except metadata.PackageNotFoundError:  # pragma: no cover - running from a sourc
 
 from geo_segment.config import Config, load_config
 from geo_segment.errors import GeoSegmentError, GeoSegmentWarning
+from geo_segment.exports.hashing import hash_identifier
 from geo_segment.io.precincts import read_precincts
 from geo_segment.io.signals import read_signals
 from geo_segment.io.voters import read_voter_file
@@ -26,6 +27,7 @@ __all__ = [
     "GeoSegmentError",
     "GeoSegmentWarning",
     "__version__",
+    "hash_identifier",
     "load_config",
     "load_layout",
     "read_precincts",
