@@ -34,7 +34,7 @@ from typing import Any
 
 from geo_segment.errors import ConfigError, Location
 
-__all__ = ["Config", "IngestConfig", "JoinConfig", "PrecinctConfig", "SignalConfig", "load_config"]
+__all__ = ["Config", "ExportConfig", "IngestConfig", "JoinConfig", "PrecinctConfig", "SignalConfig", "load_config"]
 
 
 @dataclass(frozen=True)
@@ -106,6 +106,76 @@ class JoinConfig:
             )
 
 
+_ON_SMALL = ("error", "skip")
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """Audience exports: geofences and hashed customer lists (see ``docs/exports.md``).
+
+    ``purpose`` is required at export time (``election``, ``political``, ``issue`` or ``research``). Limits left at
+    ``None`` come from the platforms data file (``platforms_file``, the packaged one by default). ``on_small`` is
+    ``error`` (a fence or audience below its minimum stops the export) or ``skip`` (it is left out and reported
+    with its count). ``audience_top_q`` picks the demo's audience: the top share of voters by engagement score.
+    """
+
+    purpose: str | None = None
+    target: str = "generic"
+    platforms: tuple[str, ...] = ("meta", "google")
+    default_region: str = "US"
+    formats: tuple[str, ...] = ("geojson", "kml", "wkt", "radius", "h3", "zip", "precinct")
+    min_residents: int | None = None
+    min_audience: int | None = None
+    on_small: str = "error"
+    suppression_files: tuple[str, ...] = ()
+    exclusive: bool = False
+    priority: tuple[str, ...] = ()
+    consent_column: str = "political_ads_consent"
+    simplify: bool = False
+    clamp_radius: bool = False
+    max_overshoot: float = 2.0
+    max_circles: int = 8
+    h3_resolution: int = 9
+    max_vertices: int | None = None
+    max_fences: int | None = None
+    platforms_file: str | None = None
+    audience_top_q: float = 0.2
+
+    def __post_init__(self) -> None:
+        from geo_segment._h3 import check_resolution
+        from geo_segment.exports.geofences import FORMATS
+        from geo_segment.exports.guardrails import PURPOSES
+
+        for name in ("platforms", "formats", "suppression_files", "priority"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        check_resolution(self.h3_resolution)
+        problems = []
+        if self.purpose is not None and self.purpose not in PURPOSES:
+            problems.append(f"purpose={self.purpose!r}")
+        if set(self.formats) - set(FORMATS):
+            problems.append(f"formats={list(self.formats)}")
+        if set(self.platforms) - {"meta", "google"}:
+            problems.append(f"platforms={list(self.platforms)}")
+        if self.on_small not in _ON_SMALL:
+            problems.append(f"on_small={self.on_small!r}")
+        if self.max_overshoot < 1 or self.max_circles < 1 or not 0 < self.audience_top_q <= 1:
+            problems.append(f"max_overshoot={self.max_overshoot}, max_circles={self.max_circles}, "
+                            f"audience_top_q={self.audience_top_q}")
+        for name in ("min_residents", "min_audience", "max_vertices", "max_fences"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                problems.append(f"{name}={value}")
+        if problems:
+            raise ConfigError(
+                "[export] settings out of range",
+                expected=(f"purpose in {list(PURPOSES)}, formats among {list(FORMATS)}, platforms among "
+                          f"['meta', 'google'], on_small in {list(_ON_SMALL)}, max_overshoot >= 1, max_circles >= 1, "
+                          "0 < audience_top_q <= 1, limits >= 0"),
+                found=", ".join(problems),
+                fix="correct the [export] table",
+            )
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole run configuration. Build it with :func:`load_config` or directly."""
@@ -114,6 +184,7 @@ class Config:
     precincts: PrecinctConfig = field(default_factory=PrecinctConfig)
     signals: SignalConfig = field(default_factory=SignalConfig)
     join: JoinConfig = field(default_factory=JoinConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the configuration as plain data (for the manifest)."""
@@ -122,6 +193,9 @@ class Config:
 
 def _type_ok(value: Any, annotation: Any) -> bool:
     origin = typing.get_origin(annotation)
+    if origin is tuple:
+        item = typing.get_args(annotation)[0]
+        return isinstance(value, list | tuple) and all(_type_ok(v, item) for v in value)
     if origin in (typing.Union, types.UnionType):
         return any(_type_ok(value, a) for a in typing.get_args(annotation))
     if annotation is type(None):
@@ -178,7 +252,8 @@ def load_config(path: str | Path | None = None) -> Config:
         raw = tomllib.loads(p.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"configuration is not valid TOML: {exc}", where=Location(p), fix="fix the syntax") from None
-    sections = {"ingest": IngestConfig, "precincts": PrecinctConfig, "signals": SignalConfig, "join": JoinConfig}
+    sections = {"ingest": IngestConfig, "precincts": PrecinctConfig, "signals": SignalConfig, "join": JoinConfig,
+                "export": ExportConfig}
     unknown = sorted(set(raw) - set(sections))
     if unknown:
         raise ConfigError(

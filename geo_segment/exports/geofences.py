@@ -566,7 +566,7 @@ def export_geofences(
     min_residents
         Minimum residents per fence (default: the target's, 1,000).
     on_small
-        ``error``: a fence below the minimum fails the export naming the minimum and the count; ``drop``: such
+        ``error``: a fence below the minimum fails the export naming the minimum and the count; ``skip``: such
         fences are left out, each reported in ``refused`` with its count.
     simplify, clamp_radius
         Simplify over-limit rings (coverage-preserving) / clamp radii into range, instead of failing.
@@ -589,8 +589,8 @@ def export_geofences(
     if unknown or not formats:
         raise ConfigError(f"unknown geofence formats {unknown}", expected=f"some of {list(FORMATS)}",
                           fix="correct --format")
-    if on_small not in ("error", "drop"):
-        raise ConfigError("on_small is unknown", expected="'error' or 'drop'", found=repr(on_small))
+    if on_small not in ("error", "skip"):
+        raise ConfigError("on_small is unknown", expected="'error' or 'skip'", found=repr(on_small))
     rules = rules or load_rules()
     profile = rules.profile(target)
     if limits:
@@ -629,7 +629,7 @@ def export_geofences(
             f"({profile.source('min_residents_per_fence')}; residents from {method})",
             expected=f"at least {minimum} residents per fence",
             found=f"as few as {int(smallest[RESIDENTS])} (fence {smallest[FENCE_ID]})",
-            fix="merge small fences, or pass --on-small drop to leave them out",
+            fix="merge small fences, or pass --on-small skip to leave them out",
         )
     kept_fences = prepared.loc[~small]
     inside = None
