@@ -17,8 +17,8 @@ from h3ronpy.vector import cells_to_wkb_polygons, coordinates_to_cells, wkb_to_c
 
 from geo_segment.errors import ConfigError
 
-__all__ = ["MAX_RESOLUTION", "MIN_RESOLUTION", "NO_CELL", "cell_parents", "cell_polygons", "cells_to_hex",
-           "check_resolution", "latlng_to_cells", "polygons_to_cells"]
+__all__ = ["MAX_RESOLUTION", "MIN_RESOLUTION", "NO_CELL", "cell_parents", "cell_polygons", "cell_resolutions",
+           "cells_to_hex", "check_resolution", "latlng_to_cells", "polygons_to_cells"]
 
 MIN_RESOLUTION = 5
 MAX_RESOLUTION = 15
@@ -60,6 +60,14 @@ def cell_parents(cells: np.ndarray, resolution: int) -> np.ndarray:
     if ok.any():
         out[ok] = np.asarray(change_resolution(cells[ok], res), dtype=np.uint64)
     return out
+
+
+def cell_resolutions(cells: np.ndarray) -> np.ndarray:
+    """Resolution (0..15, int8) of each cell, read from the index bits; ``-1`` for ``0`` (no cell)."""
+    cells = np.asarray(cells, dtype=np.uint64)
+    res = ((cells >> np.uint64(52)) & np.uint64(0xF)).astype(np.int8)
+    res[cells == NO_CELL] = -1
+    return res
 
 
 def cell_polygons(cells: np.ndarray) -> np.ndarray:

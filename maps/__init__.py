@@ -1,4 +1,14 @@
 """Folium maps built from geo_segment's outputs (installed as ``geo_segment.maps``).
 
-The map builders arrive with the maps issue; this package exists now so the layering and install layout are fixed.
+Layers (``add_*_layer``) draw on an existing map; builders (``*_map``, :func:`turf_maps`) return a folium Map or
+write its HTML atomically; :func:`build_maps` writes every map of a run folder. See ``docs/maps.md``.
 """
+
+from ._assets import ASSETS, asset_routes, inline_assets
+from ._base import classify, new_map, save_map
+from .builders import build_maps, hex_map, micro_geo_map, precinct_map, turf_maps
+from .layers import add_hex_layer, add_micro_geo_layer, add_outline_layer, add_precinct_layer, add_turf_layer
+
+__all__ = ["ASSETS", "add_hex_layer", "add_micro_geo_layer", "add_outline_layer", "add_precinct_layer",
+           "add_turf_layer", "asset_routes", "build_maps", "classify", "hex_map", "inline_assets", "micro_geo_map",
+           "new_map", "precinct_map", "save_map", "turf_maps"]
