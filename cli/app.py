@@ -8,7 +8,7 @@ import typer
 
 from geo_segment import __version__
 
-from . import ingest
+from . import export, ingest
 from .demo import demo
 from .join import join
 from .synth import synth
@@ -24,6 +24,7 @@ app.command("demo")(demo)
 app.command("synth")(synth)
 app.command("join")(join)
 app.add_typer(ingest.app, name="ingest")
+app.add_typer(export.app, name="export")
 
 
 def _version(value: bool) -> None:

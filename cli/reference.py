@@ -18,6 +18,9 @@ EXIT_CODES = (
         " projected coordinates"),
     (5, "column-contract error between stages"),
     (6, "output error: an output name would leave the output folder"),
+    (7, "export refused: a platform limit (vertices, fences, radius range), a minimum size (residents per fence,"
+        " audience after dedupe and suppression) or a guardrail (purpose, state rules, EU/EEA consent, forbidden"
+        " columns)"),
     (130, "interrupted"),
 )
 
