@@ -11,6 +11,7 @@ from geo_segment import __version__
 from . import export, ingest
 from .demo import demo
 from .join import join
+from .score import cluster, score
 from .synth import synth
 
 app = typer.Typer(
@@ -23,6 +24,8 @@ app = typer.Typer(
 app.command("demo")(demo)
 app.command("synth")(synth)
 app.command("join")(join)
+app.command("score")(score)
+app.command("cluster")(cluster)
 app.add_typer(ingest.app, name="ingest")
 app.add_typer(export.app, name="export")
 

@@ -19,12 +19,14 @@ def demo(
     sample_dir: Annotated[
         Path | None, typer.Option("--sample-dir", help="Folder of the sample county (default: sample_data/).")
     ] = None,
-    config: Annotated[Path | None, typer.Option("--config", help="Configuration TOML.")] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="Configuration TOML (default: the sample's geo_segment.toml).")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary table.")] = False,
 ) -> None:
     """Run the pipeline on the sample county (Providence, RI) and print rows in/out/rejected per stage.
 
     Example: geo-segment demo --out out/demo
     """
-    result = run_demo(out, sample_dir=sample_dir, config=load_config(config))
+    result = run_demo(out, sample_dir=sample_dir, config=load_config(config) if config is not None else None)
     print_summary(result, title="geo-segment demo: Providence County sample", quiet=quiet)

@@ -29,12 +29,14 @@ import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 from geo_segment.errors import ConfigError, Location
 
-__all__ = ["Config", "ExportConfig", "IngestConfig", "JoinConfig", "PrecinctConfig", "SignalConfig", "load_config"]
+__all__ = ["ClusterConfig", "Config", "ExportConfig", "IngestConfig", "JoinConfig", "PrecinctConfig", "ScoresConfig",
+           "SignalConfig", "load_config"]
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,153 @@ class JoinConfig:
                 found=f"{self.tolerance_m}, {self.k_min}, {self.n_generals}, {self.half_life_days}",
                 fix="correct the [join] table",
             )
+
+
+_MODELS = ("auto", "hgb", "logistic")
+
+
+@dataclass(frozen=True)
+class ScoresConfig:
+    """Engagement scores: the rule score's weights, the propensity model and its label, feature options.
+
+    ``label_election`` is ``"latest-general"`` (the newest general election anyone voted in), ``"none"`` (rule
+    score only) or an ISO date (``"2022-11-08"``). ``rule_weights`` overrides fields of
+    :class:`geo_segment.scoring.RuleWeights` (a ``[scores.rule_weights]`` table).
+    """
+
+    label_election: str = "latest-general"
+    model: str = "auto"
+    cv: int = 5
+    n_elections: int = 8
+    half_life_days: float = 30.0
+    n_threads: int | None = None
+    random_state: int = 0
+    rule_weights: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.label_election not in ("latest-general", "none"):
+            try:
+                date.fromisoformat(self.label_election)
+            except ValueError:
+                problems.append(f"label_election={self.label_election!r}")
+        if self.model not in _MODELS:
+            problems.append(f"model={self.model!r}")
+        if self.cv < 2 or self.n_elections < 1 or self.half_life_days <= 0:
+            problems.append(f"cv={self.cv}, n_elections={self.n_elections}, half_life_days={self.half_life_days}")
+        if self.n_threads is not None and self.n_threads < 1:
+            problems.append(f"n_threads={self.n_threads}")
+        if problems:
+            raise ConfigError(
+                "[scores] settings out of range",
+                expected=("label_election 'latest-general', 'none' or a date YYYY-MM-DD; model one of "
+                          f"{list(_MODELS)}; cv >= 2; n_elections >= 1; half_life_days > 0; n_threads >= 1"),
+                found=", ".join(problems),
+                fix="correct the [scores] table",
+            )
+        if self.rule_weights:
+            self.weights()  # validates names and values now, not in the middle of a run
+
+    def weights(self) -> Any:
+        """The :class:`geo_segment.scoring.RuleWeights` these settings describe."""
+        from geo_segment.scoring import RuleWeights
+
+        names = [f.name for f in dataclasses.fields(RuleWeights)]
+        unknown = sorted(set(self.rule_weights) - set(names))
+        if unknown:
+            raise ConfigError(f"unknown keys {unknown} in [scores.rule_weights]", expected=f"keys among {names}",
+                              fix="remove or correct them")
+        return RuleWeights(**self.rule_weights)
+
+
+_ALGORITHMS = ("hdbscan", "dbscan")
+_CLUSTER_MODES = ("point", "cell")
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """Micro-geographies (see :func:`geo_segment.clustering.cluster_voters`).
+
+    ``score_col`` is ``"auto"`` (``propensity`` when the voters have it, else ``engagement_score``) or a column
+    name. Voters are selected by ``threshold`` when it is set, else by ``top_q`` (the top share). ``eps_m = 0``
+    means no epsilon (HDBSCAN only); ``enrichment = false`` clusters every selected voter.
+    """
+
+    score_col: str = "auto"
+    threshold: float | None = None
+    top_q: float = 0.2
+    algorithm: str = "hdbscan"
+    mode: str = "point"
+    min_cluster_size: int = 25
+    min_samples: int | None = None
+    eps_m: float = 0.0
+    cell_resolution: int = 10
+    enrichment: bool = True
+    enrichment_alpha: float = 1e-3
+    enrichment_k: int = 50
+    bootstrap: int = 10
+    random_state: int = 0
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.algorithm not in _ALGORITHMS:
+            problems.append(f"algorithm={self.algorithm!r}")
+        if self.mode not in _CLUSTER_MODES:
+            problems.append(f"mode={self.mode!r}")
+        if not 0 < self.top_q <= 1:
+            problems.append(f"top_q={self.top_q}")
+        if self.min_cluster_size < 2 or (self.min_samples is not None and self.min_samples < 1):
+            problems.append(f"min_cluster_size={self.min_cluster_size}, min_samples={self.min_samples}")
+        if self.eps_m < 0 or (self.algorithm == "dbscan" and self.eps_m <= 0):
+            problems.append(f"eps_m={self.eps_m} with algorithm {self.algorithm!r}")
+        if not 0 < self.enrichment_alpha < 1 or self.enrichment_k < 2 or self.bootstrap < 0:
+            problems.append(f"enrichment_alpha={self.enrichment_alpha}, enrichment_k={self.enrichment_k}, "
+                            f"bootstrap={self.bootstrap}")
+        if problems:
+            raise ConfigError(
+                "[cluster] settings out of range",
+                expected=(f"algorithm in {list(_ALGORITHMS)}, mode in {list(_CLUSTER_MODES)}, 0 < top_q <= 1, "
+                          "min_cluster_size >= 2, min_samples >= 1, eps_m >= 0 (> 0 for dbscan), "
+                          "0 < enrichment_alpha < 1, enrichment_k >= 2, bootstrap >= 0"),
+                found=", ".join(problems),
+                fix="correct the [cluster] table",
+            )
+
+    def options(self, columns: Any, *, k_min: int) -> dict[str, Any]:
+        """Keyword options of :func:`geo_segment.clustering.cluster_voters` for voters with ``columns``."""
+        score = self.score_col
+        if score == "auto":
+            score = "propensity" if "propensity" in columns else "engagement_score"
+        return {
+            "score_col": score,
+            "threshold": self.threshold,
+            "top_q": None if self.threshold is not None else self.top_q,
+            "algorithm": self.algorithm,
+            "mode": self.mode,
+            "min_cluster_size": self.min_cluster_size,
+            "min_samples": self.min_samples,
+            "eps_m": self.eps_m or None,
+            "cell_resolution": self.cell_resolution,
+            "enrichment_alpha": self.enrichment_alpha if self.enrichment else None,
+            "enrichment_k": self.enrichment_k,
+            "bootstrap": self.bootstrap,
+            "random_state": self.random_state,
+            "k_min": k_min,
+        }
+
+
+_TURF_WITHIN = ("precinct", "micro_geo", "polygon", "all")
+_DOOR_UNITS = ("household", "building")
+_WALK_ORDERS = ("route", "street")
+
+
+def _default_survey() -> dict[str, str]:
+    return {"Will you vote on Election Day?": "Yes | Maybe | No"}
+
+
+def _default_result_codes() -> dict[str, str]:
+    return {"CT": "Talked", "NH": "Not home", "RF": "Refused", "MV": "Moved", "DC": "Deceased",
+            "WA": "Wrong address", "IN": "Inaccessible", "LB": "Left literature"}
 
 
 _ON_SMALL = ("error", "skip")
@@ -184,6 +333,8 @@ class Config:
     precincts: PrecinctConfig = field(default_factory=PrecinctConfig)
     signals: SignalConfig = field(default_factory=SignalConfig)
     join: JoinConfig = field(default_factory=JoinConfig)
+    scores: ScoresConfig = field(default_factory=ScoresConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -196,6 +347,9 @@ def _type_ok(value: Any, annotation: Any) -> bool:
     if origin is tuple:
         item = typing.get_args(annotation)[0]
         return isinstance(value, list | tuple) and all(_type_ok(v, item) for v in value)
+    if origin is dict:
+        _, value_type = typing.get_args(annotation)
+        return isinstance(value, dict) and all(_type_ok(v, value_type) for v in value.values())
     if origin in (typing.Union, types.UnionType):
         return any(_type_ok(value, a) for a in typing.get_args(annotation))
     if annotation is type(None):
@@ -253,6 +407,7 @@ def load_config(path: str | Path | None = None) -> Config:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"configuration is not valid TOML: {exc}", where=Location(p), fix="fix the syntax") from None
     sections = {"ingest": IngestConfig, "precincts": PrecinctConfig, "signals": SignalConfig, "join": JoinConfig,
+                "scores": ScoresConfig, "cluster": ClusterConfig,
                 "export": ExportConfig}
     unknown = sorted(set(raw) - set(sections))
     if unknown:

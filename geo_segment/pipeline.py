@@ -22,13 +22,18 @@ from geo_segment.io.voters import Duplicates, read_voter_file
 __all__ = [
     "JoinResult",
     "RunResult",
+    "ScoreResult",
     "SampleFiles",
     "find_sample",
     "ingest_voters",
     "join_and_aggregate",
     "run_demo",
+    "read_seed_ids",
+    "run_cluster",
     "run_join",
+    "run_score",
     "run_synth",
+    "score_stage",
     "stage_table",
 ]
 
@@ -56,6 +61,7 @@ class SampleFiles:
     geocodes: Path
     signals: Path
     precincts: Path
+    config: Path
     precinct_id_col: str = "JOINID"
 
 
@@ -76,6 +82,7 @@ def find_sample(sample_dir: str | Path | None = None) -> SampleFiles:
         geocodes=base / "nc" / "geocodes.csv",
         signals=base / "nc" / "signals.csv",
         precincts=base / "providence_precincts.parquet",
+        config=base / "geo_segment.toml",
     )
     missing = [str(p) for p in (files.voters, files.history, files.geocodes, files.signals, files.precincts)
                if not p.exists()]
@@ -143,14 +150,17 @@ def ingest_voters(
 def run_demo(out_dir: str | Path, *, sample_dir: str | Path | None = None, config: Config | None = None) -> RunResult:
     """Run every stage that exists on the embedded sample county and write the run folder.
 
+    ``config`` defaults to the sample's ``geo_segment.toml`` (``Config()`` when the sample folder has none).
+
     The sample goes through the same ingest path as a real file: the NC-layout voter file with its vote history
     and a vendor geocodes file, the signals CSV and the real Providence County precincts.
     """
+    from geo_segment.config import load_config
     from geo_segment.io.precincts import read_precincts
     from geo_segment.io.signals import read_signals
 
-    cfg = config or Config()
     files = find_sample(sample_dir)
+    cfg = config or (load_config(files.config) if files.config.is_file() else Config())
     out = Path(out_dir)
     man = Manifest(command="demo", parameters={"config": cfg.to_dict()})
     for role, p in (("voters", files.voters), ("history", files.history), ("geocodes", files.geocodes),
@@ -170,7 +180,7 @@ def run_demo(out_dir: str | Path, *, sample_dir: str | Path | None = None, confi
                                 signals=sig.signals, config=cfg)
     for stage in joined.stages:
         man.add_stage(stage)
-    scored, micro_geos = _score_and_cluster(joined.voters, read.history, joined.signals, man)
+    scored, micro_geos = _score_and_cluster(joined.voters, read.history, joined.signals, man, cfg)
     outputs: dict[str, Path] = {
         "voters": write_parquet(scored, out / "voters.parquet"),
         "micro_geos": write_parquet(micro_geos, out / "micro_geos.parquet"),
@@ -245,23 +255,117 @@ def join_and_aggregate(
     return JoinResult(voters=joined, signals=sig_out, cells=cells, precincts=pre, stages=stages)
 
 
-def _score_and_cluster(voters: Any, history: pd.DataFrame, signals: Any, man: Manifest) -> tuple[Any, Any]:
-    """Demo stages: rule score and a propensity model labelled by the latest general election, then micro-geos.
-
-    Settings are the demo's (top 20% by engagement score, clusters of at least 8 voters within 200 m); the
-    ``score`` and ``cluster`` commands with their configuration tables are still to come.
-    """
-    from geo_segment.clustering import cluster_stage
-    from geo_segment.scoring import score_voters
-
-    t0 = time.perf_counter()
+def _label_election(history: pd.DataFrame, setting: str) -> str | None:
+    """The label election a ``[scores] label_election`` setting names, or ``None`` for none."""
+    if setting == "none":
+        return None
+    if setting != "latest-general":
+        return setting
     generals = history.loc[(history[S.ELECTION_TYPE] == "general") & history[S.VOTED], S.ELECTION_DATE]
-    label = generals.max() if len(generals) else None
-    scored, metrics = score_voters(voters, history, signals, label_election=label)
-    man.add_stage(StageRecord("score", rows_in=len(voters), rows_out=len(scored), rows_rejected=0,
-                              seconds=round(time.perf_counter() - t0, 3), metrics=metrics))
-    clustered, micro_geos, stage = cluster_stage(scored, score_col=S.ENGAGEMENT_SCORE, top_q=0.2,
-                                                 min_cluster_size=8, eps_m=200.0)
+    return pd.Timestamp(generals.max()).date().isoformat() if len(generals) else None
+
+
+def read_seed_ids(path: str | Path) -> list[str]:
+    """Read lookalike seed voter ids: a CSV with a ``voter_id`` column, or a single column of ids (no header).
+
+    Raises
+    ------
+    InputNotFoundError
+        No such file.
+    MissingColumnsError
+        Several columns and none named ``voter_id``.
+    InputFileError
+        No ids in the file.
+    """
+    from geo_segment.errors import InputFileError, InputNotFoundError, Location, MissingColumnsError
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputNotFoundError("seed file not found", where=Location(p), fix="check the --lookalike path")
+    frame = pd.read_csv(p, dtype="str", keep_default_na=False, header=None, skip_blank_lines=True)
+    first = [str(v).strip().lower() for v in frame.iloc[0]] if len(frame) else []
+    if S.VOTER_ID in first:
+        ids = frame.iloc[1:, first.index(S.VOTER_ID)]
+    elif frame.shape[1] == 1:
+        ids = frame.iloc[:, 0]
+    else:
+        raise MissingColumnsError("seed file has several columns and none named voter_id", where=Location(p, line=1),
+                                  expected="a voter_id column, or one column of ids", found=f"columns {first}",
+                                  fix="name the id column voter_id")
+    out = [v for v in (str(x).strip() for x in ids) if v]
+    if not out:
+        raise InputFileError("seed file holds no voter ids", where=Location(p), fix="list one voter id per line")
+    return list(dict.fromkeys(out))
+
+
+@dataclass
+class ScoreResult:
+    """Scored voters, the stage's metrics and the propensity model used (trained or loaded), if any."""
+
+    voters: Any
+    metrics: dict[str, Any]
+    model: Any
+    stage: StageRecord
+
+
+def score_stage(
+    voters: Any,
+    history: pd.DataFrame,
+    signals: Any = None,
+    *,
+    config: Config | None = None,
+    model: Any = None,
+    seeds: list[str] | None = None,
+) -> ScoreResult:
+    """Engagement scores with the ``[scores]`` settings: rule score, propensity model, lookalikes.
+
+    Parameters
+    ----------
+    voters, history, signals
+        The contract's frames.
+    config
+        Run configuration; its ``scores`` table chooses the label election (``latest-general`` by default), the
+        model family, the feature options and the rule weights.
+    model
+        A fitted :class:`~geo_segment.scoring.PropensityModel` to score with instead of training one (its feature
+        options win; mismatching features raise :class:`~geo_segment.scoring.FeatureMismatchError`).
+    seeds
+        Voter ids for lookalikes (``lookalike_score``).
+
+    Returns
+    -------
+    ScoreResult
+        The scored copy of ``voters`` (``engagement_score``; ``propensity``; ``lookalike_score``), the metrics, the
+        model used and a stage record (rows in = rows out).
+    """
+    from geo_segment.scoring import PropensityModel, score_voters_with_model
+
+    sc = (config or Config()).scores
+    t0 = time.perf_counter()
+    kw: dict[str, Any] = {"weights": sc.weights(), "seeds": seeds, "random_state": sc.random_state}
+    if model is not None:
+        kw["model"] = model
+    else:
+        kw.update(n_elections=sc.n_elections, half_life_days=sc.half_life_days,
+                  label_election=_label_election(history, sc.label_election))
+        if kw["label_election"] is not None:
+            kw["model"] = PropensityModel(model=sc.model, cv=sc.cv, n_threads=sc.n_threads,  # type: ignore[arg-type]
+                                          random_state=sc.random_state)
+    scored, metrics, used = score_voters_with_model(voters, history, signals, **kw)
+    stage = StageRecord("score", rows_in=len(voters), rows_out=len(scored), rows_rejected=0,
+                        seconds=round(time.perf_counter() - t0, 3), metrics=metrics)
+    return ScoreResult(voters=scored, metrics=metrics, model=used, stage=stage)
+
+
+def _score_and_cluster(voters: Any, history: pd.DataFrame, signals: Any, man: Manifest,
+                       cfg: Config) -> tuple[Any, Any]:
+    """Score and cluster stages with the run's ``[scores]`` and ``[cluster]`` tables."""
+    from geo_segment.clustering import cluster_stage
+
+    scored = score_stage(voters, history, signals, config=cfg)
+    man.add_stage(scored.stage)
+    clustered, micro_geos, stage = cluster_stage(scored.voters, **cfg.cluster.options(scored.voters.columns,
+                                                                                      k_min=cfg.join.k_min))
     man.add_stage(stage)
     return clustered, micro_geos
 
@@ -346,6 +450,98 @@ def run_join(
         if joined.signals is not None:
             outputs["signals"] = write_parquet(joined.signals, out / "signals.parquet")
     outputs["rejects"] = _write_rejects([pre.rejects], out)
+    man.outputs = [p.name for p in outputs.values()]
+    outputs["manifest"] = man.write(out)
+    return RunResult(out_dir=out, manifest=man, outputs=outputs)
+
+
+def _read_voters(path: str | Path, stage: str) -> Any:
+    import geopandas as gpd
+
+    from geo_segment.errors import InputNotFoundError, Location
+
+    if not Path(path).is_file():
+        raise InputNotFoundError("voters file not found", where=Location(path),
+                                 fix="pass the voters.parquet written by `geo-segment join` (or `ingest voters`)")
+    voters = gpd.read_parquet(path)
+    S.validate_voters(voters, stage=stage)
+    return voters
+
+
+def run_score(
+    voters: str | Path,
+    history: str | Path,
+    out_dir: str | Path,
+    *,
+    signals: str | Path | None = None,
+    config: Config | None = None,
+    model: str | Path | None = None,
+    seeds: str | Path | None = None,
+) -> RunResult:
+    """Score voters and write ``voters.parquet`` with the scores, and ``manifest.json``, into ``out_dir``.
+
+    Trains a propensity model labelled by the ``[scores] label_election`` and writes it (``model.joblib``, with
+    its feature list, training data hash and library versions) with its calibration plot (``calibration.png``);
+    or scores with a saved ``model`` and refuses voters whose features differ from the model's. ``seeds`` (a CSV
+    of voter ids) adds ``lookalike_score``.
+
+    Raises
+    ------
+    FeatureMismatchError
+        The saved model was trained on other features.
+    InputNotFoundError, MissingColumnsError, InputFileError, SchemaError, ConfigError
+        Missing or malformed inputs or settings.
+    """
+    from geo_segment.scoring import PropensityModel
+
+    cfg = config or Config()
+    out = Path(out_dir)
+    man = Manifest(command="score", parameters={"config": cfg.to_dict(), "model": str(model) if model else None})
+    for role, p in (("voters", voters), ("history", history), ("signals", signals), ("model", model),
+                    ("seeds", seeds)):
+        if p is not None:
+            man.add_input(role, p)
+    v = _read_voters(voters, "score input")
+    hist = pd.read_parquet(history)
+    S.validate_history(hist, stage="score input")
+    sig = pd.read_parquet(signals) if signals is not None else None
+    loaded = PropensityModel.load(model) if model is not None else None
+    seed_ids = read_seed_ids(seeds) if seeds is not None else None
+    result = score_stage(v, hist, sig, config=cfg, model=loaded, seeds=seed_ids)
+    man.add_stage(result.stage)
+    outputs: dict[str, Path] = {"voters": write_parquet(result.voters, out / "voters.parquet")}
+    if result.model is not None and loaded is None:
+        outputs["model"] = result.model.save(out / "model.joblib")
+        outputs["calibration"] = result.model.calibration_plot(out / "calibration.png")
+    man.outputs = [p.name for p in outputs.values()]
+    outputs["manifest"] = man.write(out)
+    return RunResult(out_dir=out, manifest=man, outputs=outputs)
+
+
+def run_cluster(voters: str | Path, out_dir: str | Path, *, config: Config | None = None) -> RunResult:
+    """Cluster scored voters into micro-geographies with the ``[cluster]`` settings.
+
+    Writes ``voters.parquet`` (with ``micro_geo``), ``micro_geos.parquet`` and ``manifest.json`` (the stage's
+    metrics: ``validity``, ``bootstrap_ari``, and ``planted_ari`` / ``pockets_recovered`` with planted truth).
+
+    Raises
+    ------
+    SchemaError
+        The score column is missing or not numeric (run ``geo-segment score`` first).
+    ConfigError
+        Bad ``[cluster]`` settings.
+    """
+    from geo_segment.clustering import cluster_stage
+
+    cfg = config or Config()
+    out = Path(out_dir)
+    man = Manifest(command="cluster", parameters={"config": cfg.to_dict()})
+    man.add_input("voters", voters)
+    v = _read_voters(voters, "cluster input")
+    clustered, micro_geos, stage = cluster_stage(v, **cfg.cluster.options(v.columns, k_min=cfg.join.k_min))
+    man.add_stage(stage)
+    outputs = {"voters": write_parquet(clustered, out / "voters.parquet"),
+               "micro_geos": write_parquet(micro_geos, out / "micro_geos.parquet")}
     man.outputs = [p.name for p in outputs.values()]
     outputs["manifest"] = man.write(out)
     return RunResult(out_dir=out, manifest=man, outputs=outputs)

@@ -65,6 +65,7 @@ __all__ = [
     "lookalike_recall",
     "rule_score",
     "score_voters",
+    "score_voters_with_model",
 ]
 
 log = logging.getLogger(__name__)
@@ -1058,6 +1059,33 @@ def score_voters(
     >>> out["engagement_score"].round(2).tolist(), metrics["as_of"][:10]
     ([1.0, 0.0], '2024-11-06')
     """
+    out, metrics, _ = score_voters_with_model(
+        voters, history, signals, label_election=label_election, model=model, seeds=seeds, lookalike=lookalike,
+        weights=weights, as_of=as_of, n_elections=n_elections, half_life_days=half_life_days,
+        h3_resolution=h3_resolution, random_state=random_state)
+    return out, metrics
+
+
+def score_voters_with_model(
+    voters: pd.DataFrame,
+    history: pd.DataFrame,
+    signals: pd.DataFrame | None = None,
+    *,
+    label_election: DateLike | None = None,
+    model: PropensityModel | None = None,
+    seeds: Iterable[str] | None = None,
+    lookalike: LookalikeModel | None = None,
+    weights: RuleWeights = RuleWeights(),
+    as_of: DateLike | None = None,
+    n_elections: int | None = None,
+    half_life_days: float | None = None,
+    h3_resolution: int | None = None,
+    random_state: int | None = 0,
+) -> tuple[pd.DataFrame, dict[str, Any], PropensityModel | None]:
+    """:func:`score_voters`, also returning the propensity model used (trained here or given), or ``None``.
+
+    The model is what :meth:`PropensityModel.save` writes for ``geo-segment score --model`` to reuse.
+    """
     fitted = model is not None and hasattr(model, "estimator_")
     if fitted and label_election is not None:
         raise ConfigError(
@@ -1117,4 +1145,4 @@ def score_voters(
         rec = lookalike_recall(now, mask, model=template_l, random_state=random_state)
         metrics.update({"lookalike_recall": rec["recall"], "lookalike_lift": rec["lift"],
                         "lookalike_random_recall": rec["random_recall"]})
-    return out, _jsonable(metrics)
+    return out, _jsonable(metrics), use

@@ -23,8 +23,8 @@ def test_docs_cli_reference_is_current() -> None:
     )
 
 
-@pytest.mark.parametrize("args", [["demo"], ["synth"], ["join"], ["ingest", "voters"], ["ingest", "signals"],
-                                  ["ingest", "precincts"]])
+@pytest.mark.parametrize("args", [["demo"], ["synth"], ["join"], ["score"], ["cluster"], ["ingest", "voters"],
+                                  ["ingest", "signals"], ["ingest", "precincts"]])
 def test_every_command_has_help_with_an_example(args: list[str]) -> None:
     result = runner.invoke(app, [*args, "--help"])
     assert result.exit_code == 0

@@ -468,7 +468,7 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> gpd.GeoDataFrame:
 
 
 #: the setting documented in docs/micro-geographies.md for 20k-voter generated counties
-ACCEPTANCE: dict[str, Any] = {"score_col": "true_propensity", "threshold": 0.8, "min_cluster_size": 8, "eps_m": 200.0,
+ACCEPTANCE: dict[str, Any] = {"score_col": "true_propensity", "top_q": 0.2, "min_cluster_size": 8, "eps_m": 200.0,
               "bootstrap": 10, "random_state": 0}
 
 
