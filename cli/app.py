@@ -8,7 +8,7 @@ import typer
 
 from geo_segment import __version__
 
-from . import export, ingest
+from . import export, ingest, maps
 from .demo import demo
 from .join import join
 from .score import cluster, score
@@ -28,6 +28,7 @@ app.command("score")(score)
 app.command("cluster")(cluster)
 app.add_typer(ingest.app, name="ingest")
 app.add_typer(export.app, name="export")
+app.add_typer(maps.app, name="map")
 
 
 def _version(value: bool) -> None:

@@ -274,7 +274,8 @@ def add_hex_layer(
     if resolution is not None and found and found != [_h3.check_resolution(resolution)]:
         raise ConfigError("the cells are not at the requested H3 resolution", expected=f"resolution {resolution}",
                           found=f"resolutions {found}",
-                          fix="re-run `geo-segment join` with [join] h3_resolution set, or omit --resolution")
+                          fix="re-run `geo-segment join` with h3_resolution set in the configuration's join section, "
+                          "or omit --resolution")
     label = f"H3 cells (res {found[0]})" if len(found) == 1 else "H3 cells"
     geo = geo.assign(h3_hex=_h3.cells_to_hex(geo[S.H3_CELL].to_numpy(dtype=np.uint64)))
     return _choropleth(
