@@ -13,6 +13,7 @@ from .demo import demo
 from .join import join
 from .score import cluster, score
 from .synth import synth
+from .turfs import results_app, turfs, walklist
 
 app = typer.Typer(
     name="geo-segment",
@@ -29,6 +30,9 @@ app.command("cluster")(cluster)
 app.add_typer(ingest.app, name="ingest")
 app.add_typer(export.app, name="export")
 app.add_typer(maps.app, name="map")
+app.command("turfs")(turfs)
+app.command("walklist")(walklist)
+app.add_typer(results_app, name="results")
 
 
 def _version(value: bool) -> None:

@@ -36,7 +36,7 @@ from typing import Any
 from geo_segment.errors import ConfigError, Location
 
 __all__ = ["ClusterConfig", "Config", "ExportConfig", "IngestConfig", "JoinConfig", "PrecinctConfig", "ScoresConfig",
-           "SignalConfig", "load_config"]
+           "SignalConfig", "TurfsConfig", "load_config"]
 
 
 @dataclass(frozen=True)
@@ -255,6 +255,65 @@ def _default_result_codes() -> dict[str, str]:
             "WA": "Wrong address", "IN": "Inaccessible", "LB": "Left literature"}
 
 
+@dataclass(frozen=True)
+class TurfsConfig:
+    """Turf cutting, walking order and packets (``[turfs]``); see ``docs/turfs.md``.
+
+    ``scripts`` maps a segment condition to a script, first match wins, e.g.
+    ``"score >= 0.7" = "Hi {first_name}, thanks for voting!"`` or ``"party = REP" = "..."``; ``script`` is the
+    fallback. ``survey`` maps a question to its answers separated by ``|``; ``result_codes`` maps a code to its
+    label (the packet's results key and the codes accepted by ``results import``).
+    """
+
+    within: str = "precinct"
+    target_doors: int = 50
+    rural_target_doors: int = 30
+    rural_gap_m: float = 120.0
+    tolerance: float = 0.10
+    door_unit: str = "household"
+    max_edge_m: float = 250.0
+    minutes_per_door: float = 2.5
+    walking_speed_m_per_min: float = 75.0
+    drive_gap_m: float = 400.0
+    walk_order: str = "route"
+    both_sides: bool = False
+    side_penalty_m: float = 15.0
+    seed: int = 0
+    script: str = "Hi {first_name}, I'm a volunteer in your neighborhood. Can we count on your vote?"
+    scripts: dict[str, str] = field(default_factory=dict)
+    survey: dict[str, str] = field(default_factory=_default_survey)
+    result_codes: dict[str, str] = field(default_factory=_default_result_codes)
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.within not in _TURF_WITHIN:
+            problems.append(f"within={self.within!r}")
+        if self.door_unit not in _DOOR_UNITS:
+            problems.append(f"door_unit={self.door_unit!r}")
+        if self.walk_order not in _WALK_ORDERS:
+            problems.append(f"walk_order={self.walk_order!r}")
+        if self.target_doors < 2 or self.rural_target_doors < 2:
+            problems.append(f"target_doors={self.target_doors}, rural_target_doors={self.rural_target_doors}")
+        if not 0 < self.tolerance < 1:
+            problems.append(f"tolerance={self.tolerance}")
+        if min(self.max_edge_m, self.minutes_per_door, self.walking_speed_m_per_min, self.drive_gap_m,
+               self.rural_gap_m) <= 0 or self.side_penalty_m < 0:
+            problems.append("distances, speeds and minutes must be > 0 (side_penalty_m >= 0)")
+        if not self.result_codes:
+            problems.append("result_codes is empty")
+        if problems:
+            raise ConfigError(
+                "[turfs] settings out of range",
+                expected=(f"within in {list(_TURF_WITHIN)}, door_unit in {list(_DOOR_UNITS)}, walk_order in "
+                          f"{list(_WALK_ORDERS)}, target_doors >= 2, 0 < tolerance < 1, positive distances"),
+                found=", ".join(problems),
+                fix="correct the [turfs] table",
+            )
+        from geo_segment.turfs.scripts import check_templates
+
+        check_templates(self.script, self.scripts)
+
+
 _ON_SMALL = ("error", "skip")
 
 
@@ -335,6 +394,7 @@ class Config:
     join: JoinConfig = field(default_factory=JoinConfig)
     scores: ScoresConfig = field(default_factory=ScoresConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    turfs: TurfsConfig = field(default_factory=TurfsConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -407,7 +467,7 @@ def load_config(path: str | Path | None = None) -> Config:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"configuration is not valid TOML: {exc}", where=Location(p), fix="fix the syntax") from None
     sections = {"ingest": IngestConfig, "precincts": PrecinctConfig, "signals": SignalConfig, "join": JoinConfig,
-                "scores": ScoresConfig, "cluster": ClusterConfig,
+                "scores": ScoresConfig, "cluster": ClusterConfig, "turfs": TurfsConfig,
                 "export": ExportConfig}
     unknown = sorted(set(raw) - set(sections))
     if unknown:

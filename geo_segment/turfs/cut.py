@@ -1,0 +1,376 @@
+"""Balanced, contiguous, compact turfs: recursive spanning-tree bipartition of a door adjacency graph.
+
+Adjacency (stated, and checked by the tests)
+-------------------------------------------
+Atoms are buildings (doors at the same building, or at the same point, always stay together). Inside each region
+(precinct, micro-geography, user polygon) atoms are joined by the edges of their Delaunay triangulation in the
+data's UTM zone; edges crossing a barrier line (major road, river, rail) are removed; then edges longer than
+``max_edge_m`` are removed unless they belong to the minimum spanning tree of what is left, so long edges never
+disconnect a neighbourhood. The connected components of this graph are cut independently: a turf never crosses a
+barrier and never leaves its region.
+
+Cutting
+-------
+Each component of ``W`` doors gets ``k`` turfs, the ``k`` whose mean ``W / k`` is closest to the target (the
+rural target where doors are far apart). Like GerryChain's ``recursive_tree_part``, every part with ``k > 1`` is
+split in two along an edge of a random spanning tree so that each side holds a whole number of turfs' worth of
+doors; unlike it, every tree edge is scored at once with subtree sums (numpy), the balanced cut with the smallest
+within-part sum of squared distances (compactness) is kept among several trees, and every part of every region is
+split in the same vectorized pass. Edge randomness is a hash of the two buildings' ids, the seed, the tree and the
+level, so a change in one precinct leaves the other precincts' turfs exactly as they were.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import pyproj
+import shapely
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import breadth_first_order, connected_components, minimum_spanning_tree
+from scipy.spatial import Delaunay, QhullError
+
+__all__ = ["Adjacency", "Cut", "atoms_of", "cut_atoms", "door_adjacency", "metric_crs", "stable_hash", "to_metric"]
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_G = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _mix(z: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+    """splitmix64 finalizer, elementwise (wrapping uint64 arithmetic)."""
+    z = z.astype(np.uint64, copy=True)
+    with np.errstate(over="ignore"):
+        z ^= z >> np.uint64(30)
+        z *= _M1
+        z ^= z >> np.uint64(27)
+        z *= _M2
+        z ^= z >> np.uint64(31)
+    return z
+
+
+def stable_hash(values: Any) -> npt.NDArray[np.uint64]:
+    """A hash of strings that is the same on every machine and run (``pandas.util.hash_array``)."""
+    return pd.util.hash_array(np.asarray(values, dtype=object).astype(str).astype(object))
+
+
+def metric_crs(lat: FloatArray, lng: FloatArray) -> pyproj.CRS:
+    """The UTM zone of the points (as :func:`geo_segment.join.assign_areas` picks it)."""
+    import geopandas as gpd
+
+    box = shapely.box(float(np.nanmin(lng)), float(np.nanmin(lat)), float(np.nanmax(lng)), float(np.nanmax(lat)))
+    crs = gpd.GeoSeries([box], crs="EPSG:4326").estimate_utm_crs()
+    assert crs is not None
+    return crs
+
+
+def to_metric(lat: FloatArray, lng: FloatArray, crs: pyproj.CRS) -> tuple[FloatArray, FloatArray]:
+    """Project lat/lng (EPSG:4326) to ``crs`` (metres)."""
+    tr = pyproj.Transformer.from_crs("EPSG:4326", crs, always_xy=True)
+    x, y = tr.transform(np.asarray(lng, dtype=float), np.asarray(lat, dtype=float))
+    return np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+
+
+@dataclass(frozen=True)
+class Adjacency:
+    """The graph turfs are contiguous on: ``edges`` (E x 2 atom indices, i < j), their ``length`` in metres and
+    the ``component`` of every atom (components never span regions or barriers)."""
+
+    edges: IntArray
+    length: FloatArray
+    component: IntArray
+    barrier_edges_removed: int
+    long_edges_removed: int
+
+
+def _region_edges(px: FloatArray, py: FloatArray) -> IntArray:
+    n = len(px)
+    if n < 2:
+        return np.empty((0, 2), dtype=np.int64)
+    if n == 2:
+        return np.array([[0, 1]], dtype=np.int64)
+    pts = np.column_stack([px, py])
+    try:
+        tri = Delaunay(pts - pts.mean(axis=0), qhull_options="QJ")
+        s = tri.simplices
+        e = np.concatenate([s[:, [0, 1]], s[:, [1, 2]], s[:, [0, 2]]])
+    except (QhullError, ValueError):  # pragma: no cover - QJ joggles degenerate input
+        o = np.lexsort((py, px))
+        e = np.column_stack([o[:-1], o[1:]])
+    e = np.sort(e, axis=1)
+    return np.unique(e, axis=0).astype(np.int64)
+
+
+def door_adjacency(
+    x: FloatArray,
+    y: FloatArray,
+    region: IntArray,
+    *,
+    max_edge_m: float = 250.0,
+    barriers: Any = None,
+) -> Adjacency:
+    """Build the stated adjacency of atoms (see the module docstring).
+
+    Parameters
+    ----------
+    x, y
+        Atom coordinates in metres (distinct points within a region).
+    region
+        Integer region code per atom; edges never join two regions.
+    max_edge_m
+        Edges longer than this are dropped unless they are needed to keep a component connected.
+    barriers
+        Array of shapely lines in the same metric CRS, or ``None``. Edges intersecting one are dropped.
+    """
+    n = len(x)
+    order = np.argsort(region, kind="stable")
+    bounds = np.flatnonzero(np.diff(region[order])) + 1
+    chunks = []
+    for idx in np.split(order, bounds):
+        if len(idx) > 1:
+            chunks.append(idx[_region_edges(x[idx], y[idx])])
+    edges = np.sort(np.concatenate(chunks), axis=1) if chunks else np.empty((0, 2), dtype=np.int64)
+    length = np.hypot(x[edges[:, 0]] - x[edges[:, 1]], y[edges[:, 0]] - y[edges[:, 1]])
+    n_barrier = 0
+    if barriers is not None and len(barriers) and len(edges):
+        lines = shapely.linestrings(np.stack([np.column_stack([x[edges[:, 0]], y[edges[:, 0]]]),
+                                              np.column_stack([x[edges[:, 1]], y[edges[:, 1]]])], axis=1))
+        tree = shapely.STRtree(np.asarray(barriers))
+        hit = np.unique(tree.query(lines, predicate="intersects")[0])
+        keep = np.ones(len(edges), dtype=bool)
+        keep[hit] = False
+        n_barrier = int((~keep).sum())
+        edges, length = edges[keep], length[keep]
+    # the minimum spanning forest keeps every component connected when long edges go
+    g = coo_matrix((length + 1e-6, (edges[:, 0], edges[:, 1])), shape=(n, n)).tocsr()
+    mst = minimum_spanning_tree(g).tocoo()
+    in_mst = np.zeros(len(edges), dtype=bool)
+    if len(edges):
+        key = edges[:, 0] * n + edges[:, 1]
+        mk = np.minimum(mst.row, mst.col).astype(np.int64) * n + np.maximum(mst.row, mst.col)
+        in_mst = np.isin(key, mk)
+    keep = (length <= max_edge_m) | in_mst
+    n_long = int((~keep).sum())
+    edges, length = edges[keep], length[keep]
+    g = coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(n, n))
+    _, comp = connected_components(g, directed=False)
+    return Adjacency(edges=edges, length=length, component=comp.astype(np.int64),
+                     barrier_edges_removed=n_barrier, long_edges_removed=n_long)
+
+
+def atoms_of(doors: pd.DataFrame, x: FloatArray, y: FloatArray) -> IntArray:
+    """Atom index of each door: doors of one building, or at one point of one region, share an atom."""
+    bkey = doors["region"].astype(str) + "\x1f" + doors["building_id"].astype(str)
+    _, b_code = np.unique(bkey.to_numpy(dtype=object).astype(str), return_inverse=True)
+    # buildings at the very same point of a region are one atom too (Delaunay needs distinct points)
+    pkey = doors["region"].astype(str).to_numpy(dtype=object) + "\x1f" + np.round(x, 2).astype(str) + "," + \
+        np.round(y, 2).astype(str)
+    _, p_code = np.unique(pkey.astype(str), return_inverse=True)
+    # union of the two groupings: connected components of the door-building-point bipartite graph
+    nb, npnt = int(b_code.max()) + 1, int(p_code.max()) + 1
+    g = coo_matrix((np.ones(len(doors)), (b_code, nb + p_code)), shape=(nb + npnt, nb + npnt))
+    _, lab = connected_components(g, directed=False)
+    _, atom = np.unique(lab[b_code], return_inverse=True)
+    return atom.astype(np.int64)
+
+
+@dataclass
+class Cut:
+    """Result of :func:`cut_atoms`: ``part`` per atom (consecutive ints), the target per part and counts."""
+
+    part: IntArray
+    part_target: FloatArray
+    n_components: int
+    levels: int
+
+
+def _viol(avg: FloatArray, j: IntArray, tgt: FloatArray, center: FloatArray, eps: float) -> FloatArray:
+    m = eps * tgt
+    feasible = (center >= tgt - m) & (center <= tgt + m)
+    lo1 = np.where(feasible, tgt - m, center - m)
+    hi1 = np.where(feasible, tgt + m, center + m)
+    lo = np.where(j == 1, lo1, center - m / 2)
+    hi = np.where(j == 1, hi1, center + m / 2)
+    return np.maximum(0.0, np.maximum(lo - avg, avg - hi)) / tgt
+
+
+def _choose_k(weight: FloatArray, target: FloatArray) -> IntArray:
+    lo = np.maximum(1, np.floor(weight / target)).astype(np.int64)
+    hi = lo + 1
+    dlo = np.abs(weight / lo - target)
+    dhi = np.abs(weight / hi - target)
+    return np.where(dhi < dlo, hi, lo)
+
+
+def cut_atoms(
+    x: FloatArray,
+    y: FloatArray,
+    weight: FloatArray,
+    adjacency: Adjacency,
+    atom_hash: npt.NDArray[np.uint64],
+    target: FloatArray,
+    *,
+    tolerance: float = 0.10,
+    seed: int = 0,
+    n_trees: int = 6,
+) -> Cut:
+    """Partition atoms into balanced contiguous parts (see the module docstring).
+
+    Parameters
+    ----------
+    x, y, weight
+        Atom coordinates (metres) and door counts.
+    adjacency
+        From :func:`door_adjacency`.
+    atom_hash
+        A stable hash per atom (of its building id) that drives the edge randomness.
+    target
+        Target doors per turf, per atom (constant within a component).
+    tolerance
+        Allowed relative deviation from the target (0.10 = ±10 %).
+    seed
+        Same seed, same turfs.
+    n_trees
+        Random spanning trees tried per split; the best balanced, most compact cut among them is kept.
+    """
+    n = len(x)
+    w = np.asarray(weight, dtype=float)
+    comp = adjacency.component
+    n_comp = int(comp.max()) + 1 if n else 0
+    comp_w = np.bincount(comp, weights=w, minlength=n_comp)
+    comp_t = np.zeros(n_comp)
+    comp_t[comp] = target
+    k_comp = _choose_k(comp_w.astype(float), comp_t)
+    center_comp = comp_w / k_comp
+    part = comp.copy()
+    part_k = k_comp.copy()
+    part_t = comp_t.copy()
+    part_c = center_comp.copy()
+    e = adjacency.edges
+    if n == 0:
+        return Cut(part=part, part_target=part_t, n_components=0, levels=0)
+    ha, hb = atom_hash[e[:, 0]], atom_hash[e[:, 1]]
+    ehash = _mix(np.minimum(ha, hb) ^ _mix(np.maximum(ha, hb) ^ _mix(np.array([seed], dtype=np.uint64))))
+    vals = np.column_stack([w, w * x, w * y, w * (x * x + y * y)])
+    level = 0
+    while (part_k > 1).any():
+        level += 1
+        n_parts = len(part_k)
+        active_part = part_k > 1
+        same = (part[e[:, 0]] == part[e[:, 1]]) & active_part[part[e[:, 0]]]
+        ea = e[same]
+        eh = ehash[same]
+        elen = adjacency.length[same]
+        tot = np.zeros((n_parts, 4))
+        np.add.at(tot, part, vals)
+        best_v = np.full(n_parts, np.inf)
+        best_c = np.full(n_parts, np.inf)
+        best_t = np.full(n_parts, -1, dtype=np.int64)
+        best_node = np.full(n_parts, -1, dtype=np.int64)
+        best_j = np.zeros(n_parts, dtype=np.int64)
+        trees: list[tuple[IntArray, IntArray, list[IntArray]]] = []
+        active_atoms = np.flatnonzero(active_part[part])
+        # one root per active part: its lowest atom index
+        first = np.full(n_parts, n, dtype=np.int64)
+        np.minimum.at(first, part[active_atoms], active_atoms)
+        roots = first[active_part]
+        sup = n
+        for t in range(n_trees):
+            salt = _mix(np.array([(level << 8) + t + 1], dtype=np.uint64))
+            u = (_mix(eh ^ salt) >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+            wt = elen * (0.25 + u) + 1e-3
+            g = coo_matrix((wt, (ea[:, 0], ea[:, 1])), shape=(n + 1, n + 1)).tocsr()
+            mst = minimum_spanning_tree(g).tocoo()
+            rows = np.concatenate([mst.row, np.full(len(roots), sup)])
+            cols = np.concatenate([mst.col, roots])
+            tg = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n + 1, n + 1)).tocsr()
+            order, pred = breadth_first_order(tg, sup, directed=False, return_predecessors=True)
+            pred = pred.astype(np.int64)
+            pred[sup] = sup
+            reached = np.zeros(n + 1, dtype=bool)
+            reached[order] = True
+            pred[~reached] = sup
+            # depth by pointer jumping
+            anc = pred.copy()
+            dist = (np.arange(n + 1) != sup).astype(np.int64)
+            dist[~reached] = 0
+            while (anc != sup).any():
+                dist = dist + np.where(anc != sup, dist[anc], 0)
+                anc = anc[anc]
+            nodes = np.flatnonzero(reached[:n])
+            d = dist[nodes]
+            o = nodes[np.argsort(d, kind="stable")]
+            ds = np.sort(d, kind="stable")
+            cuts = np.flatnonzero(np.diff(ds)) + 1
+            levels = np.split(o, cuts)
+            sub = np.zeros((n + 1, 4))
+            sub[:n] = vals
+            for lv in levels[:0:-1]:  # deepest first; roots (depth 1) never add into the super node
+                np.add.at(sub, pred[lv], sub[lv])
+            trees.append((pred, nodes, levels))
+            cand = nodes[pred[nodes] != sup]
+            p = part[cand]
+            k = part_k[p]
+            sw = sub[cand, 0]
+            tw = tot[p, 0]
+            ssd_s = sub[cand, 3] - (sub[cand, 1] ** 2 + sub[cand, 2] ** 2) / np.maximum(sw, 1e-9)
+            rest = tot[p] - sub[cand]
+            ssd_r = rest[:, 3] - (rest[:, 1] ** 2 + rest[:, 2] ** 2) / np.maximum(rest[:, 0], 1e-9)
+            cost = ssd_s + ssd_r
+            ctr, tg_ = part_c[p], part_t[p]
+            best_here_v = np.full(len(cand), np.inf)
+            best_here_j = np.zeros(len(cand), dtype=np.int64)
+            for j in (k // 2, k - k // 2):
+                v = _viol(sw / j, j, tg_, ctr, tolerance) + _viol((tw - sw) / (k - j), k - j, tg_, ctr, tolerance)
+                better = v < best_here_v
+                best_here_v = np.where(better, v, best_here_v)
+                best_here_j = np.where(better, j, best_here_j)
+            vq = np.round(best_here_v, 9)
+            o2 = np.lexsort((cost, vq, p))
+            firsts = o2[np.r_[True, p[o2][1:] != p[o2][:-1]]]
+            pp = p[firsts]
+            improve = (vq[firsts] < best_v[pp]) | ((vq[firsts] == best_v[pp]) & (cost[firsts] < best_c[pp]))
+            sel = firsts[improve]
+            ps = p[sel]
+            best_v[ps] = vq[sel]
+            best_c[ps] = cost[sel]
+            best_t[ps] = t
+            best_node[ps] = cand[sel]
+            best_j[ps] = best_here_j[sel]
+        new_part = part.copy()
+        next_id = n_parts
+        add_k: list[np.int64] = []
+        add_t: list[float] = []
+        add_c: list[float] = []
+        part_k[active_part & (best_node < 0)] = 1  # one atom heavier than the turfs (a big building)
+        splittable = np.flatnonzero(active_part & (best_node >= 0))
+        for t, (pred, _nodes, levels) in enumerate(trees):
+            ps = splittable[best_t[splittable] == t]
+            if len(ps) == 0:
+                continue
+            mark = np.zeros(n + 1, dtype=bool)
+            mark[best_node[ps]] = True
+            for lv in levels[1:]:
+                mark[lv] |= mark[pred[lv]]
+            newid = np.full(n_parts, -1, dtype=np.int64)
+            newid[ps] = np.arange(next_id, next_id + len(ps))
+            next_id += len(ps)
+            m = np.flatnonzero(mark[:n])
+            new_part[m] = newid[part[m]]
+            add_k.extend(best_j[ps])
+            add_t.extend(part_t[ps])
+            add_c.extend(part_c[ps])
+            part_k[ps] = part_k[ps] - best_j[ps]
+        part = new_part
+        part_k = np.concatenate([part_k, np.asarray(add_k, dtype=np.int64)])
+        part_t = np.concatenate([part_t, np.asarray(add_t, dtype=float)])
+        part_c = np.concatenate([part_c, np.asarray(add_c, dtype=float)])
+    used, part = np.unique(part, return_inverse=True)
+    return Cut(part=part.astype(np.int64), part_target=part_t[used], n_components=n_comp, levels=level)

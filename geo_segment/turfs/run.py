@@ -1,0 +1,140 @@
+"""The turfs stage: universe -> doors -> turfs -> walk lists -> packets, written into a run folder."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import pandas as pd
+
+from geo_segment import schema as S
+from geo_segment.config import TurfsConfig
+from geo_segment.io.atomic import write_parquet
+from geo_segment.io.manifest import StageRecord
+from geo_segment.turfs.doors import Universe, build_doors, select_universe
+from geo_segment.turfs.packets import packet_sections, write_packets
+from geo_segment.turfs.results import contacted_households
+from geo_segment.turfs.stage import TurfCut, cut_turfs
+from geo_segment.turfs.walklists import walklist_rows, write_walklists
+
+__all__ = ["TurfStageResult", "turf_stage"]
+
+
+@dataclass
+class TurfStageResult:
+    """Outputs of :func:`turf_stage`: files by role, the stage records, the cut and the walk-list rows."""
+
+    outputs: dict[str, Path]
+    stages: list[StageRecord]
+    cut: TurfCut
+    rows: pd.DataFrame
+    counts: dict[str, Any] = field(default_factory=dict)
+
+
+def turf_stage(
+    voters: pd.DataFrame,
+    precincts: pd.DataFrame | None,
+    out_dir: str | Path,
+    config: TurfsConfig | None = None,
+    *,
+    universe: Universe | None = None,
+    history: pd.DataFrame | None = None,
+    contact_history: pd.DataFrame | None = None,
+    exclude_contacted: bool = False,
+    do_not_contact: Any = None,
+    barriers: Any = None,
+    polygons: pd.DataFrame | None = None,
+    polygon_id: str = "name",
+    packets: bool = True,
+    pdf: bool = False,
+    chromium: str | None = None,
+    as_of_year: int | None = None,
+) -> TurfStageResult:
+    """Cut turfs for the chosen universe and write ``turfs.parquet``, ``routes.parquet``, ``doors.parquet``,
+    ``walklists/<turf_id>.csv`` and ``packets/<turf_id>.html`` (and ``.pdf`` with ``pdf=True``).
+
+    Parameters
+    ----------
+    voters
+        Scored voters (``voters.parquet`` of a run: ``voter_id``, ``household_id``, ``building_id``, ``lat``,
+        ``lng``, ``precinct_id``, ``street``, ``house_number``, ``unit``, names, ``party``, ``birth_year``,
+        ``engagement_score``).
+    precincts
+        Precinct polygons (``precinct_id``, geometry EPSG:4326) to clip turf polygons; ``None`` to skip.
+    out_dir
+        The run folder.
+    config
+        ``[turfs]`` settings.
+    universe, history
+        Voter filters (:class:`Universe`) and the vote history for the turnout filter.
+    contact_history, exclude_contacted
+        With ``exclude_contacted``, households with a finished contact in ``contact_history`` are left out.
+    do_not_contact
+        Voter or household ids never to knock.
+    barriers
+        Lines (EPSG:4326) turfs may not cross (major roads, rivers, rail).
+    polygons, polygon_id
+        User polygons for ``within = "polygon"``.
+    packets, pdf, chromium
+        Write HTML packets; print them to PDF with Chromium.
+
+    Returns
+    -------
+    TurfStageResult
+        Stage records ``universe`` (voters in -> kept + filtered), ``doors`` (universe voters -> voters behind
+        a door + removed) and ``turfs`` (doors in -> doors in turfs).
+    """
+    cfg = config or TurfsConfig()
+    out = Path(out_dir)
+    t0 = time.perf_counter()
+    chosen, ucounts = select_universe(voters, universe, history=history)
+    removed_u = sum(v for k, v in ucounts.items() if k.startswith("removed_"))
+    stages = [StageRecord("universe", rows_in=len(voters), rows_out=len(chosen), rows_rejected=0,
+                          rows_dropped=removed_u, seconds=round(time.perf_counter() - t0, 3), metrics=ucounts)]
+    t1 = time.perf_counter()
+    contacted = None
+    if exclude_contacted and contact_history is not None:
+        contacted = contacted_households(contact_history)
+    doors, members, dcounts = build_doors(chosen, door_unit=cfg.door_unit, within=cfg.within, polygons=polygons,
+                                          polygon_id=polygon_id, do_not_contact=do_not_contact, contacted=contacted)
+    removed_d = sum(v for k, v in dcounts.items() if k.startswith("removed_"))
+    stages.append(StageRecord("doors", rows_in=len(chosen), rows_out=len(members), rows_rejected=0,
+                              rows_dropped=removed_d, seconds=round(time.perf_counter() - t1, 3), metrics=dcounts))
+    region_polygons = None
+    if precincts is not None and cfg.within == "precinct":
+        region_polygons = dict(zip(precincts[S.PRECINCT_ID].astype(str), precincts.geometry, strict=True))
+    elif polygons is not None and cfg.within == "polygon":
+        region_polygons = dict(zip(polygons[polygon_id].astype(str), polygons.geometry, strict=True))
+    cut = cut_turfs(doors, config=cfg, region_polygons=region_polygons, barriers=barriers)
+    stages.append(StageRecord("turfs", rows_in=len(doors), rows_out=len(cut.doors), rows_rejected=0,
+                              seconds=cut.metrics.get("seconds_total", 0.0), metrics=cut.metrics))
+    t2 = time.perf_counter()
+    rows = walklist_rows(cut.doors, members, cut.turfs, as_of_year=as_of_year)
+    outputs: dict[str, Path] = {
+        "turfs": write_parquet(cut.turfs, out / "turfs.parquet"),
+        "routes": write_parquet(cut.routes, out / "routes.parquet"),
+        "doors": write_parquet(_door_output(cut.doors), out / "doors.parquet"),
+        "door_members": write_parquet(members[[S.VOTER_ID, "door_id"]].astype("string"),
+                                      out / "door_members.parquet"),
+    }
+    lists = write_walklists(rows, out / "walklists")
+    n_html = n_pdf = 0
+    if packets and len(cut.turfs):
+        sections = packet_sections(cut.turfs, cut.routes, cut.doors, rows, config=cfg)
+        written = write_packets(sections, out / "packets", pdf=pdf, chromium=chromium)
+        n_html, n_pdf = len(written["html"]), len(written["pdf"])
+    stages.append(StageRecord("walklists", rows_in=len(members), rows_out=len(rows), rows_rejected=0,
+                              seconds=round(time.perf_counter() - t2, 3),
+                              metrics={"walklists": len(lists), "packets_html": n_html, "packets_pdf": n_pdf}))
+    counts = {**ucounts, **dcounts, **{k: v for k, v in cut.metrics.items() if not k.startswith("seconds")}}
+    return TurfStageResult(outputs=outputs, stages=stages, cut=cut, rows=rows, counts=counts)
+
+
+def _door_output(doors: pd.DataFrame) -> gpd.GeoDataFrame:
+    cols = [S.TURF_ID, S.DOOR_ORDER, "street_rank", "door_id", S.HOUSEHOLD_ID, S.BUILDING_ID, "region",
+            S.PRECINCT_ID, "households", "people", S.LAT, S.LNG]
+    d = doors[cols].copy()
+    return gpd.GeoDataFrame(d, geometry=gpd.points_from_xy(d[S.LNG], d[S.LAT]), crs=S.CRS_STORAGE)

@@ -1,0 +1,334 @@
+"""Turf cutting on doors: the stage function, per-turf statistics, polygons and routes."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import pyproj
+import shapely
+from scipy.spatial import cKDTree
+
+from geo_segment import schema as S
+from geo_segment.config import TurfsConfig
+from geo_segment.turfs.cut import atoms_of, cut_atoms, door_adjacency, metric_crs, stable_hash, to_metric
+from geo_segment.turfs.walk import path_length, route_order, street_order
+
+__all__ = ["TURF_COLUMNS", "TurfCut", "cut_turfs"]
+
+#: columns of ``turfs.parquet`` (besides ``geometry``)
+TURF_COLUMNS = (S.TURF_ID, "region", S.PRECINCT_ID, "list_number", "doors", "households", "people", "buildings",
+                "target_doors", "within_tolerance", "est_minutes", "route_m", "street_route_m",
+                "optimized_route_m", "max_gap_m", "drive_flag", "component_doors")
+
+
+@dataclass
+class TurfCut:
+    """What :func:`cut_turfs` returns.
+
+    Attributes
+    ----------
+    doors
+        The input doors with ``turf_id``, ``door_order`` (1-based walking order in the turf), ``street_rank``
+        (position in street-sorted order) and ``atom`` added.
+    turfs
+        GeoDataFrame (EPSG:4326), one row per turf: :data:`TURF_COLUMNS` and a polygon (the union of its doors'
+        Voronoi cells clipped to the region: contiguous where the doors are, non-overlapping).
+    routes
+        GeoDataFrame (EPSG:4326): ``turf_id`` and the walking path as a LineString.
+    adjacency
+        ``(edges, atom_of_door)``: the atom graph the turfs are contiguous on (for checks and tests).
+    metrics
+        Counts for the stage record.
+    """
+
+    doors: pd.DataFrame
+    turfs: gpd.GeoDataFrame
+    routes: gpd.GeoDataFrame
+    edges: npt.NDArray[np.int64]
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def _to_4326(geoms: Any, crs: pyproj.CRS) -> Any:
+    inv = pyproj.Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
+
+    def fn(c: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        xx, yy = inv.transform(c[:, 0], c[:, 1])
+        return np.column_stack([xx, yy])
+
+    return shapely.transform(geoms, fn)
+
+
+def _to_metric_geoms(geoms: Any, crs: pyproj.CRS) -> Any:
+    fwd = pyproj.Transformer.from_crs("EPSG:4326", crs, always_xy=True)
+
+    def fn(c: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        xx, yy = fwd.transform(c[:, 0], c[:, 1])
+        return np.column_stack([xx, yy])
+
+    return shapely.transform(geoms, fn)
+
+
+def _group_slices(codes: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], list[npt.NDArray[np.int64]]]:
+    order = np.argsort(codes, kind="stable")
+    cuts = np.flatnonzero(np.diff(codes[order])) + 1
+    return order, np.split(order, cuts)
+
+
+def cut_turfs(
+    doors: pd.DataFrame,
+    *,
+    config: TurfsConfig | None = None,
+    region_polygons: dict[str, Any] | None = None,
+    barriers: Any = None,
+) -> TurfCut:
+    """Cut doors into balanced contiguous turfs, order each turf for walking and compute its statistics.
+
+    Parameters
+    ----------
+    doors
+        From :func:`geo_segment.turfs.build_doors` (``door_id``, ``building_id``, ``region``, ``households``,
+        ``people``, ``street``, ``house_number``, ``unit``, ``lat``, ``lng``).
+    config
+        ``[turfs]`` settings (target, tolerance, seed, walking order, minutes per door, speed, drive gap).
+    region_polygons
+        Region id to (Multi)Polygon in EPSG:4326 (the precincts), used to clip the turf polygons; regions
+        without one are clipped to their doors' hull buffered by 75 m.
+    barriers
+        Lines in EPSG:4326 (GeoSeries or array) no turf may cross: the adjacency drops every edge meeting one.
+
+    Returns
+    -------
+    TurfCut
+
+    Examples
+    --------
+    >>> d = pd.DataFrame({"door_id": list("abcd"), "household_id": list("abcd"), "building_id": list("abcd"),
+    ...     "region": ["P1"] * 4, "precinct_id": ["P1"] * 4, "households": [1] * 4, "people": [1, 2, 1, 1],
+    ...     "street": ["MAIN ST"] * 4, "house_number": ["1", "3", "5", "7"], "unit": [""] * 4,
+    ...     "lat": [41.8, 41.8, 41.8, 41.8], "lng": [-71.4000, -71.4002, -71.4004, -71.4006]})
+    >>> cut = cut_turfs(d, config=TurfsConfig(target_doors=2))
+    >>> cut.turfs["turf_id"].tolist(), cut.turfs["doors"].tolist()
+    (['P1-01', 'P1-02'], [2, 2])
+    """
+    cfg = config or TurfsConfig()
+    t0 = time.perf_counter()
+    d = doors.reset_index(drop=True).copy()
+    n = len(d)
+    metrics: dict[str, Any] = {"doors": n}
+    if n == 0:
+        empty = gpd.GeoDataFrame({c: [] for c in TURF_COLUMNS}, geometry=[], crs=S.CRS_STORAGE)
+        routes = gpd.GeoDataFrame({S.TURF_ID: []}, geometry=[], crs=S.CRS_STORAGE)
+        for c in (S.TURF_ID, S.DOOR_ORDER):
+            d[c] = pd.Series([], dtype="string" if c == S.TURF_ID else "Int64")
+        return TurfCut(d, empty, routes, np.empty((0, 2), dtype=np.int64), {**metrics, "turfs": 0})
+    lat = d[S.LAT].to_numpy(dtype=float)
+    lng = d[S.LNG].to_numpy(dtype=float)
+    crs = metric_crs(lat, lng)
+    x, y = to_metric(lat, lng, crs)
+    atom = atoms_of(d, x, y)
+    na = int(atom.max()) + 1
+    d["atom"] = atom
+    weight = np.bincount(atom, minlength=na).astype(float)
+    ax = np.bincount(atom, weights=x, minlength=na) / weight
+    ay = np.bincount(atom, weights=y, minlength=na) / weight
+    region_of_atom = np.empty(na, dtype=object)
+    region_of_atom[atom] = d["region"].astype(str).to_numpy(dtype=object)
+    regions, rcode = np.unique(region_of_atom.astype(str), return_inverse=True)
+    # stable per-atom hash: the smallest building id hash of the atom
+    bh = stable_hash(d[S.BUILDING_ID].astype(str).to_numpy())
+    ahash = np.full(na, np.iinfo(np.uint64).max, dtype=np.uint64)
+    np.minimum.at(ahash, atom, bh)
+    bar = None
+    if barriers is not None:
+        bgeoms = np.asarray(gpd.GeoSeries(barriers).to_crs(crs).values if isinstance(barriers, gpd.GeoSeries)
+                            else _to_metric_geoms(np.asarray(barriers), crs))
+        bar = bgeoms[~shapely.is_empty(bgeoms) & ~shapely.is_missing(bgeoms)]
+    adj = door_adjacency(ax, ay, rcode.astype(np.int64), max_edge_m=cfg.max_edge_m, barriers=bar)
+    # rural regions (median gap to the nearest door above rural_gap_m) get the smaller target
+    if na > 1:
+        dist, _ = cKDTree(np.column_stack([ax, ay])).query(np.column_stack([ax, ay]), k=2)
+        nn = dist[:, 1]
+    else:
+        nn = np.zeros(na)
+    med = pd.Series(nn).groupby(rcode).median().reindex(range(len(regions))).to_numpy()
+    rural_region = med > cfg.rural_gap_m
+    target = np.where(rural_region[rcode], cfg.rural_target_doors, cfg.target_doors).astype(float)
+    cut = cut_atoms(ax, ay, weight, adj, ahash, target, tolerance=cfg.tolerance, seed=cfg.seed)
+    part = cut.part
+    npart = int(part.max()) + 1
+    t_cut = time.perf_counter() - t0
+    # readable, stable ids: per region, turfs numbered north to south in 250 m bands, west to east
+    pw = np.bincount(part, weights=weight, minlength=npart)
+    pcx = np.bincount(part, weights=weight * ax, minlength=npart) / pw
+    pcy = np.bincount(part, weights=weight * ay, minlength=npart) / pw
+    preg = np.zeros(npart, dtype=np.int64)
+    preg[part] = rcode
+    order = np.lexsort((pcx, -np.floor(pcy / 250.0), preg))
+    rank = np.zeros(npart, dtype=np.int64)
+    seq = np.arange(npart)
+    starts = np.r_[0, np.flatnonzero(np.diff(preg[order])) + 1]
+    first_of = np.repeat(starts, np.diff(np.r_[starts, npart]))
+    rank[order] = seq - first_of + 1
+    width = max(2, len(str(int(rank.max()))))
+    turf_ids = np.array([f"{regions[preg[p]]}-{rank[p]:0{width}d}" for p in range(npart)], dtype=object)
+    d[S.TURF_ID] = pd.Series(turf_ids[part[atom]], dtype="string")
+    # walking order
+    hn = pd.to_numeric(d[S.HOUSE_NUMBER].astype(str).str.extract(r"^\s*(\d+)", expand=False), errors="coerce")
+    odd = np.where(hn.fillna(0).to_numpy() % 2 == 1, "|o", "|e")
+    side_key = np.char.add(d[S.STREET].fillna("").astype(str).to_numpy(dtype=str), odd)
+    _, side_code = np.unique(side_key, return_inverse=True)
+    door_order = np.zeros(n, dtype=np.int64)
+    street_rank = np.zeros(n, dtype=np.int64)
+    stats = np.zeros((npart, 4))  # street length, optimized length, used length, max gap
+    route_geoms = np.empty(npart, dtype=object)
+    dpart = part[atom]
+    global_street = street_order(d, both_sides=cfg.both_sides, group=dpart)
+    grank = np.empty(n, dtype=np.int64)
+    grank[global_street] = np.arange(n)
+    _, groups = _group_slices(dpart)
+    for p_idx in groups:
+        p = int(dpart[p_idx[0]])
+        so = np.argsort(grank[p_idx], kind="stable")
+        street_rank[p_idx[so]] = np.arange(1, len(so) + 1)
+        s_len = path_length(x[p_idx], y[p_idx], so)
+        atoms_here = np.unique(atom[p_idx])
+        a_side = np.zeros(na, dtype=np.int64)
+        a_side[atom[p_idx]] = side_code[p_idx]
+        ro = atoms_here[route_order(ax[atoms_here], ay[atoms_here], a_side[atoms_here],
+                                    side_penalty_m=cfg.side_penalty_m)]
+        pos_of_atom = np.zeros(na, dtype=np.int64)
+        pos_of_atom[ro] = np.arange(len(ro))
+        srank = np.empty(len(p_idx), dtype=np.int64)
+        srank[so] = np.arange(len(so))
+        route_doors = np.lexsort((srank, pos_of_atom[atom[p_idx]]))
+        r_len = path_length(ax[ro], ay[ro])
+        if cfg.walk_order == "route":
+            use = route_doors
+            used_len = r_len
+        else:
+            use = so
+            used_len = s_len
+        door_order[p_idx[use]] = np.arange(1, len(use) + 1)
+        px, py = x[p_idx[use]], y[p_idx[use]]
+        gaps = np.hypot(np.diff(px), np.diff(py))
+        stats[p] = (s_len, r_len, used_len, float(gaps.max()) if len(gaps) else 0.0)
+        coords = np.column_stack([lng[p_idx[use]], lat[p_idx[use]]])
+        if len(coords) == 1:
+            coords = np.vstack([coords, coords])
+        route_geoms[p] = shapely.linestrings(coords)
+    d[S.DOOR_ORDER] = pd.Series(door_order, dtype="Int64")
+    d["street_rank"] = street_rank
+    t_walk = time.perf_counter() - t0 - t_cut
+    # statistics
+    doors_per = np.bincount(part, weights=weight, minlength=npart).astype(np.int64)
+    hh = np.bincount(dpart, weights=d["households"].to_numpy(dtype=float), minlength=npart).astype(np.int64)
+    people = np.bincount(dpart, weights=d["people"].to_numpy(dtype=float), minlength=npart).astype(np.int64)
+    bld = d.groupby(dpart)[S.BUILDING_ID].nunique().reindex(range(npart)).to_numpy(dtype=np.int64)
+    tgt = np.zeros(npart)
+    tgt[part] = target
+    comp_w = np.bincount(adj.component, weights=weight)
+    cdoors = np.zeros(npart)
+    cdoors[part] = comp_w[adj.component]
+    within = np.abs(doors_per - tgt) <= cfg.tolerance * tgt + 1e-9
+    est = doors_per * cfg.minutes_per_door + stats[:, 2] / cfg.walking_speed_m_per_min
+    pre = d.groupby(dpart)[S.PRECINCT_ID].first().reindex(range(npart))
+    # polygons: union of the atoms' Voronoi cells clipped to the region
+    polys = _turf_polygons(ax, ay, rcode, regions, part, npart, crs, region_polygons)
+    list_order = np.argsort(turf_ids, kind="stable")
+    list_number = np.empty(npart, dtype=np.int64)
+    list_number[list_order] = np.arange(1, npart + 1)
+    turfs = gpd.GeoDataFrame({
+        S.TURF_ID: pd.Series(turf_ids, dtype="string"),
+        "region": pd.Series(regions[preg], dtype="string"),
+        S.PRECINCT_ID: pd.Series(pre.to_numpy(), dtype="string"),
+        "list_number": list_number,
+        "doors": doors_per,
+        "households": hh,
+        "people": people,
+        "buildings": bld,
+        "target_doors": tgt.astype(np.int64),
+        "within_tolerance": within,
+        "est_minutes": np.round(est, 1),
+        "route_m": np.round(stats[:, 2], 1),
+        "street_route_m": np.round(stats[:, 0], 1),
+        "optimized_route_m": np.round(stats[:, 1], 1),
+        "max_gap_m": np.round(stats[:, 3], 1),
+        "drive_flag": stats[:, 3] > cfg.drive_gap_m,
+        "component_doors": cdoors.astype(np.int64),
+    }, geometry=_to_4326(polys, crs), crs=S.CRS_STORAGE)
+    turfs = turfs.iloc[list_order].reset_index(drop=True)
+    routes = gpd.GeoDataFrame({S.TURF_ID: pd.Series(turf_ids, dtype="string")}, geometry=list(route_geoms),
+                              crs=S.CRS_STORAGE).iloc[list_order].reset_index(drop=True)
+    d = d.sort_values([S.TURF_ID, S.DOOR_ORDER], kind="stable").reset_index(drop=True)
+    # why turfs fall outside the tolerance
+    lo, hi = (1 - cfg.tolerance) * tgt, (1 + cfg.tolerance) * tgt
+    small_region = (~within) & (cdoors < lo)
+    big_atom = np.zeros(npart, dtype=bool)
+    big_atom[part[weight > hi[part]]] = True
+    # a component of W doors can hold turfs within tolerance only if some k puts W / k inside it
+    comp_t = np.zeros(len(comp_w))
+    comp_t[adj.component] = target
+    k_c = np.maximum(1, np.round(comp_w / comp_t))
+    feasible_c = np.abs(comp_w / k_c - comp_t) <= cfg.tolerance * comp_t + 1e-9
+    feasible = np.zeros(npart, dtype=bool)
+    feasible[part] = feasible_c[adj.component]
+    indivisible = ~within & ~small_region & ~big_atom & ~feasible
+    metrics.update({
+        "atoms": na, "regions": len(regions), "components": cut.n_components, "turfs": npart,
+        "rural_regions": int(rural_region.sum()),
+        "within_tolerance": int(within.sum()), "share_within_tolerance": round(float(within.mean()), 4),
+        "outside_small_component": int(small_region.sum()),
+        "outside_big_building": int((~within & big_atom).sum()),
+        "outside_indivisible": int(indivisible.sum()),
+        "outside_other": int((~within & ~small_region & ~big_atom & ~indivisible).sum()),
+        "drive_flag": int((stats[:, 3] > cfg.drive_gap_m).sum()),
+        "adjacency_edges": len(adj.edges), "barrier_edges_removed": adj.barrier_edges_removed,
+        "long_edges_removed": adj.long_edges_removed, "multipart_polygons": int(
+            (shapely.get_num_geometries(np.asarray(turfs.geometry.values)) > 1).sum()),
+        "route_m_total": round(float(stats[:, 2].sum()), 1),
+        "street_route_m_total": round(float(stats[:, 0].sum()), 1),
+        "optimized_route_m_total": round(float(stats[:, 1].sum()), 1),
+        "seconds_cut": round(t_cut, 3), "seconds_walk": round(t_walk, 3),
+        "seconds_total": round(time.perf_counter() - t0, 3), "metric_crs": crs.to_string(),
+    })
+    return TurfCut(doors=d, turfs=turfs, routes=routes, edges=adj.edges, metrics=metrics)
+
+
+def _turf_polygons(
+    ax: npt.NDArray[np.float64], ay: npt.NDArray[np.float64], rcode: npt.NDArray[np.int64], regions: Any,
+    part: npt.NDArray[np.int64], npart: int, crs: pyproj.CRS, region_polygons: dict[str, Any] | None,
+) -> npt.NDArray[np.object_]:
+    cells = np.empty(len(ax), dtype=object)
+    _, groups = _group_slices(rcode.astype(np.int64))
+    for idx in groups:
+        name = str(regions[rcode[idx[0]]])
+        pts = shapely.points(ax[idx], ay[idx])
+        hull = shapely.buffer(shapely.convex_hull(shapely.multipoints(pts)), 75.0)
+        clip = hull
+        if region_polygons is not None and region_polygons.get(name) is not None:
+            clip = _to_metric_geoms(region_polygons[name], crs)
+            outside = ~shapely.contains_xy(clip, ax[idx], ay[idx])
+            if outside.any():
+                clip = shapely.union(clip, shapely.union_all(shapely.buffer(pts[outside], 25.0)))
+            clip = shapely.make_valid(clip)
+        if len(idx) == 1:
+            cells[idx] = clip
+            continue
+        vor = shapely.voronoi_polygons(shapely.multipoints(pts), extend_to=clip, ordered=True)
+        parts_ = shapely.get_parts(vor)
+        cells[idx] = shapely.intersection(parts_, clip)
+    out = np.empty(npart, dtype=object)
+    _, pgroups = _group_slices(part)
+    for idx in pgroups:
+        p = int(part[idx[0]])
+        g = shapely.coverage_union_all(cells[idx])
+        if not shapely.is_valid(g):  # pragma: no cover - floating-point slivers between clipped cells
+            g = shapely.make_valid(shapely.union_all(cells[idx], grid_size=0.01))
+        out[p] = g
+    return out

@@ -1,0 +1,110 @@
+"""Walk lists: one VAN-like CSV per turf, every text cell neutralized against spreadsheet formula injection."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from geo_segment import schema as S
+from geo_segment.io.atomic import safe_output_path, write_csv
+
+__all__ = ["WALKLIST_COLUMNS", "file_stem", "neutralize", "walklist_rows", "write_walklists"]
+
+#: columns of ``walklists/<turf_id>.csv``, in order
+WALKLIST_COLUMNS = ("list_number", S.TURF_ID, S.DOOR_ORDER, S.HOUSEHOLD_ID, S.BUILDING_ID, S.VOTER_ID,
+                    S.LAST_NAME, S.FIRST_NAME, S.ADDRESS, S.UNIT, "age", S.PARTY, "score", S.LAT, S.LNG,
+                    "result_code", "survey_answers", "notes")
+_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def neutralize(values: pd.Series) -> pd.Series:
+    """Prefix ``'`` to text that a spreadsheet would run as a formula (leading ``= + - @``, tab, CR).
+
+    Examples
+    --------
+    >>> neutralize(pd.Series(["=HYPERLINK(1)", "Ana", "-2+3", "@SUM(A1)", None])).tolist()
+    ["'=HYPERLINK(1)", 'Ana', "'-2+3", "'@SUM(A1)", '']
+    """
+    s = values.astype("string").fillna("")
+    risky = s.str.startswith(_TRIGGERS).fillna(False).to_numpy(dtype=bool)
+    out = s.to_numpy(dtype=object)
+    out[risky] = np.char.add("'", out[risky].astype(str)).astype(object)
+    return pd.Series(out, index=values.index, dtype="string")
+
+
+def file_stem(turf_id: str) -> str:
+    """A file name for a turf id (characters other than letters, digits, ``. _ -`` become ``_``)."""
+    stem = _UNSAFE.sub("_", str(turf_id)).lstrip(".")
+    return stem or "_"
+
+
+def walklist_rows(
+    doors: pd.DataFrame,
+    members: pd.DataFrame,
+    turfs: pd.DataFrame,
+    *,
+    as_of_year: int | None = None,
+    score_col: str = S.ENGAGEMENT_SCORE,
+) -> pd.DataFrame:
+    """One row per voter in walking order, with :data:`WALKLIST_COLUMNS` (text not yet neutralized).
+
+    Parameters
+    ----------
+    doors
+        ``cut.doors`` (``door_id``, ``turf_id``, ``door_order``).
+    members
+        The voters behind the doors (``door_id`` column, from :func:`build_doors`).
+    turfs
+        ``cut.turfs`` (``turf_id``, ``list_number``).
+    as_of_year
+        Year ages are computed on (default: this year).
+    """
+    year = as_of_year or pd.Timestamp.now().year
+    m = members.merge(doors[["door_id", S.TURF_ID, S.DOOR_ORDER]], on="door_id", how="inner", validate="m:1")
+    m = m.merge(turfs[[S.TURF_ID, "list_number"]], on=S.TURF_ID, how="left", validate="m:1")
+    for col in (S.LAST_NAME, S.FIRST_NAME, S.ADDRESS, S.UNIT, S.PARTY):
+        if col not in m.columns:
+            m[col] = ""
+    birth = pd.to_numeric(m[S.BIRTH_YEAR], errors="coerce") if S.BIRTH_YEAR in m.columns else pd.Series(
+        np.nan, index=m.index)
+    score = pd.to_numeric(m[score_col], errors="coerce") if score_col in m.columns else pd.Series(np.nan,
+                                                                                                   index=m.index)
+    out = pd.DataFrame({
+        "list_number": m["list_number"].astype("Int64"),
+        S.TURF_ID: m[S.TURF_ID].astype("string"),
+        S.DOOR_ORDER: m[S.DOOR_ORDER].astype("Int64"),
+        S.HOUSEHOLD_ID: m[S.HOUSEHOLD_ID].astype("string"),
+        S.BUILDING_ID: m[S.BUILDING_ID].astype("string"),
+        S.VOTER_ID: m[S.VOTER_ID].astype("string"),
+        S.LAST_NAME: m[S.LAST_NAME].astype("string"),
+        S.FIRST_NAME: m[S.FIRST_NAME].astype("string"),
+        S.ADDRESS: m[S.ADDRESS].astype("string"),
+        S.UNIT: m[S.UNIT].astype("string"),
+        "age": (year - birth).astype("Int64"),
+        S.PARTY: m[S.PARTY].astype("string"),
+        "score": score.round(3),
+        S.LAT: m[S.LAT].astype(float).round(6),
+        S.LNG: m[S.LNG].astype(float).round(6),
+        "result_code": pd.Series([""] * len(m), dtype="string"),
+        "survey_answers": pd.Series([""] * len(m), dtype="string"),
+        "notes": pd.Series([""] * len(m), dtype="string"),
+    })
+    out = out.sort_values([S.TURF_ID, S.DOOR_ORDER, S.HOUSEHOLD_ID, S.LAST_NAME, S.FIRST_NAME, S.VOTER_ID],
+                          kind="stable").reset_index(drop=True)
+    return out[list(WALKLIST_COLUMNS)]
+
+
+def write_walklists(rows: pd.DataFrame, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``<out_dir>/<turf_id>.csv`` per turf (atomically), text cells neutralized; return turf id to path."""
+    text_cols = [c for c in rows.columns if pd.api.types.is_string_dtype(rows[c]) or rows[c].dtype == object]
+    paths: dict[str, Path] = {}
+    for turf_id, frame in rows.groupby(S.TURF_ID, sort=True):
+        safe = frame.copy()
+        for col in text_cols:
+            safe[col] = neutralize(safe[col])
+        paths[str(turf_id)] = write_csv(safe, safe_output_path(out_dir, f"{file_stem(str(turf_id))}.csv"))
+    return paths
