@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from geo_segment.errors import GeoSegmentError, GeoSegmentWarning
@@ -35,7 +36,7 @@ def _flush_warnings() -> None:
     caught = _pending.get([])
     for w in caught:
         if issubclass(w.category, GeoSegmentWarning):
-            err_console.print(f"[yellow]warning:[/] {w.message}", markup=True, highlight=False)
+            err_console.print(f"[yellow]warning:[/] {escape(str(w.message))}", markup=True, highlight=False)
         else:
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     caught.clear()
@@ -56,7 +57,7 @@ def handle_errors(func: F) -> F:
                     _flush_warnings()
                     _pending.reset(token)
         except GeoSegmentError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err_console.print("interrupted")

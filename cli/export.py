@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from geo_segment.config import ExportConfig, load_config
 from geo_segment.errors import ConfigError, InputFileError, Location
@@ -86,6 +87,8 @@ def geofences(
     Example: geo-segment export geofences out/demo/precincts.parquet --id-col precinct_id --residents-col TOTPOP
     --purpose political --target google_ads --format geojson,kml,radius --clamp-radius --out out/exports
     """
+    import dataclasses
+
     import geopandas as gpd
 
     from geo_segment.exports.geofences import export_geofences, read_fences
@@ -96,6 +99,8 @@ def geofences(
     cfg = _settings(config, purpose=purpose, target=target, formats=_split(formats), min_residents=min_residents,
                     on_small=on_small, simplify=simplify, clamp_radius=clamp_radius, h3_resolution=h3_resolution,
                     max_vertices=max_vertices, suppression_files=tuple(str(p) for p in suppress) if suppress else None)
+    if formats is None and voters is None:  # ZIP and precinct lists need voters: leave them out of the default
+        cfg = dataclasses.replace(cfg, formats=tuple(f for f in cfg.formats if f not in ("zip", "precinct")))
     if polygons.suffix == ".parquet" and polygons.exists():
         fences, closed = gpd.read_parquet(polygons), 0
     else:
@@ -120,7 +125,7 @@ def geofences(
         rules=load_rules(cfg.platforms_file), inputs=inputs, config={"closed_rings": closed},
     )
     for w in result.warnings:
-        err_console.print(f"[yellow]warning:[/] {w}", markup=True)
+        err_console.print(f"[yellow]warning:[/] {escape(w)}", markup=True)
     if quiet:
         return
     c = result.counts
@@ -204,7 +209,7 @@ def audience(
     for cl in result.lists.values():
         for w in cl.warnings:
             if w not in warned:
-                err_console.print(f"[yellow]warning:[/] {w}", markup=True)
+                err_console.print(f"[yellow]warning:[/] {escape(w)}", markup=True)
                 warned.add(w)
     if quiet:
         return
@@ -217,7 +222,7 @@ def audience(
             + (f"; values quarantined: {bad}" if bad else "") + f" -> {result.files[name]} (mode 0600)"
         )
     for name, reason in result.refused.items():
-        err_console.print(f"[red]refused[/] {name}: {reason}", markup=True)
+        err_console.print(f"[red]refused[/] {escape(name)}: {escape(reason)}", markup=True)
     if len(result.overlap):
         for row in result.overlap.itertuples(index=False):
             err_console.print(f"overlap {row.a} / {row.b}: {row.overlap:,} voters (Jaccard {row.jaccard})")

@@ -598,6 +598,9 @@ def export_geofences(
     warns: list[str] = []
     for fmt in formats:
         warns += check_purpose(purpose, family=profile.family, action=_ACTION[fmt], rules=rules)
+    for fmt, col in (("zip", S.ZIP5), ("precinct", S.PRECINCT_ID)):
+        if fmt in formats and (voters is None or col not in voters.columns):
+            raise ConfigError(f"{fmt} lists need voters with column {col!r}", fix="pass --voters")
     assert purpose is not None
     out = Path(out_dir)
     stems = {fmt: safe_output_path(out, f"{name}_{target}" + {
@@ -673,8 +676,7 @@ def export_geofences(
         for fmt, col in (("zip", S.ZIP5), ("precinct", S.PRECINCT_ID)):
             if fmt not in formats:
                 continue
-            if voters is None or col not in voters.columns:
-                raise ConfigError(f"{fmt} lists need voters with column {col!r}", fix="pass --voters")
+            assert voters is not None
             fi, vi = inside if inside is not None else _voters_in_fences(kept_fences, voters)
             vals = voters[col].astype("string").to_numpy()[vi]
             frame = pd.DataFrame({FENCE_ID: kept_fences[FENCE_ID].to_numpy()[fi], col: vals}).dropna()

@@ -95,8 +95,13 @@ def export_stage(
     files: dict[str, Path] = {}
     metrics: dict[str, Any] = {"purpose": purpose, "target": cfg.target, "refused": []}
     limits = {"max_vertices": cfg.max_vertices, "max_fences": cfg.max_fences}
+    formats = [f for f in cfg.formats
+               if not (f == "zip" and S.ZIP5 not in voters.columns)
+               and not (f == "precinct" and S.PRECINCT_ID not in voters.columns)]
+    if len(formats) < len(cfg.formats):
+        metrics["formats_skipped"] = sorted(set(cfg.formats) - set(formats))
     common: dict[str, Any] = {
-        "purpose": purpose, "target": cfg.target, "formats": cfg.formats, "voters": voters,
+        "purpose": purpose, "target": cfg.target, "formats": formats, "voters": voters,
         "min_residents": cfg.min_residents, "on_small": on_small, "simplify": cfg.simplify,
         "clamp_radius": cfg.clamp_radius, "max_overshoot": cfg.max_overshoot, "max_circles": cfg.max_circles,
         "h3_resolution": cfg.h3_resolution, "suppression": suppression, "default_region": cfg.default_region,
