@@ -68,7 +68,7 @@ li.door { border-bottom: 1px solid #000; padding: 4px 0 5px 0; break-inside: avo
 .voter { display: flex; justify-content: space-between; margin: 2px 0 0 2.9em; }
 .voter .who { flex: 0 0 38%; }
 .bub { white-space: nowrap; margin-right: 7px; }
-.bub::before { content: "\25CB"; font-size: 12pt; line-height: 1; margin-right: 1px; vertical-align: -1pt; }
+.bub::before { content: "○"; font-size: 12pt; line-height: 1; margin-right: 1px; vertical-align: -1pt; }
 .say { margin: 2px 0 0 2.9em; font-style: italic; }
 .survey { margin: 2px 0 0 2.9em; }
 .notes { margin: 3px 0 0 2.9em; color: #333; }

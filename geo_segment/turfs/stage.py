@@ -122,10 +122,15 @@ def cut_turfs(
     n = len(d)
     metrics: dict[str, Any] = {"doors": n}
     if n == 0:
-        empty = gpd.GeoDataFrame({c: [] for c in TURF_COLUMNS}, geometry=[], crs=S.CRS_STORAGE)
-        routes = gpd.GeoDataFrame({S.TURF_ID: []}, geometry=[], crs=S.CRS_STORAGE)
-        for c in (S.TURF_ID, S.DOOR_ORDER):
-            d[c] = pd.Series([], dtype="string" if c == S.TURF_ID else "Int64")
+        text = (S.TURF_ID, "region", S.PRECINCT_ID)
+        flags = ("within_tolerance", "drive_flag")
+        floats = ("est_minutes", "route_m", "street_route_m", "optimized_route_m", "max_gap_m")
+        empty = gpd.GeoDataFrame({c: pd.Series([], dtype="string" if c in text else bool if c in flags
+                                               else float if c in floats else np.int64) for c in TURF_COLUMNS},
+                                 geometry=[], crs=S.CRS_STORAGE)
+        routes = gpd.GeoDataFrame({S.TURF_ID: pd.Series([], dtype="string")}, geometry=[], crs=S.CRS_STORAGE)
+        for c in (S.TURF_ID, S.DOOR_ORDER, "street_rank", "atom"):
+            d[c] = pd.Series([], dtype="string" if c == S.TURF_ID else "Int64" if c == S.DOOR_ORDER else np.int64)
         return TurfCut(d, empty, routes, np.empty((0, 2), dtype=np.int64), {**metrics, "turfs": 0})
     lat = d[S.LAT].to_numpy(dtype=float)
     lng = d[S.LNG].to_numpy(dtype=float)

@@ -68,7 +68,8 @@ def street_order(doors: pd.DataFrame, *, both_sides: bool = False, group: npt.Ar
     side = np.zeros(len(doors), dtype=np.int64) if both_sides else np.where(odd, 0, 1)
     signed = np.where(finite, num, 1e12)
     signed = signed if both_sides else np.where(side == 1, -signed, signed)
-    suffix = suf.to_numpy(dtype=object)
+    suffix = suf.rank(method="dense").to_numpy(dtype=float)
+    suffix = suffix if both_sides else np.where(side == 1, -suffix, suffix)
     frame = pd.DataFrame({"street": street, "side": side, "num": signed, "suf": suffix,
                           "b": doors["building_id"].astype(str).to_numpy(dtype=object), "unum": unum,
                           "utext": utext.to_numpy(dtype=object), "pos": np.arange(len(doors)),
