@@ -1,0 +1,314 @@
+"""Map layers without a browser: what reaches the HTML (escaping, suppression, sizes), classification, CLI."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+import shapely
+from geo_segment.cli.app import app
+from geo_segment.maps import (
+    ASSETS,
+    add_precinct_layer,
+    build_maps,
+    classify,
+    hex_map,
+    inline_assets,
+    micro_geo_map,
+    new_map,
+    precinct_map,
+    turf_maps,
+)
+from geo_segment.maps._assets import ASSET_DIR
+from geo_segment.maps._base import fisher_jenks, prepare_geometry
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from geo_segment.errors import ConfigError, SchemaError
+from geo_segment.map_measures import map_measures, score_by_unit
+
+from ._map_fixtures import EVIL, data_blobs, grid_cells, grid_micro_geos, grid_precincts, read, turf_inputs
+
+ROOT = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+
+def _features(html: str, blob: int = 0) -> list[dict]:
+    return data_blobs(html)[blob]["features"]
+
+
+# --- escaping and suppression ---------------------------------------------------------------------------------
+
+def test_hostile_name_is_escaped_in_the_data_and_never_raw(tmp_path: Path) -> None:
+    html = read(precinct_map(grid_precincts(), out=tmp_path / "p.html"))
+    assert EVIL not in html
+    assert "onerror=alert(1)>" not in html
+    props = {f["properties"]["h0"]: f["properties"] for f in _features(html)}
+    assert props["P1"]["h1"] == "&lt;img src=x onerror=alert(1)&gt;"
+
+
+def test_hostile_title_and_layer_names_are_escaped(tmp_path: Path) -> None:
+    m = new_map(title=EVIL, data_date=EVIL)
+    add_precinct_layer(m, grid_precincts().assign(**{EVIL: 1.0}), measure=EVIL)
+    html = m.get_root().render()
+    assert EVIL not in html
+    assert "<title>&lt;img src=x onerror=alert(1)&gt;</title>" in html
+
+
+def test_suppressed_precinct_carries_identifiers_only(tmp_path: Path) -> None:
+    leaky = grid_precincts()
+    leaky.loc[5, ["voters", "households", "party_DEM"]] = [7, 5, 3]  # counts left behind on a suppressed row
+    leaky.loc[5, "turnout_last_general"] = 0.4242
+    html = read(precinct_map(leaky, out=tmp_path / "p.html"))
+    props = {f["properties"]["h0"]: f["properties"] for f in _features(html)}
+    assert props["P6"] == {"h0": "P6", "h1": "Six", "_s": 1}
+    assert "0.4242" not in html and "42.4" not in html
+
+
+def test_small_unit_without_flag_is_hidden_too(tmp_path: Path) -> None:
+    frame = grid_precincts().drop(columns="suppressed")
+    frame.loc[0, "voters"] = 10  # P1 under k=11
+    props = {f["properties"]["h0"]: f["properties"] for f in _features(read(precinct_map(frame,
+                                                                                          out=tmp_path / "p.html")))}
+    assert props["P1"].get("_s") == 1 and "f0" not in props["P1"]
+    assert "_s" not in props["P2"]
+
+
+def test_hex_map_builds_polygons_from_cells_and_hides_the_small_one(tmp_path: Path) -> None:
+    cells = grid_cells()
+    feats = _features(read(hex_map(cells, out=tmp_path / "h.html")))
+    assert len(feats) == 7
+    assert all(len(f["geometry"]["coordinates"][0]) == 7 for f in feats)  # hexagons, closed
+    assert [f["properties"].get("_s") for f in feats] == [None] * 6 + [1]
+    assert feats[0]["properties"]["h0"] == format(int(cells["h3_cell"][0]), "x")
+
+
+def test_hex_resolution_is_checked() -> None:
+    with pytest.raises(ConfigError, match=r"not at the requested H3 resolution; expected resolution 8, found "
+                                          r"resolutions \[9\]"):
+        hex_map(grid_cells(), resolution=8)
+
+
+def test_micro_geo_stats_escaped_and_suppressed(tmp_path: Path) -> None:
+    html = read(micro_geo_map(grid_micro_geos(), grid_precincts(), out=tmp_path / "m.html"))
+    outlines, micro = data_blobs(html)
+    assert len(outlines["features"]) == 6 and set(outlines["features"][0]["properties"]) == {"h0"}
+    p0, p1 = (f["properties"] for f in micro["features"])
+    assert "P1;&lt;img src=x onerror=alert(1)&gt;" in p0.values()
+    assert p1 == {"h0": "micro-geography 1", "_s": 1}
+
+
+def test_not_a_geodataframe_is_a_schema_error() -> None:
+    with pytest.raises(SchemaError, match="the precincts table cannot be mapped; expected a GeoDataFrame"):
+        add_precinct_layer(new_map(), pd.DataFrame({"precinct_id": ["A"]}))
+
+
+def test_unknown_measure_names_the_fix() -> None:
+    with pytest.raises(ConfigError, match=r"a measure is not a column of the precincts table.*\['nope'\].*"
+                                          r"map_measures"):
+        add_precinct_layer(new_map(), grid_precincts(), measure="nope")
+
+
+# --- turfs ----------------------------------------------------------------------------------------------------
+
+def test_turf_maps_one_for_all_and_one_per_turf(tmp_path: Path) -> None:
+    turfs, routes, doors = turf_inputs()
+    written = turf_maps(turfs, routes, doors, out_dir=tmp_path)
+    assert sorted(p.name for p in written.values()) == ["turf_T01.html", "turf_T_02_b.html", "turfs.html"]
+    one = read(tmp_path / "turf_T01.html")
+    turf_blob, route_blob = data_blobs(one)
+    assert [f["properties"]["h0"] for f in turf_blob["features"]] == ["Turf T01"]
+    assert route_blob["features"][0]["geometry"]["type"] == "LineString"
+    assert one.count("household_id") == 0  # no door fields unless asked
+    everything = read(tmp_path / "turfs.html")
+    assert "<b>" not in everything.split("<body>")[1].split("<script>")[0]
+    assert "T 02/\\u0026lt;b\\u0026gt;" in everything
+
+
+def test_personal_door_fields_need_personal(tmp_path: Path) -> None:
+    turfs, routes, doors = turf_inputs()
+    with pytest.raises(ConfigError, match=r"personal door fields were asked for without personal=True.*"
+                                          r"\['address', 'last_name'\]"):
+        turf_maps(turfs, routes, doors, door_fields=["last_name", "address"])
+    written = turf_maps(turfs, routes, doors, door_fields=["last_name"], personal=True, out_dir=tmp_path)
+    html = read(written["T01"])
+    assert "ZYXWVUTS" in html and EVIL not in html
+
+
+# --- geometry size ----------------------------------------------------------------------------------------------
+
+def _neighbour_pairs(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    i, j = shapely.STRtree(geoms).query(geoms, predicate="intersects")
+    keep = i < j
+    return i[keep], j[keep]
+
+
+def test_coverage_simplification_keeps_every_shared_border() -> None:
+    real = np.asarray(gpd.read_parquet(ROOT / "sample_data" / "providence_precincts.parquet").geometry)
+    i, j = _neighbour_pairs(real)
+    simplified = prepare_geometry(real, simplify_m=20.0, coverage=True)
+    assert shapely.get_num_coordinates(simplified).sum() < 0.6 * shapely.get_num_coordinates(real).sum()
+    assert shapely.intersects(simplified[i], simplified[j]).all()
+    separately = prepare_geometry(real, simplify_m=20.0, coverage=False)
+    assert not shapely.intersects(separately[i], separately[j]).all()  # what the coverage mode prevents
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(st.floats(-80, 80), st.floats(-179, 179)), min_size=3, max_size=12))
+def test_rounding_leaves_at_most_six_decimals(points: list[tuple[float, float]]) -> None:
+    geom = shapely.MultiPoint([(x, y) for y, x in points]).convex_hull.buffer(0.001)
+    out = prepare_geometry(np.array([geom]), simplify_m=0.0, coverage=False)
+    coords = shapely.get_coordinates(out)
+    assert np.allclose(coords, np.round(coords, 6), atol=0, rtol=0)
+    assert all(len(str(v).split(".")[-1]) <= 6 for v in json.loads(shapely.to_geojson(out[0]))["coordinates"][0][0])
+
+
+# --- classification ---------------------------------------------------------------------------------------------
+
+def test_quantiles_match_numpy_percentiles() -> None:
+    values = np.arange(1.0, 11.0)
+    got = classify(values, scheme="quantiles", k=5)
+    assert got.bins == pytest.approx(np.percentile(values, [20, 40, 60, 80, 100]))
+    assert got.classes.tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
+    assert len(got.palette) == 5 and len(set(got.palette)) == 5
+
+
+def test_natural_breaks_find_separated_groups_and_nan_is_no_class() -> None:
+    got = classify(np.array([1, 1.2, 0.9, 10, 10.5, 9.8, 100, 101, np.nan]), scheme="natural_breaks", k=3)
+    assert got.classes.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, -1]
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.integers(0, 400), min_size=4, max_size=60), st.integers(2, 6))
+def test_fisher_jenks_matches_mapclassify(ints: list[int], k: int) -> None:
+    import warnings
+
+    import mapclassify
+
+    values = np.array(ints, dtype="float64") / 4
+    k = min(k, len(np.unique(values)))
+    if k < 2:
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = mapclassify.FisherJenks(values, k=k)
+    got = fisher_jenks(values, k)
+    # the same partition (ties between equal-cost partitions aside): equal within-class sums of squares
+    def tss(bounds: list[float]) -> float:
+        cls = np.searchsorted(np.asarray(bounds), values, side="left")
+        return float(sum(((values[cls == c] - values[cls == c].mean()) ** 2).sum() for c in np.unique(cls)))
+    assert tss(got) == pytest.approx(tss(list(expected.bins)), abs=1e-9)
+
+
+@pytest.mark.parametrize("values", [[np.nan, np.nan], [], [3.0, 3.0, np.nan]])
+def test_degenerate_values_give_matching_palette_and_labels(values: list[float]) -> None:
+    got = classify(np.array(values), scheme="quantiles", k=5)
+    assert len(got.palette) == len(got.labels) == len(got.bins) == (1 if values and not np.isnan(values[0]) else 0)
+    assert got.classes.tolist() == [0 if np.isfinite(v) else -1 for v in values]
+
+
+def test_user_bins_and_labels() -> None:
+    got = classify(np.array([0.1, 0.45, 0.9]), scheme="user", bins=[0.4, 0.6], fmt="pct")
+    assert got.classes.tolist() == [0, 1, 2]
+    assert got.labels == ["10.0% – 40.0%", "> 40.0% – 60.0%", "> 60.0% – 90.0%"]
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"scheme": "jenks"}, r"unknown classification scheme; expected one of \['quantiles', 'natural_breaks', 'user'\]"),
+    ({"scheme": "user"}, "user classes need their bounds"),
+    ({"k": 1}, "a choropleth needs at least 2 classes"),
+])
+def test_classification_errors(kwargs: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        classify(np.arange(5.0), **kwargs)
+
+
+# --- measures ---------------------------------------------------------------------------------------------------
+
+def test_map_measures_shares_density_and_scores() -> None:
+    units = grid_precincts()
+    voters = pd.DataFrame({"precinct_id": ["P1"] * 12 + ["P2"] * 3,
+                           "engagement_score": [0.25] * 6 + [0.75] * 6 + [0.9] * 3})
+    out = map_measures(units, voters)
+    assert out["share_DEM"].tolist()[:5] == pytest.approx([0.5, 0.2, 0.5, 0.1, 0.5])
+    assert np.isnan(out["share_DEM"].iloc[5])
+    assert out["mean_score"].iloc[0] == pytest.approx(0.5)
+    assert np.isnan(out["mean_score"].iloc[1])  # 3 scored voters < 11
+    assert int(out["engaged_voters"].iloc[0]) == 6
+    km2 = gpd.GeoSeries(units.geometry.iloc[[0]], crs=4326).to_crs(units.estimate_utm_crs()).area.iloc[0] / 1e6
+    assert out["voters_per_km2"].iloc[0] == pytest.approx(20 / km2)
+    assert list(units.columns) == list(grid_precincts().columns)  # input untouched
+
+
+def test_score_by_unit_needs_its_columns() -> None:
+    with pytest.raises(SchemaError, match=r"lacks the columns a score measure needs.*missing \['engagement_score'\]"):
+        score_by_unit(pd.DataFrame({"precinct_id": ["A"]}))
+
+
+# --- assets -----------------------------------------------------------------------------------------------------
+
+def test_every_referenced_asset_is_vendored_with_its_licence() -> None:
+    for rel in ASSETS.values():
+        assert (ASSET_DIR / rel).is_file()
+    assert (ASSET_DIR / "leaflet-1.9.3" / "LICENSE").is_file()
+    assert (ASSET_DIR / "leaflet.markercluster-1.1.0" / "MIT-LICENCE.txt").is_file()
+
+
+def test_inline_assets_replaces_cdn_tags_and_refuses_unknown_ones() -> None:
+    html = new_map().get_root().render()
+    inlined = inline_assets(html)
+    assert "cdn.jsdelivr.net" not in inlined and "layers.png" not in inlined
+    assert "data:image/png;base64," in inlined
+    with pytest.raises(ValueError, match="no local copy"):
+        inline_assets('<script src="https://example.org/x.js"></script>')
+
+
+def test_build_maps_writes_the_run_folder(tmp_path: Path) -> None:
+    turfs, routes, doors = turf_inputs()
+    paths = build_maps(tmp_path / "maps", grid_precincts(), grid_cells(), grid_micro_geos(), turfs, routes=routes,
+                       doors=doors, data_date="2026-11-27")
+    assert [p.name for p in paths] == ["precincts.html", "hexes.html", "micro_geos.html", "turfs.html",
+                                       "turf_T01.html", "turf_T_02_b.html"]
+    for p in paths:
+        text = p.read_text(encoding="utf-8")
+        assert "<script src=" not in text and "Data as of 2026-11-27" in text
+
+
+# --- CLI --------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("cmd", ["precincts", "hexes", "micro-geos", "turfs"])
+def test_map_commands_have_help_with_an_example(cmd: str) -> None:
+    result = runner.invoke(app, ["map", cmd, "--help"])
+    assert result.exit_code == 0
+    assert f"Example: geo-segment map {cmd}" in result.output
+
+
+def test_cli_writes_maps_and_reports_errors(tmp_path: Path) -> None:
+    grid_precincts().to_parquet(tmp_path / "precincts.parquet")
+    grid_cells().to_parquet(tmp_path / "cells.parquet")
+    turfs, routes, doors = turf_inputs()
+    turfs.to_parquet(tmp_path / "turfs.parquet")
+    doors.to_parquet(tmp_path / "doors.parquet")
+    out = tmp_path / "p.html"
+    result = runner.invoke(app, ["map", "precincts", str(tmp_path / "precincts.parquet"), "--out", str(out),
+                                 "--measure", "turnout_last_general", "--scheme", "user", "--bins", "0.6,0.8",
+                                 "--data-date", "2026-01-02"])
+    assert result.exit_code == 0, result.output
+    html = read(out)
+    assert "Data as of 2026-01-02" in html and "<script src=" not in html
+    assert re.search(r"wrote .*p\.html \(\d+\.\d\d MB\)", result.output)
+    bad = runner.invoke(app, ["map", "hexes", str(tmp_path / "cells.parquet"), "--resolution", "8"])
+    assert bad.exit_code == 3 and bad.output.startswith("error: the cells are not at the requested H3 resolution")
+    refused = runner.invoke(app, ["map", "turfs", str(tmp_path / "turfs.parquet"), "--doors",
+                                  str(tmp_path / "doors.parquet"), "--door-field", "last_name", "--out",
+                                  str(tmp_path / "t")])
+    assert refused.exit_code == 3 and "personal door fields" in refused.output
+    assert not (tmp_path / "t").exists()
+    missing = runner.invoke(app, ["map", "micro-geos", str(tmp_path / "nope.parquet")])
+    assert missing.exit_code == 4 and "micro_geos file not found" in missing.output
