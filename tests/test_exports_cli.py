@@ -16,6 +16,8 @@ from geo_segment.cli.app import app
 from typer.testing import CliRunner
 
 from geo_segment.config import ExportConfig
+from geo_segment.errors import ConfigError
+from geo_segment.exports.platforms import DEFAULT_PLATFORMS_FILE, limits_table_markdown, load_rules
 from geo_segment.exports.stage import export_stage
 from geo_segment.io.atomic import write_parquet
 from geo_segment.io.precincts import read_precincts
@@ -210,3 +212,30 @@ def test_no_raw_personal_data_in_any_export(sample: dict[str, Path], tmp_path: P
         body = texts[name].split("\n", 1)[1]  # values only, not the header
         assert not re.search(r"[g-z]", body.replace("US", "")), name  # only hex, digits, commas, US
         assert not [v for v in normalized if len(v) >= 5 and v in body], name
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_docs_limits_table_is_current() -> None:
+    assert limits_table_markdown() in (ROOT / "docs" / "exports.md").read_text(encoding="utf-8"), (
+        "docs/exports.md's limits table is stale: paste geo_segment.exports.platforms.limits_table_markdown()"
+    )
+
+
+def test_every_limit_lives_in_the_data_file_with_source_and_date(tmp_path: Path) -> None:
+    rules = load_rules()
+    assert rules.path == DEFAULT_PLATFORMS_FILE
+    for r in rules.rules:
+        assert r.source and r.level in ("P", "S") and re.fullmatch(r"\d{4}-\d{2}-\d{2}", r.checked), r
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[rule]]\nplatform = "meta"\nname = "max_vertices"\nvalue = 1\n')
+    with pytest.raises(ConfigError, match=r"\[\[rule\]\] number 1 is incomplete or unknown"):
+        load_rules(bad)
+    # a user updates a limit in a copy of the file; the code follows
+    mine = tmp_path / "mine.toml"
+    text = DEFAULT_PLATFORMS_FILE.read_text(encoding="utf-8")
+    assert text.count('value = 1000\nunit = "vertices') == 1
+    mine.write_text(text.replace('value = 1000\nunit = "vertices', 'value = 50\nunit = "vertices'))
+    assert load_rules(mine).profile("aws").limit("max_vertices") == 50
+    assert load_rules(mine).profile("aws").limit("min_residents_per_fence") == 1000

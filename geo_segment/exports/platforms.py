@@ -23,6 +23,7 @@ __all__ = [
     "PlatformRules",
     "Profile",
     "Rule",
+    "limits_table_markdown",
     "load_rules",
 ]
 
@@ -204,3 +205,13 @@ def load_rules(path: str | Path | None = None) -> PlatformRules:
         eu_source=str(eu.get("source", "")),
         path=p,
     )
+
+
+def limits_table_markdown(rules: PlatformRules | None = None) -> str:
+    """The platforms file's limits as a Markdown table (``docs/exports.md`` embeds it; a test keeps it current)."""
+    rules = rules or load_rules()
+    lines = ["| platform | limit | value | unit | level | source | checked |", "|---|---|---|---|---|---|---|"]
+    for r in rules.rules:
+        value = "not set (configure)" if not r.value else f"{r.value:,}"
+        lines.append(f"| {r.platform} | `{r.name}` | {value} | {r.unit} | {r.level} | {r.source} | {r.checked} |")
+    return "\n".join(lines) + "\n"
