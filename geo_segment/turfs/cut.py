@@ -17,7 +17,9 @@ split in two along an edge of a random spanning tree so that each side holds a w
 doors; unlike it, every tree edge is scored at once with subtree sums (numpy), the balanced cut with the smallest
 within-part sum of squared distances (compactness) is kept among several trees, and every part of every region is
 split in the same vectorized pass. Edge randomness is a hash of the two buildings' ids, the seed, the tree and the
-level, so a change in one precinct leaves the other precincts' turfs exactly as they were.
+level, so a change in one precinct leaves the other precincts' turfs exactly as they were. Finally boundary
+buildings move to a neighbouring turf while that makes both more compact (k-means-like, exact sum of squared
+distances), within the tolerance and without breaking contiguity (:func:`refine_parts`).
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import breadth_first_order, connected_components, minimum_spanning_tree
 from scipy.spatial import Delaunay, QhullError
 
-__all__ = ["Adjacency", "Cut", "atoms_of", "cut_atoms", "door_adjacency", "metric_crs", "stable_hash", "to_metric"]
+__all__ = ["Adjacency", "Cut", "atoms_of", "cut_atoms", "door_adjacency", "metric_crs", "refine_parts", "stable_hash",
+           "to_metric"]
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -189,6 +192,7 @@ class Cut:
     part_target: FloatArray
     n_components: int
     levels: int
+    moves: int = 0
 
 
 def _viol(avg: FloatArray, j: IntArray, tgt: FloatArray, center: FloatArray, eps: float) -> FloatArray:
@@ -220,6 +224,9 @@ def cut_atoms(
     tolerance: float = 0.10,
     seed: int = 0,
     n_trees: int = 6,
+    jitter: float = 1.0,
+    gap_weight: float = 5.0,
+    refine: bool = False,
 ) -> Cut:
     """Partition atoms into balanced contiguous parts (see the module docstring).
 
@@ -239,6 +246,17 @@ def cut_atoms(
         Same seed, same turfs.
     n_trees
         Random spanning trees tried per split; the best balanced, most compact cut among them is kept.
+    jitter
+        Relative randomness of the tree edge weights: an edge of length ``l`` weighs ``l * (1 + jitter * (u -
+        0.5))``, ``u`` uniform in [0, 1). Near 0 the trees follow the Euclidean minimum spanning tree (streets) and
+        walk short but balance less often; larger values give more balanced cuts to choose from.
+    gap_weight
+        Among balanced cuts the cost is the mean squared distance to the parts' centroids minus ``gap_weight``
+        times the length of the cut edge (metres), so turfs end where the doors have a gap.
+    refine
+        Then move boundary buildings between neighbouring turfs while it makes them more compact
+        (:func:`refine_parts`), never leaving the tolerance or breaking contiguity. Off by default: in the
+        benchmark it shortens distances to the centroid but lengthens the walk.
     """
     n = len(x)
     w = np.asarray(weight, dtype=float)
@@ -285,7 +303,7 @@ def cut_atoms(
         for t in range(n_trees):
             salt = _mix(np.array([(level << 8) + t + 1], dtype=np.uint64))
             u = (_mix(eh ^ salt) >> np.uint64(11)).astype(np.float64) / float(1 << 53)
-            wt = elen * (0.25 + u) + 1e-3
+            wt = elen * (1.0 + jitter * (u - 0.5)) + 1e-3
             g = coo_matrix((wt, (ea[:, 0], ea[:, 1])), shape=(n + 1, n + 1)).tocsr()
             mst = minimum_spanning_tree(g).tocoo()
             rows = np.concatenate([mst.row, np.full(len(roots), sup)])
@@ -324,6 +342,9 @@ def cut_atoms(
             rest = tot[p] - sub[cand]
             ssd_r = rest[:, 3] - (rest[:, 1] ** 2 + rest[:, 2] ** 2) / np.maximum(rest[:, 0], 1e-9)
             cost = ssd_s + ssd_r
+            if gap_weight:
+                gap = np.hypot(x[cand] - x[pred[cand]], y[cand] - y[pred[cand]])
+                cost = cost / np.maximum(tot[p, 0], 1.0) - gap_weight * gap
             ctr, tg_ = part_c[p], part_t[p]
             best_here_v = np.full(len(cand), np.inf)
             best_here_j = np.zeros(len(cand), dtype=np.int64)
@@ -373,4 +394,92 @@ def cut_atoms(
         part_t = np.concatenate([part_t, np.asarray(add_t, dtype=float)])
         part_c = np.concatenate([part_c, np.asarray(add_c, dtype=float)])
     used, part = np.unique(part, return_inverse=True)
-    return Cut(part=part.astype(np.int64), part_target=part_t[used], n_components=n_comp, levels=level)
+    part_t = part_t[used]
+    moves = 0
+    if refine:
+        pw = np.bincount(part, weights=w)
+        lo = np.minimum(part_t * (1 - tolerance), pw)
+        hi = np.maximum(part_t * (1 + tolerance), pw)
+        part, moves = refine_parts(x, y, w, part.astype(np.int64), e, lo, hi)
+    return Cut(part=part.astype(np.int64), part_target=part_t, n_components=n_comp, levels=level, moves=moves)
+
+
+def refine_parts(
+    x: FloatArray,
+    y: FloatArray,
+    weight: FloatArray,
+    part: IntArray,
+    edges: IntArray,
+    lo: FloatArray,
+    hi: FloatArray,
+    *,
+    max_rounds: int = 200,
+) -> tuple[IntArray, int]:
+    """Move boundary buildings between neighbouring turfs while it makes them more compact.
+
+    A move takes an atom from turf A to an adjacent turf B when it lowers the total within-turf sum of squared
+    distances (exact, centroid shift included), keeps A at least ``lo[A]`` and B at most ``hi[B]`` doors, and
+    leaves A contiguous (moves that disconnect A are undone). Each round moves at most one atom in or out of a
+    turf, the best one; rounds stop when nothing improves. Decisions in one region never depend on another.
+
+    Returns
+    -------
+    (part, moves)
+    """
+    part = part.copy()
+    n = len(x)
+    npart = int(part.max()) + 1 if n else 0
+    if n == 0 or len(edges) == 0:
+        return part, 0
+    w = weight
+    e0, e1 = edges[:, 0], edges[:, 1]
+    blocked = np.zeros(n, dtype=bool)
+    moves = 0
+    for _ in range(max_rounds):
+        pa, pb = part[e0], part[e1]
+        cross = pa != pb
+        if not cross.any():
+            break
+        atom = np.concatenate([e0[cross], e1[cross]])
+        dest = np.concatenate([pb[cross], pa[cross]])
+        keep = ~blocked[atom]
+        atom, dest = atom[keep], dest[keep]
+        src = part[atom]
+        tw = np.bincount(part, weights=w, minlength=npart)
+        cx = np.bincount(part, weights=w * x, minlength=npart) / np.maximum(tw, 1e-9)
+        cy = np.bincount(part, weights=w * y, minlength=npart) / np.maximum(tw, 1e-9)
+        wa = w[atom]
+        wsrc, wdst = tw[src], tw[dest]
+        ok = (wsrc - wa >= lo[src] - 1e-9) & (wdst + wa <= hi[dest] + 1e-9) & (wsrc - wa > 0)
+        d_src = (x[atom] - cx[src]) ** 2 + (y[atom] - cy[src]) ** 2
+        d_dst = (x[atom] - cx[dest]) ** 2 + (y[atom] - cy[dest]) ** 2
+        delta = wa * wdst / (wdst + wa) * d_dst - wa * wsrc / np.maximum(wsrc - wa, 1e-9) * d_src
+        ok &= delta < -1e-6
+        if not ok.any():
+            break
+        atom, dest, src, delta = atom[ok], dest[ok], src[ok], delta[ok]
+        # best move per source turf, then per destination turf, then no turf on both ends of two moves
+        o = np.lexsort((atom, delta, src))
+        first = o[np.r_[True, src[o][1:] != src[o][:-1]]]
+        o = first[np.lexsort((atom[first], delta[first], dest[first]))]
+        first = o[np.r_[True, dest[o][1:] != dest[o][:-1]]]
+        as_src = np.zeros(npart, dtype=bool)
+        as_src[src[first]] = True
+        sel = first[~as_src[dest[first]]]
+        if len(sel) == 0:
+            break
+        old = part[atom[sel]].copy()
+        part[atom[sel]] = dest[sel]
+        same = part[e0] == part[e1]
+        g = coo_matrix((np.ones(int(same.sum())), (e0[same], e1[same])), shape=(n, n))
+        _, comp = connected_components(g, directed=False)
+        pieces = np.zeros(npart, dtype=np.int64)
+        pc = np.unique(np.column_stack([part, comp]), axis=0)
+        np.add.at(pieces, pc[:, 0], 1)
+        broken = pieces[old] > 1
+        part[atom[sel][broken]] = old[broken]
+        blocked[atom[sel][broken]] = True
+        moves += int((~broken).sum())
+        if not (~broken).any() and broken.all():
+            continue
+    return part, moves

@@ -286,6 +286,7 @@ def cut_turfs(
     indivisible = ~within & ~small_region & ~big_atom & ~feasible
     metrics.update({
         "atoms": na, "regions": len(regions), "components": cut.n_components, "turfs": npart,
+        "refine_moves": cut.moves,
         "rural_regions": int(rural_region.sum()),
         "within_tolerance": int(within.sum()), "share_within_tolerance": round(float(within.mean()), 4),
         "outside_small_component": int(small_region.sum()),

@@ -1,0 +1,404 @@
+"""Turf benchmark: 50k doors cut, re-cut after importing canvass results, the cutter beside k-means turfs,
+quadkey-square turfs and GerryChain's ``recursive_tree_part`` on the same doors, routes beside OR-Tools, and 200
+PDF packets.
+
+Usage: python benchmarks/turfs.py [--voters 110000] [--seed 3] [--runs 2] [--compare 25] [--ortools 40]
+                                  [--ortools-seconds 1.0] [--packets 200]
+
+Doors: the synthetic county (``geo_segment.synth``, Providence streets and blocks; ~0.45 households per voter,
+multi-unit buildings) shaped into scored voters, each in one of the sample county's real precincts; one door per
+household; target 50 doors, ±10 %. Generation and imports are outside the timings.
+
+Sections:
+
+* **cut**: ``build_doors`` + ``cut_turfs`` (adjacency, cutting, walking order and routes of every turf, polygons)
+  ``--runs`` times; checks: every door in one turf, no building split, every turf contiguous on the adjacency,
+  identical outputs run to run.
+* **re-cut**: results for 60 % of the households of 15 precincts (talked / not home / refused) are written as a
+  CSV, imported into an empty contact history (timed), then the county is re-cut without the contacted
+  households (timed); turfs of untouched precincts must be unchanged.
+* **anchors** on the doors of ``--compare`` precincts, every method with the same number of turfs per precinct as
+  the cutter: k-means (scikit-learn, door-weighted, on the buildings), quadkey squares (Web Mercator tiles, the
+  zoom whose squares hold closest to 50 doors on average, one turf per precinct and tile, as open-source turf
+  cutters do), GerryChain ``recursive_tree_part`` (target W/k per precinct, epsilon 0.10, on the same building
+  adjacency graph, at most 2,000 attempts per cut). Balance = share of turfs within 45-55 doors; contiguity on
+  the stated adjacency; compactness = mean Polsby-Popper of the turf polygons (union of the buildings' Voronoi
+  cells clipped to the precinct; 1 = a disc) and the mean distance of a door to its turf's centroid; walking =
+  the best route this library finds through each turf's buildings (no street-side penalty), metres per door.
+* **routes**: on ``--ortools`` sampled turfs, the route-optimized order (as written, with the street-side
+  penalty), the same without the penalty and the street-sorted order, against OR-Tools (open path, guided local
+  search, ``--ortools-seconds`` per turf).
+* **packets**: HTML and PDF (headless Chromium) of ``--packets`` turfs.
+
+Prints Markdown tables and saves benchmarks/results/turfs.json and turfs.md with the machine's facts and load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from _machine import machine
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+
+import geopandas as gpd  # noqa: E402
+import shapely  # noqa: E402
+from scipy.sparse import coo_matrix  # noqa: E402
+from scipy.sparse.csgraph import connected_components  # noqa: E402
+
+from geo_segment.config import TurfsConfig  # noqa: E402
+from geo_segment.turfs import build_doors, cut_turfs  # noqa: E402
+from geo_segment.turfs._synthetic import synthetic_voters  # noqa: E402
+from geo_segment.turfs.cut import metric_crs, to_metric  # noqa: E402
+from geo_segment.turfs.packets import find_chromium, packet_sections, write_packets  # noqa: E402
+from geo_segment.turfs.results import contacted_households, import_results, read_results  # noqa: E402
+from geo_segment.turfs.stage import _turf_polygons  # noqa: E402
+from geo_segment.turfs.walk import path_length, route_order  # noqa: E402
+from geo_segment.turfs.walklists import walklist_rows  # noqa: E402
+
+TARGET = 50
+
+
+def contiguous_share(atom_part: np.ndarray, edges: np.ndarray) -> float:
+    n = len(atom_part)
+    same = atom_part[edges[:, 0]] == atom_part[edges[:, 1]]
+    g = coo_matrix((np.ones(int(same.sum())), (edges[same, 0], edges[same, 1])), shape=(n, n))
+    _, comp = connected_components(g, directed=False)
+    pieces = pd.Series(comp).groupby(atom_part).nunique()
+    return float((pieces == 1).mean())
+
+
+def atom_table(cut: Any) -> tuple[pd.DataFrame, Any]:
+    d = cut.doors
+    crs = metric_crs(d["lat"].to_numpy(), d["lng"].to_numpy())
+    x, y = to_metric(d["lat"].to_numpy(), d["lng"].to_numpy(), crs)
+    a = pd.DataFrame({"atom": d["atom"].to_numpy(), "x": x, "y": y, "lat": d["lat"].to_numpy(),
+                      "lng": d["lng"].to_numpy(), "region": d["region"].astype(str).to_numpy(),
+                      "turf": d["turf_id"].astype(str).to_numpy()})
+    g = a.groupby("atom")
+    atoms = pd.DataFrame({"x": g["x"].mean(), "y": g["y"].mean(), "lat": g["lat"].mean(), "lng": g["lng"].mean(),
+                          "w": g.size(), "region": g["region"].first(), "turf": g["turf"].first()})
+    return atoms.sort_index(), crs
+
+
+def evaluate(name: str, atoms: pd.DataFrame, labels: np.ndarray, edges: np.ndarray, crs: Any,
+             polys: dict[str, Any], seconds: float, note: str = "") -> dict[str, Any]:
+    _, part = np.unique(labels.astype(str), return_inverse=True)
+    npart = int(part.max()) + 1
+    w = atoms["w"].to_numpy(dtype=float)
+    x, y = atoms["x"].to_numpy(), atoms["y"].to_numpy()
+    doors = np.bincount(part, weights=w, minlength=npart)
+    cx = np.bincount(part, weights=w * x) / doors
+    cy = np.bincount(part, weights=w * y) / doors
+    dist = float((np.hypot(x - cx[part], y - cy[part]) * w).sum() / w.sum())
+    regions, rcode = np.unique(atoms["region"].to_numpy(dtype=str), return_inverse=True)
+    geoms = _turf_polygons(x, y, rcode.astype(np.int64), regions, part.astype(np.int64), npart, crs, polys)
+    pp = 4 * np.pi * shapely.area(geoms) / np.maximum(shapely.length(geoms), 1e-9) ** 2
+    walk = 0.0
+    order = np.argsort(part, kind="stable")
+    for idx in np.split(order, np.flatnonzero(np.diff(part[order])) + 1):
+        walk += path_length(x[idx], y[idx], route_order(x[idx], y[idx], side_penalty_m=0.0))
+    within = (doors >= TARGET * 0.9) & (doors <= TARGET * 1.1)
+    return {"method": name, "turfs": npart, "within_10pct": round(float(within.mean()), 3),
+            "doors_min": int(doors.min()), "doors_max": int(doors.max()),
+            "contiguous": round(contiguous_share(part, edges), 3), "polsby_popper": round(float(np.mean(pp)), 3),
+            "mean_dist_to_centroid_m": round(dist, 1), "walk_m_per_door": round(walk / w.sum(), 2),
+            "seconds": round(seconds, 2), "note": note}
+
+
+def quadkey_labels(atoms: pd.DataFrame) -> tuple[np.ndarray, int]:
+    best: tuple[float, int, np.ndarray] | None = None
+    lat = np.radians(atoms["lat"].to_numpy())
+    for z in range(14, 20):
+        n = 2 ** z
+        tx = np.floor((atoms["lng"].to_numpy() + 180) / 360 * n).astype(np.int64)
+        ty = np.floor((1 - np.log(np.tan(lat) + 1 / np.cos(lat)) / np.pi) / 2 * n).astype(np.int64)
+        lab = atoms["region"].to_numpy(dtype=str) + ":" + tx.astype(str) + "," + ty.astype(str)
+        mean = pd.Series(atoms["w"].to_numpy()).groupby(lab).sum().mean()
+        score = abs(mean - TARGET)
+        if best is None or score < best[0]:
+            best = (score, z, lab)
+    assert best is not None
+    return best[2], best[1]
+
+
+def gerrychain_labels(atoms: pd.DataFrame, edges: np.ndarray, k_of: dict[str, int]) -> tuple[np.ndarray, int]:
+    import networkx as nx
+    from gerrychain import Graph
+    from gerrychain.partition.initial_partition_generators import recursive_tree_part
+    from gerrychain.tree import bipartition_tree
+
+    labels = np.empty(len(atoms), dtype=object)
+    failures = 0
+    reg = atoms["region"].to_numpy(dtype=str)
+    w = atoms["w"].to_numpy()
+    for r in np.unique(reg):
+        idx = np.flatnonzero(reg == r)
+        k = k_of[r]
+        if k == 1:
+            labels[idx] = f"{r}:0"
+            continue
+        inside = np.isin(edges[:, 0], idx) & np.isin(edges[:, 1], idx)
+        graph = nx.Graph()
+        graph.add_nodes_from((int(i), {"pop": int(w[i])}) for i in idx)
+        graph.add_edges_from((int(a), int(b)) for a, b in edges[inside])
+        try:
+            assign = recursive_tree_part(Graph.from_networkx(graph), range(k), float(w[idx].sum()) / k, "pop", 0.10,
+                                         bipartition_tree_fn=partial(bipartition_tree, max_attempts=2000), rng=0)
+            for node, p in assign.items():
+                labels[int(node)] = f"{r}:{p}"
+        except Exception:  # GerryChain raises several kinds when it finds no balanced cut
+            failures += 1
+            labels[idx] = f"{r}:failed"
+    return labels.astype(str), failures
+
+
+def ortools_route(x: np.ndarray, y: np.ndarray, seconds: float) -> float:
+    from ortools.constraint_solver import pywrapcp, routing_enums_pb2
+
+    n = len(x)
+    d = np.zeros((n + 1, n + 1), dtype=np.int64)
+    d[:n, :n] = np.round(np.hypot(x[:, None] - x[None, :], y[:, None] - y[None, :]) * 10).astype(np.int64)
+    manager = pywrapcp.RoutingIndexManager(n + 1, 1, n)
+    routing = pywrapcp.RoutingModel(manager)
+
+    def cost(i: int, j: int) -> int:
+        return int(d[manager.IndexToNode(i), manager.IndexToNode(j)])
+
+    routing.SetArcCostEvaluatorOfAllVehicles(routing.RegisterTransitCallback(cost))
+    params = pywrapcp.DefaultRoutingSearchParameters()
+    params.first_solution_strategy = routing_enums_pb2.FirstSolutionStrategy.PATH_CHEAPEST_ARC
+    params.local_search_metaheuristic = routing_enums_pb2.LocalSearchMetaheuristic.GUIDED_LOCAL_SEARCH
+    params.time_limit.FromMilliseconds(int(seconds * 1000))
+    sol = routing.SolveWithParameters(params)
+    idx = routing.Start(0)
+    order = []
+    while not routing.IsEnd(idx):
+        node = manager.IndexToNode(idx)
+        if node != n:
+            order.append(node)
+        idx = sol.Value(routing.NextVar(idx))
+    return path_length(x, y, np.asarray(order))
+
+
+def table(rows: list[dict[str, Any]], cols: list[str]) -> str:
+    out = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" if c in ("method", "note") else "---:"
+                                                          for c in cols) + "|"]
+    for r in rows:
+        out.append("| " + " | ".join(f"{r.get(c, '')}" for c in cols) + " |")
+    return "\n".join(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--voters", type=int, default=110_000)
+    ap.add_argument("--seed", type=int, default=3)
+    ap.add_argument("--runs", type=int, default=2)
+    ap.add_argument("--compare", type=int, default=25)
+    ap.add_argument("--ortools", type=int, default=40)
+    ap.add_argument("--ortools-seconds", type=float, default=1.0)
+    ap.add_argument("--packets", type=int, default=200)
+    args = ap.parse_args()
+    result: dict[str, Any] = {"machine": machine(), "load_start": os.getloadavg()[0], "args": vars(args)}
+    v = synthetic_voters(args.voters, seed=args.seed)
+    pre = gpd.read_parquet(ROOT / "sample_data" / "providence_precincts.parquet")
+    polys = dict(zip(pre["JOINID"].astype(str), pre.geometry, strict=True))
+    cfg = TurfsConfig(target_doors=TARGET)
+    lines = [f"# Turf benchmark: {args.voters:,} synthetic voters", ""]
+
+    # --- cut ----------------------------------------------------------------------------------------------------
+    runs = []
+    cuts = []
+    for _ in range(args.runs):
+        t0 = time.perf_counter()
+        doors, members, _counts = build_doors(v)
+        cut = cut_turfs(doors, config=cfg, region_polygons=polys)
+        runs.append(time.perf_counter() - t0)
+        cuts.append(cut)
+    cut = cuts[0]
+    atoms, crs = atom_table(cut)
+    atom_turf = atoms["turf"].to_numpy()
+    d = cut.doors
+    checks = {
+        "doors": len(d), "turfs": int(len(cut.turfs)),
+        "every_door_in_one_turf": bool(d["turf_id"].notna().all() and d["door_id"].is_unique),
+        "buildings_split": int((d.groupby("building_id")["turf_id"].nunique() > 1).sum()),
+        "contiguous_share": contiguous_share(np.unique(atom_turf, return_inverse=True)[1], cut.edges),
+        "within_10pct": cut.metrics["share_within_tolerance"],
+        "deterministic": all(c.doors.equals(cut.doors) for c in cuts[1:]),
+        "seconds_best": round(min(runs), 2), "seconds_all": [round(s, 2) for s in runs],
+        "seconds_cut_only": cut.metrics["seconds_cut"], "seconds_walk": cut.metrics["seconds_walk"],
+        "outside": {k: cut.metrics[k] for k in ("outside_small_component", "outside_indivisible",
+                                                "outside_big_building", "outside_other")},
+        "drive_flag": cut.metrics["drive_flag"], "multipart_polygons": cut.metrics["multipart_polygons"],
+    }
+    result["cut"] = checks
+    lines += ["## Cut", "", f"{checks['doors']:,} doors (households) in {checks['turfs']:,} turfs, target 50 ±10 %: "
+              f"best of {args.runs} runs **{checks['seconds_best']} s** (all: {checks['seconds_all']}; cutting "
+              f"alone {checks['seconds_cut_only']} s, walking order and routes {checks['seconds_walk']} s, the rest "
+              "doors, adjacency and polygons).", "",
+              f"Within ±10 %: {checks['within_10pct']:.1%}; outside: {checks['outside']} (small component = a "
+              "precinct or barrier-bounded area with fewer doors than a turf; indivisible = no whole number of turfs "
+              "puts the area's doors within tolerance); contiguous: "
+              f"{checks['contiguous_share']:.1%}; buildings split: {checks['buildings_split']}; every door in one "
+              f"turf: {checks['every_door_in_one_turf']}; deterministic: {checks['deterministic']}; drive flags: "
+              f"{checks['drive_flag']}; multi-part polygons: {checks['multipart_polygons']}.", ""]
+
+    # --- results import and re-cut -------------------------------------------------------------------------------
+    rng = np.random.default_rng(1)
+    regions = sorted(d["region"].astype(str).unique())
+    touched = set(rng.choice(regions, size=min(15, len(regions)), replace=False).tolist())
+    hh = d.loc[d["region"].isin(touched), "household_id"].astype(str).to_numpy()
+    pick = rng.choice(hh, size=int(0.6 * len(hh)), replace=False)
+    codes = rng.choice(["CT", "NH", "RF"], size=len(pick), p=[0.5, 0.35, 0.15])
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "results.csv"
+        pd.DataFrame({"household_id": pick, "date": "2026-10-03", "result_code": codes,
+                      "support": rng.choice(["Yes", "No", ""], size=len(pick))}).to_csv(path, index=False)
+        t0 = time.perf_counter()
+        hist, report = import_results(read_results(path), v, None, result_codes=cfg.result_codes,
+                                      source_file="results.csv")
+        t_import = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    done = contacted_households(hist)
+    doors2, _, counts2 = build_doors(v, contacted=done)
+    recut = cut_turfs(doors2, config=cfg, region_polygons=polys)
+    t_recut = time.perf_counter() - t0
+    keep = ["door_id", "turf_id", "door_order"]
+    a = cut.doors.loc[~cut.doors["region"].isin(touched), keep].reset_index(drop=True)
+    b = recut.doors.loc[~recut.doors["region"].isin(touched), keep].reset_index(drop=True)
+    result["recut"] = {"results_rows": report.rows, "imported": report.added, "import_seconds": round(t_import, 2),
+                       "households_excluded": counts2["households_removed_contacted"],
+                       "recut_seconds": round(t_recut, 2), "untouched_precincts_unchanged": bool(a.equals(b)),
+                       "turfs_after": int(len(recut.turfs)),
+                       "within_10pct_after": recut.metrics["share_within_tolerance"]}
+    r = result["recut"]
+    lines += ["## Re-cut after importing results", "",
+              f"{r['results_rows']:,} result rows imported in {r['import_seconds']} s; "
+              f"{r['households_excluded']:,} contacted households excluded; re-cut **{r['recut_seconds']} s**; "
+              f"turfs of the {len(regions) - len(touched)} untouched precincts unchanged: "
+              f"{r['untouched_precincts_unchanged']}; within ±10 % after: {r['within_10pct_after']:.1%}.", ""]
+
+    # --- anchors ------------------------------------------------------------------------------------------------
+    big = [reg for reg in regions if (d["region"] == reg).sum() >= 250][: args.compare]
+    sub_doors = doors.loc[doors["region"].isin(big)]
+    t0 = time.perf_counter()
+    ours = cut_turfs(sub_doors, config=cfg, region_polygons=polys)
+    t_ours = time.perf_counter() - t0
+    sat, scrs = atom_table(ours)
+    edges = ours.edges
+    k_of = sat.groupby("region")["turf"].nunique().to_dict()
+    rows = [evaluate("geo_segment (spanning-tree bipartition)", sat, sat["turf"].to_numpy(), edges, scrs, polys,
+                     t_ours, "incl. walking order and polygons")]
+    from sklearn.cluster import KMeans
+
+    t0 = time.perf_counter()
+    km = np.empty(len(sat), dtype=object)
+    reg = sat["region"].to_numpy(dtype=str)
+    for rname in np.unique(reg):
+        idx = np.flatnonzero(reg == rname)
+        model = KMeans(n_clusters=k_of[rname], n_init=4, random_state=0)
+        lab = model.fit_predict(sat[["x", "y"]].to_numpy()[idx], sample_weight=sat["w"].to_numpy()[idx])
+        km[idx] = [f"{rname}:{c}" for c in lab]
+    rows.append(evaluate("k-means", sat, km.astype(str), edges, scrs, polys, time.perf_counter() - t0))
+    t0 = time.perf_counter()
+    qk, zoom = quadkey_labels(sat)
+    rows.append(evaluate("quadkey squares", sat, qk, edges, scrs, polys, time.perf_counter() - t0,
+                         f"zoom {zoom}; its own number of turfs"))
+    t0 = time.perf_counter()
+    gc, failures = gerrychain_labels(sat, edges, k_of)
+    rows.append(evaluate("GerryChain recursive_tree_part", sat, gc, edges, scrs, polys, time.perf_counter() - t0,
+                         f"{failures} precincts without a balanced cut (left whole)"))
+    result["anchors"] = {"precincts": len(big), "doors": int(sat["w"].sum()), "rows": rows}
+    cols = ["method", "turfs", "within_10pct", "doors_min", "doors_max", "contiguous", "polsby_popper",
+            "mean_dist_to_centroid_m", "walk_m_per_door", "seconds", "note"]
+    lines += ["## Against the anchors (same doors, same number of turfs per precinct)", "",
+              f"{len(big)} precincts, {int(sat['w'].sum()):,} doors.", "", table(rows, cols), ""]
+
+    # --- routes vs OR-Tools -------------------------------------------------------------------------------------
+    sample = rng.choice(cut.turfs["turf_id"].to_numpy(dtype=str), size=min(args.ortools, len(cut.turfs)),
+                        replace=False)
+    rrows = []
+    for tid in sample:
+        at = atoms[atoms["turf"] == tid]
+        x, y = at["x"].to_numpy(), at["y"].to_numpy()
+        trow = cut.turfs.loc[cut.turfs["turf_id"] == tid].iloc[0]
+        t0 = time.perf_counter()
+        plain = path_length(x, y, route_order(x, y, side_penalty_m=0.0))
+        t_plain = time.perf_counter() - t0
+        best = ortools_route(x, y, args.ortools_seconds)
+        rrows.append({"turf": tid, "buildings": len(at), "ortools_m": best, "route_m": float(trow["route_m"]),
+                      "plain_m": plain, "street_m": float(trow["street_route_m"]), "plain_seconds": t_plain})
+    rr = pd.DataFrame(rrows)
+    ratio = rr["route_m"] / rr["ortools_m"]
+    ratio_plain = rr["plain_m"] / rr["ortools_m"]
+    street_ratio = rr["street_m"] / rr["route_m"]
+    result["routes"] = {"turfs": len(rr), "mean_buildings": round(float(rr["buildings"].mean()), 1),
+                        "route_vs_ortools_mean": round(float(ratio.mean()), 3),
+                        "route_vs_ortools_max": round(float(ratio.max()), 3),
+                        "plain_vs_ortools_mean": round(float(ratio_plain.mean()), 3),
+                        "plain_vs_ortools_max": round(float(ratio_plain.max()), 3),
+                        "street_vs_route_mean": round(float(street_ratio.mean()), 3),
+                        "route_shorter_than_street_share": round(float((rr["route_m"] < rr["street_m"]).mean()), 3),
+                        "ortools_seconds_per_turf": args.ortools_seconds,
+                        "ours_ms_per_turf": round(1000 * float(rr["plain_seconds"].mean()), 1)}
+    q = result["routes"]
+    lines += ["## Routes against OR-Tools", "",
+              f"{q['turfs']} sampled turfs ({q['mean_buildings']} buildings on average); OR-Tools: open path, guided "
+              f"local search, {args.ortools_seconds} s per turf; ours {q['ours_ms_per_turf']} ms per turf.", "",
+              "| order | length / OR-Tools (mean) | max |", "|---|---:|---:|",
+              f"| route-optimized, street-side penalty (as written) | {q['route_vs_ortools_mean']} | "
+              f"{q['route_vs_ortools_max']} |",
+              f"| route-optimized, no penalty | {q['plain_vs_ortools_mean']} | {q['plain_vs_ortools_max']} |",
+              f"| street-sorted / route-optimized | {q['street_vs_route_mean']} | |", "",
+              f"Route-optimized shorter than street-sorted in {q['route_shorter_than_street_share']:.0%} of turfs.",
+              ""]
+
+    # --- packets ------------------------------------------------------------------------------------------------
+    exe = find_chromium()
+    if exe is not None and args.packets > 0:
+        turfs = cut.turfs.iloc[: args.packets]
+        rows_w = walklist_rows(cut.doors, members, turfs)
+        rows_w = rows_w[rows_w["turf_id"].isin(turfs["turf_id"])]
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            sections = packet_sections(turfs, cut.routes, cut.doors, rows_w, config=cfg)
+            written = write_packets(sections, Path(tmp), pdf=True)
+            secs = time.perf_counter() - t0
+            pages = 0
+            from pypdf import PdfReader
+
+            for p in written["pdf"].values():
+                pages += len(PdfReader(str(p)).pages)
+        result["packets"] = {"packets": len(written["pdf"]), "pages": pages, "seconds": round(secs, 1)}
+        lines += ["## Packets", "", f"{len(written['pdf'])} packets ({pages:,} letter pages) to HTML and PDF "
+                  f"(headless Chromium, 100 packets per launch, split per turf): **{secs:.1f} s**.", ""]
+    else:
+        result["packets"] = {"skipped": "Chromium not found" if exe is None else "--packets 0"}
+    result["load_end"] = os.getloadavg()[0]
+    m = result["machine"]
+    lines.insert(1, "")
+    lines.insert(2, f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}; load "
+                    f"average {result['load_start']:.2f} at start, {result['load_end']:.2f} at the end (shared).")
+    text = "\n".join(lines)
+    print(text)
+    out = HERE / "results"
+    out.mkdir(exist_ok=True)
+    (out / "turfs.json").write_text(json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8")
+    (out / "turfs.md").write_text(text + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
