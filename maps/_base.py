@@ -110,6 +110,7 @@ function gsTip(p, spec) {
 }
 function gsStyle(p, spec) {
   var s = Object.assign({}, spec.base);
+  if (spec.dash && p[spec.dash]) s.dashArray = "8 5";
   if (p._s) return Object.assign(s, spec.suppressed);
   if (spec.key === null) return s;
   var k = p[spec.key];
@@ -153,31 +154,46 @@ class GeoData(MacroElement):
 
 
 class GeoLayer(Layer):
-    """One Leaflet GeoJSON layer drawn from a :class:`GeoData`, styled and tooltipped by a spec (see ``_JS``)."""
+    """One Leaflet GeoJSON layer drawn from a :class:`GeoData`, styled and tooltipped by a spec (see ``_JS``).
+
+    Its features are created the first time it is shown, so a map with many hidden measure layers opens fast;
+    one tooltip is bound to the whole layer (not one per feature).
+    """
 
     _template = Template("""
         {% macro script(this, kwargs) %}
-        var {{ this.get_name() }} = L.geoJson({{ this.data.get_name() }}, {
+        var {{ this.get_name() }} = L.geoJson(null, {
             gsName: {{ this.gs_name|tojson }},
-            style: function (f) { return gsStyle(f.properties, {{ this.spec_name }}); },
-            onEachFeature: function (f, layer) {
-                {%- if this.tooltip %}
-                layer.bindTooltip(gsTip(f.properties, {{ this.spec_name }}), {sticky: true});
-                {%- endif %}
-            }
+            style: function (f) { return gsStyle(f.properties, {{ this.spec_name }}); }
         });
+        {%- if this.tooltip %}
+        {{ this.get_name() }}.bindTooltip(function (l) { return gsTip(l.feature.properties, {{ this.spec_name }}); },
+                                          {sticky: true});
+        {%- endif %}
         {%- if this.label_key %}
         var {{ this.get_name() }}_labels = L.layerGroup();
-        {{ this.get_name() }}.eachLayer(function (l) {
-            var p = l.feature.properties;
-            if (!p.lp) return;
-            L.marker(p.lp, {interactive: false, keyboard: false, icon: L.divIcon({className: "gs-label",
-                iconSize: null, html: "<span>" + p[{{ this.label_key|tojson }}] + "</span>"})})
-                .addTo({{ this.get_name() }}_labels);
-        });
-        {{ this.get_name() }}.on("add", function () { {{ this.get_name() }}_labels.addTo(this._map); });
         {{ this.get_name() }}.on("remove", function () { {{ this.get_name() }}_labels.remove(); });
         {%- endif %}
+        /* features are made when the layer is first shown: hidden measure layers cost nothing at load */
+        {{ this.get_name() }}.on("add", function () {
+            var layer = {{ this.get_name() }};
+            if (!layer._gsLoaded) {
+                layer._gsLoaded = true;
+                layer.addData({{ this.data.get_name() }});
+                {%- if this.label_key %}
+                layer.eachLayer(function (l) {
+                    var p = l.feature.properties;
+                    if (!p.lp) return;
+                    L.marker(p.lp, {interactive: false, keyboard: false, icon: L.divIcon({className: "gs-label",
+                        iconSize: null, html: "<span>" + p[{{ this.label_key|tojson }}] + "</span>"})})
+                        .addTo({{ this.get_name() }}_labels);
+                });
+                {%- endif %}
+            }
+            {%- if this.label_key %}
+            {{ this.get_name() }}_labels.addTo(layer._map);
+            {%- endif %}
+        });
         {% endmacro %}
     """)
 

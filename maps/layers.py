@@ -15,7 +15,6 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
-from branca.element import MacroElement
 from folium.elements import JSCSSMixin
 from folium.map import Layer
 from folium.template import Template
@@ -53,7 +52,7 @@ DEFAULT_PRECINCT_MEASURES = ("turnout_last_general", "mean_score", "share_DEM", 
                              "contact_rate")
 _PRECINCT_FIELDS = ("voters", "households", "turnout_last_general", "mean_score", "share_DEM", "share_REP",
                     "share_UNA", "engaged_per_km2", "contact_rate")
-_NAME_COLS = ("name", "NAME", "PRENAME", "precinct_name")
+_NAME_COLS = ("precinct_name", "name", "PRENAME", "NAME")
 _HEX_FIELDS = ("voters", "households", "turnout_last_general", "mean_score", "share_DEM", "share_REP", "contact_rate")
 _MICRO_FIELDS = ("voters", "households", "mean_score", "median_score", "expected", "voters_per_km2", "n_precincts",
                  "precinct_ids")
@@ -184,7 +183,7 @@ def add_precinct_layer(
     tooltip_fields
         Aggregate columns shown in the tooltip (when present).
     name_col
-        Column with the precinct's name (default: the first of ``name``, ``NAME``, ``PRENAME``, ``precinct_name``).
+        Column with the precinct's name (default: the first of ``precinct_name``, ``name``, ``PRENAME``, ``NAME``).
     k_min
         Precincts flagged ``suppressed`` or with fewer than ``k_min`` voters are greyed out without numbers.
     simplify_m
@@ -294,7 +293,7 @@ def add_micro_geo_layer(
     scheme: str = "quantiles",
     k: int = 5,
     bins: Sequence[float] | None = None,
-    cmap: str = "cividis_r",
+    cmap: str = "YlOrRd",
     tooltip_fields: Sequence[str] = _MICRO_FIELDS,
     k_min: int = K_MIN,
     simplify_m: float = 2.0,
@@ -459,10 +458,9 @@ def add_turf_layer(
     palette = [OKABE_ITO[0], OKABE_ITO[1]]
     spec = {"head": head, "fields": fspec, "hidden": "", "key": "k0", "palette": palette, "categorical": True,
             "base": {"color": "#222222", "weight": 2, "opacity": 1, "fillOpacity": 0.25},
-            "suppressed": {}, "nodata": {"fillColor": NO_DATA_FILL}}
+            "suppressed": {}, "nodata": {"fillColor": NO_DATA_FILL}, "dash": "d"}
     layer = GeoLayer(data, spec, name="Turfs", overlay=True, show=True, label_key="lab" if labels else None)
     m.add_child(layer)
-    m.add_child(_DriveDash(layer))
     entries = [(palette[0], "", "within the balance tolerance"), (palette[1], "", "outside the balance tolerance")]
     if drive.any():
         entries.append(("#ffffff", "border:2px dashed #222", "drive turf (dashed border)"))
@@ -484,22 +482,6 @@ def add_turf_layer(
     if doors is not None and len(doors):
         layers.append(_add_doors(m, doors, door_fields=door_fields, personal=personal))
     return layers
-
-
-class _DriveDash(MacroElement):
-    """Dashed borders for drive turfs (a second style pass, so the categorical fill stays)."""
-
-    _template = Template("""
-        {% macro script(this, kwargs) %}
-        {{ this.layer.get_name() }}.eachLayer(function (l) {
-            if (l.feature.properties.d) l.setStyle({dashArray: "8 5"});
-        });
-        {% endmacro %}
-    """)
-
-    def __init__(self, layer: Layer) -> None:
-        super().__init__()
-        self.layer = layer
 
 
 def _add_doors(m: folium.Map, doors: pd.DataFrame, *, door_fields: Sequence[str], personal: bool) -> Layer:

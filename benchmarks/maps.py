@@ -1,0 +1,246 @@
+"""Maps benchmark: a county map (about 300 precincts, 20k H3 cells, 60 micro-geographies) against a naive folium build.
+
+Usage: python benchmarks/maps.py [--repeats 3] [--cells-k 81] [--seed 1] [--keep FOLDER]
+
+Inputs (generated here, imports and data outside the timing):
+
+* **precincts**: the 257 real Providence County precincts of ``sample_data`` (65k vertices, real border detail)
+  with synthetic aggregates (voters, households, party counts, turnout, canvass signals; a quarter under the
+  small-cell threshold and suppressed as ``aggregate_precincts`` would);
+* **cells**: every H3 resolution-9 cell within ``--cells-k`` rings of the county's centre (81 rings: 19,927 cells)
+  with synthetic aggregates, about 30 % suppressed;
+* **micro-geographies**: 60 unions of 7-19 neighbouring cells with synthetic stats, 10 suppressed.
+
+Variants, each built ``--repeats`` times (best and median seconds, size of the written HTML):
+
+* **geo_segment**: one map with every layer: ``add_precinct_layer`` (6 measures sharing one geometry copy,
+  coverage-simplified at 5 m), ``add_hex_layer`` (5 measures), ``add_micro_geo_layer`` (3 measures), written with
+  ``save_map``; once with the CDN links (``--cdn``) and once self-contained (Leaflet inlined);
+* **naive folium**: the same layers as a folium user would write them: one ``folium.GeoJson`` per measure of the
+  unsimplified frame with every column, a Python ``style_function`` per layer (mapclassify quantiles, the same
+  palette), ``GeoJsonTooltip`` over the aggregate columns, saved with ``Map.save``.
+
+Targets (issue 6): the county map is at most 10 MB and builds in at most 5 s. Saves
+benchmarks/results/maps.json and maps.md with the machine's facts and its load average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from _machine import machine
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+TARGET_MB = 10.0
+TARGET_S = 5.0
+PRECINCT_MEASURES = ["turnout_last_general", "mean_score", "share_DEM", "share_REP", "voters_per_km2",
+                     "contact_rate"]
+CELL_MEASURES = ["voters", "turnout_last_general", "mean_score", "share_DEM", "share_REP"]
+MICRO_MEASURES = ["mean_score", "voters_per_km2", "voters"]
+
+
+def make_inputs(seed: int, cells_k: int) -> tuple[Any, Any, Any]:
+    """Precincts with aggregates, H3 cells with aggregates, micro-geographies (all EPSG:4326)."""
+    import geopandas as gpd
+    import h3
+    import numpy as np
+    import pandas as pd
+    import shapely
+
+    from geo_segment import _h3
+    from geo_segment.map_measures import map_measures
+
+    rng = np.random.default_rng(seed)
+
+    def aggregates(n: int, scale: float, small: float) -> pd.DataFrame:
+        voters = np.maximum(1, rng.lognormal(np.log(scale), 0.8, n)).round().astype(int)
+        tiny = rng.random(n) < small
+        voters[tiny] = rng.integers(1, 11, tiny.sum())
+        frame = pd.DataFrame({"voters": voters, "households": (voters / rng.uniform(1.5, 2.5, n)).round()})
+        dem = rng.beta(4, 3, n)
+        rep = (1 - dem) * rng.beta(3, 4, n)
+        frame["party_DEM"] = (voters * dem).round()
+        frame["party_REP"] = (voters * rep).round()
+        frame["party_UNA"] = voters - frame["party_DEM"] - frame["party_REP"]
+        frame["voted_general_2024-11-05"] = (voters * rng.beta(6, 4, n)).round()
+        frame["turnout_last_general"] = frame["voted_general_2024-11-05"] / voters
+        frame["signals_canvass_contact"] = rng.gamma(1.5, 2.0, n) * voters / 50
+        frame["mean_score"] = rng.beta(5, 5, n)
+        frame["suppressed"] = voters < 11
+        counts = [c for c in frame.columns if c not in ("suppressed",)]
+        frame.loc[frame["suppressed"], counts] = np.nan
+        return frame.astype({c: "Int64" for c in ("voters", "households", "party_DEM", "party_REP", "party_UNA",
+                                                    "voted_general_2024-11-05")})
+
+    real = gpd.read_parquet(ROOT / "sample_data" / "providence_precincts.parquet")
+    real = real.rename(columns={"JOINID": "precinct_id"})
+    precincts = gpd.GeoDataFrame(
+        pd.concat([real.reset_index(drop=True), aggregates(len(real), 900, 0.25)], axis=1), crs=real.crs)
+    precincts = map_measures(precincts)
+
+    lat, lng = precincts.union_all().centroid.y, precincts.union_all().centroid.x
+    centre = h3.latlng_to_cell(lat, lng, 9)
+    ring = np.array(sorted(int(c, 16) for c in h3.grid_disk(centre, cells_k)), dtype=np.uint64)
+    cells = pd.concat([pd.DataFrame({"h3_cell": ring}), aggregates(len(ring), 25, 0.3)], axis=1)
+    cells = gpd.GeoDataFrame(cells, geometry=_h3.cell_polygons(ring), crs="EPSG:4326")
+    cells = map_measures(cells)
+
+    seeds = rng.choice(len(ring), 60, replace=False)
+    polys, stats = [], []
+    for i, s in enumerate(seeds):
+        disk = [int(c, 16) for c in h3.grid_disk(format(int(ring[s]), "x"), 2)]
+        take = rng.choice(len(disk), rng.integers(7, 20), replace=False)
+        polys.append(shapely.union_all(_h3.cell_polygons(np.array([disk[t] for t in take], dtype=np.uint64))))
+        v = int(rng.integers(30, 400)) if i >= 10 else int(rng.integers(1, 11))
+        stats.append({"micro_geo": i, "voters": v, "households": v // 2, "mean_score": float(rng.beta(8, 3)),
+                      "median_score": float(rng.beta(8, 3)), "n_precincts": int(rng.integers(1, 4)),
+                      "precinct_ids": "P0301;P0302", "suppressed": v < 11})
+    micro = gpd.GeoDataFrame(pd.DataFrame(stats), geometry=polys, crs="EPSG:4326")
+    micro = map_measures(micro)
+    micro.loc[micro["suppressed"], ["voters", "households", "mean_score", "median_score", "voters_per_km2"]] = None
+    return precincts, cells, micro
+
+
+def build_geo_segment(precincts: Any, cells: Any, micro: Any, out: Path, self_contained: bool) -> Path:
+    from geo_segment.maps import add_hex_layer, add_micro_geo_layer, add_precinct_layer, new_map, save_map
+    from geo_segment.maps._base import finish_map, union_bounds
+
+    m = new_map(title="County", data_date="2026-11-27")
+    add_precinct_layer(m, precincts, measure=PRECINCT_MEASURES)
+    add_hex_layer(m, cells, measure=CELL_MEASURES, show=False)
+    add_micro_geo_layer(m, micro, measure=MICRO_MEASURES, show=False)
+    finish_map(m, union_bounds(precincts, cells, micro))
+    return save_map(m, out, self_contained=self_contained)
+
+
+def build_naive(precincts: Any, cells: Any, micro: Any, out: Path) -> Path:
+    """What a folium user writes: a GeoJson per measure of the whole frame, Python style functions, tooltips."""
+    import folium
+    import mapclassify
+    import numpy as np
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    m = folium.Map(tiles=None, control_scale=True, prefer_canvas=True)
+    for frame, measures, name in ((precincts, PRECINCT_MEASURES, "precincts"), (cells, CELL_MEASURES, "cells"),
+                                  (micro, MICRO_MEASURES, "micro")):
+        frame = frame.copy()
+        for col in frame.columns:
+            if col != "geometry" and str(frame[col].dtype) in ("Int64", "uint64", "string", "str", "object"):
+                frame[col] = frame[col].astype(object).where(frame[col].notna(), None)
+                if str(frame[col].dtype) == "object" and col == "h3_cell":
+                    frame[col] = frame[col].astype(str)
+        for i, col in enumerate(measures):
+            values = frame[col].astype("float64").to_numpy()
+            ok = np.isfinite(values)
+            bins = mapclassify.Quantiles(values[ok], k=5).bins
+            colours = [to_hex(colormaps["viridis_r"](x)) for x in np.linspace(0, 1, len(bins))]
+
+            def style(feature: dict, col: str = col, bins: Any = bins, colours: list[str] = colours) -> dict:
+                v = feature["properties"].get(col)
+                if v is None or (isinstance(v, float) and np.isnan(v)):
+                    return {"fillColor": "#9e9e9e", "color": "#444", "weight": 0.5, "fillOpacity": 0.5}
+                k = min(int(np.searchsorted(bins, v)), len(colours) - 1)
+                return {"fillColor": colours[k], "color": "#444", "weight": 0.5, "fillOpacity": 0.75}
+
+            fields = [c for c in ("voters", "households", *measures) if c in frame.columns]
+            folium.GeoJson(frame, name=f"{name}: {col}", style_function=style, show=i == 0,
+                           tooltip=folium.GeoJsonTooltip(fields=list(dict.fromkeys(fields)))).add_to(m)
+    folium.LayerControl().add_to(m)
+    m.fit_bounds([[precincts.total_bounds[1], precincts.total_bounds[0]],
+                  [precincts.total_bounds[3], precincts.total_bounds[2]]])
+    m.save(str(out))
+    return out
+
+
+def timed(fn: Any, repeats: int) -> dict[str, Any]:
+    seconds = []
+    path = None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        path = fn()
+        seconds.append(time.perf_counter() - t0)
+    assert path is not None
+    size = Path(path).stat().st_size
+    return {"best_s": round(min(seconds), 3), "median_s": round(statistics.median(seconds), 3),
+            "mb": round(size / 1e6, 2), "runs": len(seconds)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--cells-k", type=int, default=81)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--keep", type=Path, default=None, help="Folder to copy the written maps to (to open them).")
+    args = ap.parse_args()
+
+    import warnings
+
+    warnings.simplefilter("ignore")
+    import folium  # noqa: F401  (imports outside the timing)
+    import geo_segment.maps  # noqa: F401
+
+    t0 = time.perf_counter()
+    precincts, cells, micro = make_inputs(args.seed, args.cells_k)
+    inputs = {"precincts": len(precincts), "precinct_vertices": int(precincts.count_coordinates().sum()),
+              "precincts_suppressed": int(precincts["suppressed"].sum()), "cells": len(cells),
+              "cells_suppressed": int(cells["suppressed"].sum()), "micro_geos": len(micro),
+              "generate_s": round(time.perf_counter() - t0, 1)}
+    print(f"inputs: {inputs}", flush=True)
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="gs-maps-bench-") as tmp:
+        d = Path(tmp)
+        results["geo_segment (CDN links)"] = timed(
+            lambda: build_geo_segment(precincts, cells, micro, d / "cdn.html", False), args.repeats)
+        print(results, flush=True)
+        results["geo_segment (self-contained)"] = timed(
+            lambda: build_geo_segment(precincts, cells, micro, d / "inline.html", True), args.repeats)
+        print(results, flush=True)
+        results["naive folium"] = timed(lambda: build_naive(precincts, cells, micro, d / "naive.html"),
+                                        args.repeats)
+        if args.keep:
+            import shutil
+
+            args.keep.mkdir(parents=True, exist_ok=True)
+            for name in ("cdn.html", "inline.html", "naive.html"):
+                shutil.copy(d / name, args.keep / f"county_{name}")
+    best = results["geo_segment (self-contained)"]
+    report = {
+        "benchmark": "maps", "machine": machine(), "load_average": os.getloadavg(), "inputs": inputs,
+        "targets": {"mb": TARGET_MB, "seconds": TARGET_S},
+        "met": {"size": best["mb"] <= TARGET_MB, "time": best["best_s"] <= TARGET_S}, "results": results,
+    }
+    res = HERE / "results"
+    res.mkdir(exist_ok=True)
+    (res / "maps.json").write_text(json.dumps(report, indent=2) + "\n")
+    lines = [
+        "# Maps benchmark", "",
+        f"Machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, "
+        f"{report['machine']['memory_gib']} GiB; load average {tuple(round(x, 2) for x in report['load_average'])}.",
+        "",
+        f"County map: {inputs['precincts']} real precincts ({inputs['precinct_vertices']:,} vertices, "
+        f"{inputs['precincts_suppressed']} suppressed) with 6 measures, {inputs['cells']:,} H3 res-9 cells "
+        f"({inputs['cells_suppressed']:,} suppressed) with 5 measures, {inputs['micro_geos']} micro-geographies "
+        "with 3 measures, all in one HTML file.", "",
+        "| variant | best s | median s | MB |", "|---|---:|---:|---:|",
+        *[f"| {k} | {v['best_s']} | {v['median_s']} | {v['mb']} |" for k, v in results.items()], "",
+        f"Targets: ≤ {TARGET_MB:g} MB and ≤ {TARGET_S:g} s: size {'met' if report['met']['size'] else 'NOT met'}, "
+        f"time {'met' if report['met']['time'] else 'NOT met'}.",
+    ]
+    (res / "maps.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
