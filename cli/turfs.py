@@ -241,6 +241,9 @@ def results_import(
         Path, typer.Option("--history", help="contact_history.parquet to update (created if missing).")
     ] = Path("out/turfs/contact_history.parquet"),
     config: Annotated[Path | None, typer.Option("--config", help="Configuration TOML ([turfs] result_codes).")] = None,
+    date: Annotated[
+        str | None, typer.Option("--date", help="Contact date for rows without one (e.g. a filled-in walk list).")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
 ) -> None:
     """Import canvass results into the contact history (idempotent: same id, date and code once).
@@ -256,15 +259,16 @@ def results_import(
     from geo_segment.turfs.results import import_results, read_history, read_results, write_history
 
     cfg = load_config(config).turfs
-    res = read_results(file)
+    res = read_results(file, date_given=date is not None)
     v = pd.read_parquet(voters, columns=["voter_id", "household_id"])
     new, report = import_results(res, v, read_history(history), result_codes=cfg.result_codes,
-                                 source_file=file.name)
+                                 source_file=file.name, default_date=date)
     write_history(new, history)
     rejects_path = history.with_name(history.stem + ".rejects.csv")
     write_csv(report.rejects, rejects_path)
     if not quiet:
-        err_console.print(f"results: {report.rows:,} rows read, {report.added:,} added, {report.duplicates:,} "
+        err_console.print(f"results: {report.rows:,} rows read ({report.metrics.get('blank', 0):,} blank), "
+                          f"{report.added:,} added, {report.duplicates:,} "
                           f"already in the history, {len(report.rejects):,} rejected; history now "
                           f"{report.history_rows:,} rows ({history})")
         for rec in report.rejects.head(20).itertuples(index=False):

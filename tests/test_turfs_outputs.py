@@ -256,6 +256,24 @@ def test_results_import_is_idempotent_and_reports_unmatched_rows(tmp_path: Path)
     assert contacted_households(hist) == {"o1-h"}  # not home is knocked again
 
 
+def test_a_filled_in_walk_list_is_a_results_file(tmp_path: Path) -> None:
+    cut, members, rows = cut_streets()
+    paths = write_walklists(rows, tmp_path)
+    tid, path = next(iter(paths.items()))
+    sheet = pd.read_csv(path, dtype=str, keep_default_na=False)
+    sheet.loc[0, "result_code"] = "ct"
+    sheet.loc[0, "survey_answers"] = "Yes"
+    sheet.loc[1, "notes"] = "dog"  # a note without a code: kept as an answer, but the code is missing
+    sheet.to_csv(path, index=False)
+    hist, rep = import_results(read_results(path, date_given=True), street_voters(), None,
+                               result_codes=TurfsConfig().result_codes, default_date="2026-10-04")
+    assert (rep.added, len(rep.rejects), rep.metrics["blank"]) == (1, 1, len(sheet) - 2)
+    assert rep.rejects["line"].tolist() == [3] and rep.rejects["reason"].str.startswith("unknown result code").all()
+    assert hist["voter_id"].tolist() == [sheet.loc[0, "voter_id"]]
+    assert hist["contact_date"].tolist() == [pd.Timestamp("2026-10-04")]
+    assert hist["survey"].tolist() == ['{"survey_answers": "Yes"}']
+
+
 def test_results_without_a_date_column(tmp_path: Path) -> None:
     p = tmp_path / "r.csv"
     p.write_text("voter_id,result_code\nV1,CT\n", encoding="utf-8")

@@ -20,9 +20,10 @@ import pandas as pd
 from geo_segment import schema as S
 from geo_segment.errors import InputFileError, InputNotFoundError, Location
 from geo_segment.io.atomic import write_parquet
+from geo_segment.turfs.walklists import WALKLIST_COLUMNS
 
 __all__ = ["HISTORY_COLUMNS", "ImportReport", "contacted_households", "empty_history", "import_results",
-           "read_results"]
+           "read_history", "read_results", "write_history"]
 
 HISTORY_COLUMNS = (S.VOTER_ID, S.HOUSEHOLD_ID, "contact_date", "result_code", "survey", "source_file")
 _ID_COLS = (S.VOTER_ID, S.HOUSEHOLD_ID)
@@ -50,8 +51,11 @@ def empty_history() -> pd.DataFrame:
                          for c in HISTORY_COLUMNS})
 
 
-def read_results(path: str | Path) -> pd.DataFrame:
+def read_results(path: str | Path, *, date_given: bool = False) -> pd.DataFrame:
     """Read a results CSV as text with a ``source_line`` column (the physical line, header = 1).
+
+    A filled-in walk list (``walklists/<turf_id>.csv``) is a results file: it has no date column, so pass
+    ``date_given=True`` and give the date to :func:`import_results`.
 
     Raises
     ------
@@ -81,6 +85,8 @@ def read_results(path: str | Path) -> pd.DataFrame:
                              expected=f"one of {list(_ID_COLS)}", found=f"columns {header}",
                              fix="add a voter_id or household_id column")
     for what, names in (("date", _DATE_COLS), ("result code", _CODE_COLS)):
+        if what == "date" and date_given:
+            continue
         if not any(c in header for c in names):
             raise InputFileError(f"results file has no {what} column", where=Location(p),
                                  expected=f"one of {list(names)}", found=f"columns {header}",
@@ -95,6 +101,7 @@ def import_results(
     *,
     result_codes: Iterable[str],
     source_file: str = "",
+    default_date: str | None = None,
 ) -> tuple[pd.DataFrame, ImportReport]:
     """Add the matched rows of ``results`` to the contact ``history``, deduplicated on (id, date, code).
 
@@ -109,6 +116,8 @@ def import_results(
         The contact history so far (``None``: empty).
     result_codes
         Accepted codes (the ``[turfs] result_codes`` keys); comparison ignores case.
+    default_date
+        Date for rows without one (and for files without a date column).
 
     Returns
     -------
@@ -119,10 +128,10 @@ def import_results(
     hist = empty_history() if history is None else history[list(HISTORY_COLUMNS)].copy()
     r = results.copy()
     cols = list(r.columns)
-    date_col = next(c for c in _DATE_COLS if c in cols)
+    date_col = next((c for c in _DATE_COLS if c in cols), None)
     code_col = next(c for c in _CODE_COLS if c in cols)
-    extra = [c for c in cols if c not in (*_ID_COLS, date_col, code_col, "source_line", "turf_id", "list_number",
-                                          "door_order", "building_id", "name", "address", "notes")]
+    walk = set(WALKLIST_COLUMNS) - {"survey_answers", "notes"}
+    extra = [c for c in cols if c not in (*_ID_COLS, date_col, code_col, "source_line", *walk)]
     vid = r[S.VOTER_ID].fillna("").str.strip() if S.VOTER_ID in cols else pd.Series("", index=r.index)
     hid = r[S.HOUSEHOLD_ID].fillna("").str.strip() if S.HOUSEHOLD_ID in cols else pd.Series("", index=r.index)
     vid = vid.str.lstrip("'")
@@ -134,9 +143,18 @@ def import_results(
     voter_ok = (vid != "") & hh_of_voter.notna()
     hh_ok = (hid != "") & hid.isin(known_hh)
     household: Any = hh_of_voter.where(voter_ok, hid.where(hh_ok, pd.NA))  # type: ignore[call-overload]
-    date = pd.to_datetime(r[date_col].fillna("").str.strip(), errors="coerce", format="mixed")
+    raw_date = r[date_col].fillna("").str.strip() if date_col else pd.Series("", index=r.index, dtype="string")
+    if default_date is not None:
+        raw_date = raw_date.mask(raw_date == "", default_date)
+    date = pd.to_datetime(raw_date, errors="coerce", format="mixed")
     allowed = {str(c).upper() for c in result_codes}
     code = r[code_col].fillna("").str.strip().str.upper()
+    answered = pd.Series(False, index=r.index)
+    for c in extra:
+        answered |= r[c].fillna("").str.strip() != ""
+    blank = (code == "") & ~answered  # a door not knocked yet: skipped, not rejected
+    r, vid, hid, hh_of_voter, voter_ok, hh_ok, household, date, code = (
+        obj[~blank] for obj in (r, vid, hid, hh_of_voter, voter_ok, hh_ok, household, date, code))
     reasons = pd.Series("", index=r.index, dtype="string")
     no_id = (vid == "") & (hid == "")
     reasons = reasons.mask(no_id, "no voter_id or household_id")
@@ -164,9 +182,9 @@ def import_results(
     dup = pd.DataFrame({"k": key, "d": merged["contact_date"], "c": merged["result_code"]}).duplicated()
     out = merged.loc[~dup.to_numpy()].reset_index(drop=True)
     added = len(out) - len(hist)
-    report = ImportReport(rows=len(r), added=added, duplicates=int(good.sum()) - added, rejects=rejects,
-                          history_rows=len(out),
-                          metrics={"matched_voter": int((voter_ok & good).sum()),
+    report = ImportReport(rows=len(r) + int(blank.sum()), added=added, duplicates=int(good.sum()) - added,
+                          rejects=rejects, history_rows=len(out),
+                          metrics={"blank": int(blank.sum()), "matched_voter": int((voter_ok & good).sum()),
                                    "matched_household": int((~voter_ok & hh_ok & good).sum())})
     return out, report
 
