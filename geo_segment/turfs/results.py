@@ -153,8 +153,10 @@ def import_results(
     for c in extra:
         answered |= r[c].fillna("").str.strip() != ""
     blank = (code == "") & ~answered  # a door not knocked yet: skipped, not rejected
-    r, vid, hid, hh_of_voter, voter_ok, hh_ok, household, date, code = (
-        obj[~blank] for obj in (r, vid, hid, hh_of_voter, voter_ok, hh_ok, household, date, code))
+    kept = ~blank.to_numpy(dtype=bool)
+    r = r.loc[kept]
+    vid, hid, hh_of_voter, code = vid[kept], hid[kept], hh_of_voter[kept], code[kept]
+    voter_ok, hh_ok, household, date = voter_ok[kept], hh_ok[kept], household[kept], date[kept]
     reasons = pd.Series("", index=r.index, dtype="string")
     no_id = (vid == "") & (hid == "")
     reasons = reasons.mask(no_id, "no voter_id or household_id")
