@@ -457,7 +457,7 @@ def finish_map(m: folium.Map, bounds: Sequence[float] | None) -> folium.Map:
     folium.LayerControl(collapsed=False).add_to(m)
     if bounds is not None and all(np.isfinite(bounds)):
         minx, miny, maxx, maxy = bounds
-        m.fit_bounds([[miny, minx], [maxy, maxx]])
+        m.fit_bounds([[miny, minx], [maxy, maxx]], padding_top_left=(20, 60), padding_bottom_right=(20, 20))
     return m
 
 

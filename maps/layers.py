@@ -115,7 +115,7 @@ def _choropleth(
     hidden = hidden_mask(frame, k_min=k_min)
     geoms = prepare_geometry(frame.geometry.to_numpy(), simplify_m=simplify_m, coverage=coverage)
     props, head_keys = heading_props(frame, head_cols)
-    fprops, fspec = field_spec(frame, [*measures, *fields])
+    fprops, fspec = field_spec(frame, [*[c for c in ("voters", "households") if c in fields], *measures, *fields])
     props.update(fprops)
     classified = []
     for i, col in enumerate(measures):
