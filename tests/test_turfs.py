@@ -87,6 +87,21 @@ def test_two_blocks_across_a_river_become_two_turfs() -> None:
     assert cut.metrics["barrier_edges_removed"] > 0
 
 
+@pytest.mark.parametrize("kind", ["list", "geoseries", "geodataframe_utm"])
+def test_barriers_in_any_container(kind: str) -> None:
+    import geopandas as gpd
+
+    d = doors_at(grid(4, 5) + grid(4, 5, x0=140.0))
+    river = [line_m(100, -50, 100, 150)]
+    barriers: object = river
+    if kind == "geoseries":
+        barriers = gpd.GeoSeries(river, crs=4326)
+    elif kind == "geodataframe_utm":
+        barriers = gpd.GeoDataFrame({"name": ["river"]}, geometry=river, crs=4326).to_crs(32619)
+    cut = cut_turfs(d, config=TurfsConfig(target_doors=20), barriers=barriers)
+    assert cut.metrics["components"] == 2 and cut.turfs["doors"].tolist() == [20, 20]
+
+
 def test_a_barrier_that_cuts_the_precinct_gives_undersized_turfs_not_a_crossing() -> None:
     """30 doors west of a rail line and 6 east of it, target 18: the 6 stay alone (explained as a small area)."""
     d = doors_at(grid(6, 5) + grid(2, 3, x0=160.0))

@@ -100,7 +100,8 @@ def cut_turfs(
         Region id to (Multi)Polygon in EPSG:4326 (the precincts), used to clip the turf polygons; regions
         without one are clipped to their doors' hull buffered by 75 m.
     barriers
-        Lines in EPSG:4326 (GeoSeries or array) no turf may cross: the adjacency drops every edge meeting one.
+        Lines no turf may cross (GeoDataFrame / GeoSeries in any CRS, or shapely lines in EPSG:4326): the
+        adjacency drops every edge meeting one.
 
     Returns
     -------
@@ -151,8 +152,13 @@ def cut_turfs(
     np.minimum.at(ahash, atom, bh)
     bar = None
     if barriers is not None:
-        bgeoms = np.asarray(gpd.GeoSeries(barriers).to_crs(crs).values if isinstance(barriers, gpd.GeoSeries)
-                            else _to_metric_geoms(np.asarray(barriers), crs))
+        if isinstance(barriers, gpd.GeoDataFrame):
+            barriers = barriers.geometry
+        if isinstance(barriers, gpd.GeoSeries):
+            series = barriers if barriers.crs is not None else barriers.set_crs(S.CRS_STORAGE)
+            bgeoms = np.asarray(series.to_crs(crs).values, dtype=object)
+        else:
+            bgeoms = _to_metric_geoms(np.asarray(list(barriers), dtype=object), crs)
         bar = bgeoms[~shapely.is_empty(bgeoms) & ~shapely.is_missing(bgeoms)]
     adj = door_adjacency(ax, ay, rcode.astype(np.int64), max_edge_m=cfg.max_edge_m, barriers=bar)
     # rural regions (median gap to the nearest door above rural_gap_m) get the smaller target
