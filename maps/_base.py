@@ -172,6 +172,11 @@ class GeoLayer(Layer):
         {%- endif %}
         {%- if this.label_key %}
         var {{ this.get_name() }}_labels = L.layerGroup();
+        function {{ this.get_name() }}_syncLabels() {
+            var layer = {{ this.get_name() }}, labels = {{ this.get_name() }}_labels, map = layer._map;
+            if (map && map.getZoom() >= {{ this.label_min_zoom }}) { if (!labels._map) labels.addTo(map); }
+            else if (labels._map) labels.remove();
+        }
         {{ this.get_name() }}.on("remove", function () { {{ this.get_name() }}_labels.remove(); });
         {%- endif %}
         /* features are made when the layer is first shown: hidden measure layers cost nothing at load */
@@ -191,20 +196,23 @@ class GeoLayer(Layer):
                 {%- endif %}
             }
             {%- if this.label_key %}
-            {{ this.get_name() }}_labels.addTo(layer._map);
+            layer._map.off("zoomend", {{ this.get_name() }}_syncLabels);
+            layer._map.on("zoomend", {{ this.get_name() }}_syncLabels);
+            {{ this.get_name() }}_syncLabels();
             {%- endif %}
         });
         {% endmacro %}
     """)
 
     def __init__(self, data: GeoData, spec: dict[str, Any], *, name: str, overlay: bool, show: bool,
-                 tooltip: bool = True, label_key: str | None = None) -> None:
+                 tooltip: bool = True, label_key: str | None = None, label_min_zoom: int = 0) -> None:
         super().__init__(name=esc(name), overlay=overlay, control=True, show=show)
         self._name = "GsLayer"
         self.data = data
         self.gs_name = name
         self.tooltip = tooltip
         self.label_key = label_key
+        self.label_min_zoom = int(label_min_zoom)
         self.spec_name = self.get_name() + "_spec"
         self.spec = spec
 

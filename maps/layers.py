@@ -378,6 +378,9 @@ class _DoorCluster(JSCSSMixin, Layer):
         self.fields = fields
 
 
+#: turf maps with more turfs than this label them only from zoom LABEL_MIN_ZOOM
+LABEL_ALL_MAX = 25
+LABEL_MIN_ZOOM = 16
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
@@ -421,7 +424,7 @@ def add_turf_layer(
     personal
         Allow personal door fields (organizers' walk maps only; never for analyst maps).
     labels
-        Permanent labels with the turf id and door count.
+        Permanent labels with the turf id and door count (with more than 25 turfs, from zoom 16 on).
 
     Returns
     -------
@@ -459,7 +462,9 @@ def add_turf_layer(
     spec = {"head": head, "fields": fspec, "hidden": "", "key": "k0", "palette": palette, "categorical": True,
             "base": {"color": "#222222", "weight": 2, "opacity": 1, "fillOpacity": 0.25},
             "suppressed": {}, "nodata": {"fillColor": NO_DATA_FILL}, "dash": "d"}
-    layer = GeoLayer(data, spec, name="Turfs", overlay=True, show=True, label_key="lab" if labels else None)
+    # many turfs: labels from street level only, so the overview stays readable
+    layer = GeoLayer(data, spec, name="Turfs", overlay=True, show=True, label_key="lab" if labels else None,
+                     label_min_zoom=0 if len(frame) <= LABEL_ALL_MAX else LABEL_MIN_ZOOM)
     m.add_child(layer)
     entries = [(palette[0], "", "within the balance tolerance"), (palette[1], "", "outside the balance tolerance")]
     if drive.any():
