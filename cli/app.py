@@ -8,9 +8,10 @@ import typer
 
 from geo_segment import __version__
 
-from . import export, ingest, maps
+from . import experiment, export, ingest, maps
 from .demo import demo
 from .join import join
+from .run import config_app, run
 from .score import cluster, score
 from .synth import synth
 from .turfs import results_app, turfs, walklist
@@ -23,6 +24,8 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command("demo")(demo)
+app.command("run")(run)
+app.add_typer(config_app, name="config")
 app.command("synth")(synth)
 app.command("join")(join)
 app.command("score")(score)
@@ -33,6 +36,7 @@ app.add_typer(maps.app, name="map")
 app.command("turfs")(turfs)
 app.command("walklist")(walklist)
 app.add_typer(results_app, name="results")
+app.add_typer(experiment.app, name="experiment")
 
 
 def _version(value: bool) -> None:

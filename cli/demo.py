@@ -1,7 +1,8 @@
-"""``geo-segment demo``: every stage that exists, on the embedded sample county."""
+"""``geo-segment demo``: ``geo-segment run`` on the embedded sample county."""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -10,7 +11,8 @@ import typer
 from geo_segment.config import load_config
 from geo_segment.pipeline import run_demo
 
-from ._common import handle_errors, print_summary
+from ._common import handle_errors
+from .run import print_pipeline, run_with_progress
 
 
 @handle_errors
@@ -20,13 +22,16 @@ def demo(
         Path | None, typer.Option("--sample-dir", help="Folder of the sample county (default: sample_data/).")
     ] = None,
     config: Annotated[
-        Path | None, typer.Option("--config", help="Configuration TOML (default: the sample's geo_segment.toml).")
+        Path | None,
+        typer.Option("--config", help="Settings to use instead of the sample's geo_segment.toml (its inputs stay "
+                                      "the sample's unless the file has an [inputs] table)."),
     ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary table.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no summary tables.")] = False,
 ) -> None:
-    """Run the pipeline on the sample county (Providence, RI) and print rows in/out/rejected per stage.
+    """Run every stage on the sample county (Providence, RI): `geo-segment run sample_data/geo_segment.toml`.
 
     Example: geo-segment demo --out out/demo
     """
-    result = run_demo(out, sample_dir=sample_dir, config=load_config(config) if config is not None else None)
-    print_summary(result, title="geo-segment demo: Providence County sample", quiet=quiet)
+    cfg = load_config(config) if config is not None else None
+    result = run_with_progress(partial(run_demo, out, sample_dir=sample_dir, config=cfg), quiet=quiet)
+    print_pipeline(result, title="geo-segment demo: Providence County sample", quiet=quiet)

@@ -35,8 +35,8 @@ from typing import Any
 
 from geo_segment.errors import ConfigError, Location
 
-__all__ = ["ClusterConfig", "Config", "ExportConfig", "IngestConfig", "JoinConfig", "PrecinctConfig", "ScoresConfig",
-           "SignalConfig", "TurfsConfig", "load_config"]
+__all__ = ["ClusterConfig", "Config", "ExportConfig", "IngestConfig", "InputsConfig", "JoinConfig", "PrecinctConfig",
+           "ScoresConfig", "SignalConfig", "TurfsConfig", "load_config"]
 
 
 @dataclass(frozen=True)
@@ -314,6 +314,73 @@ class TurfsConfig:
         check_templates(self.script, self.scripts)
 
 
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """Field experiments (``[experiment]``): holdout design, power and analysis; see ``docs/experiments.md``.
+
+    ``unit`` is ``household``, ``turf``, ``micro_geo`` or ``precinct``. ``score_col`` is ``"auto"``
+    (``propensity`` when the voters have it, else ``engagement_score``), ``"none"`` (no score strata) or a column.
+    ``covariates`` empty means the automatic set (past turnout, age, party shares, score). ``balance_threshold = 0``
+    switches rerandomization off; ``min_block_units = 0`` picks the smallest block automatically. ``icc`` and
+    ``base_rate`` left out are estimated from the data.
+    """
+
+    unit: str = "household"
+    holdout_share: float = 0.1
+    blocks: tuple[str, ...] = ("precinct_id",)
+    score_col: str = "auto"
+    n_strata: int = 3
+    seed: int = 0
+    covariates: tuple[str, ...] = ()
+    balance_threshold: float = 0.05
+    max_draws: int = 20_000
+    min_block_units: int = 0
+    icc: float | None = None
+    base_rate: float | None = None
+    contact_rate: float = 1.0
+    alpha: float = 0.05
+    power: float = 0.8
+    contact_codes: tuple[str, ...] = ("CT",)
+    ri_draws: int = 2000
+
+    def __post_init__(self) -> None:
+        for name in ("blocks", "covariates", "contact_codes"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        problems = []
+        if self.unit not in ("household", "turf", "micro_geo", "precinct"):
+            problems.append(f"unit={self.unit!r}")
+        if not 0 < self.holdout_share < 1:
+            problems.append(f"holdout_share={self.holdout_share}")
+        if self.n_strata < 1 or self.max_draws < 1 or self.min_block_units < 0 or self.ri_draws < 0:
+            problems.append(f"n_strata={self.n_strata}, max_draws={self.max_draws}, "
+                            f"min_block_units={self.min_block_units}, ri_draws={self.ri_draws}")
+        if self.balance_threshold < 0:
+            problems.append(f"balance_threshold={self.balance_threshold}")
+        if not 0 < self.alpha < 1 or not 0 < self.power < 1 or not 0 < self.contact_rate <= 1:
+            problems.append(f"alpha={self.alpha}, power={self.power}, contact_rate={self.contact_rate}")
+        if (self.icc is not None and not 0 <= self.icc <= 1) or (
+                self.base_rate is not None and not 0 < self.base_rate < 1):
+            problems.append(f"icc={self.icc}, base_rate={self.base_rate}")
+        if problems:
+            raise ConfigError(
+                "[experiment] settings out of range",
+                expected=("unit in ['household', 'turf', 'micro_geo', 'precinct'], 0 < holdout_share < 1, "
+                          "n_strata >= 1, max_draws >= 1, min_block_units >= 0, ri_draws >= 0, "
+                          "balance_threshold >= 0, 0 < alpha < 1, 0 < power < 1, 0 < contact_rate <= 1, "
+                          "0 <= icc <= 1, 0 < base_rate < 1"),
+                found=", ".join(problems),
+                fix="correct the [experiment] table",
+            )
+
+    def score_column(self, columns: Any) -> str | None:
+        """The score column for voters with ``columns`` (``None``: no score strata)."""
+        if self.score_col == "none":
+            return None
+        if self.score_col == "auto":
+            return "propensity" if "propensity" in columns else "engagement_score"
+        return self.score_col
+
+
 _ON_SMALL = ("error", "skip")
 
 
@@ -385,9 +452,28 @@ class ExportConfig:
 
 
 @dataclass(frozen=True)
+class InputsConfig:
+    """The files a ``geo-segment run`` reads; paths relative to the configuration file, empty = not given."""
+
+    voter_file: str = ""
+    history: str = ""
+    geocodes: str = ""
+    election_map: str = ""
+    signals: str = ""
+    precincts: str = ""
+    seeds: str = ""
+    model: str = ""
+    contact_results: str = ""
+    do_not_contact: str = ""
+    barriers: str = ""
+    population: str = ""
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole run configuration. Build it with :func:`load_config` or directly."""
 
+    inputs: InputsConfig = field(default_factory=InputsConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     precincts: PrecinctConfig = field(default_factory=PrecinctConfig)
     signals: SignalConfig = field(default_factory=SignalConfig)
@@ -396,6 +482,7 @@ class Config:
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     turfs: TurfsConfig = field(default_factory=TurfsConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the configuration as plain data (for the manifest)."""
@@ -466,9 +553,10 @@ def load_config(path: str | Path | None = None) -> Config:
         raw = tomllib.loads(p.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"configuration is not valid TOML: {exc}", where=Location(p), fix="fix the syntax") from None
-    sections = {"ingest": IngestConfig, "precincts": PrecinctConfig, "signals": SignalConfig, "join": JoinConfig,
+    sections = {"inputs": InputsConfig, "ingest": IngestConfig, "precincts": PrecinctConfig,
+                "signals": SignalConfig, "join": JoinConfig,
                 "scores": ScoresConfig, "cluster": ClusterConfig, "turfs": TurfsConfig,
-                "export": ExportConfig}
+                "export": ExportConfig, "experiment": ExperimentConfig}
     unknown = sorted(set(raw) - set(sections))
     if unknown:
         raise ConfigError(

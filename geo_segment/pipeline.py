@@ -84,13 +84,14 @@ def find_sample(sample_dir: str | Path | None = None) -> SampleFiles:
         precincts=base / "providence_precincts.parquet",
         config=base / "geo_segment.toml",
     )
-    missing = [str(p) for p in (files.voters, files.history, files.geocodes, files.signals, files.precincts)
-               if not p.exists()]
+    missing = [str(p) for p in (files.voters, files.history, files.geocodes, files.signals, files.precincts,
+                                files.config) if not p.exists()]
     if missing:
         raise InputFileError(
             "the sample county is incomplete",
             where=Location(base),
-            expected="sample_data/nc/{ncvoter.txt,ncvhis.txt,geocodes.csv,signals.csv}, providence_precincts.parquet",
+            expected=("sample_data/nc/{ncvoter.txt,ncvhis.txt,geocodes.csv,signals.csv}, providence_precincts.parquet, "
+                      "geo_segment.toml"),
             found=f"missing {missing}",
             fix="run from a source checkout, or pass --sample-dir",
         )
@@ -147,52 +148,31 @@ def ingest_voters(
     return RunResult(out_dir=out, manifest=man, outputs=outputs)
 
 
-def run_demo(out_dir: str | Path, *, sample_dir: str | Path | None = None, config: Config | None = None) -> RunResult:
-    """Run every stage that exists on the embedded sample county and write the run folder.
+def run_demo(out_dir: str | Path, *, sample_dir: str | Path | None = None, config: Config | None = None,
+             stages: Any = None, **kw: Any) -> Any:
+    """``geo-segment run`` on the embedded sample county: its ``geo_segment.toml`` names the files and settings.
 
-    ``config`` defaults to the sample's ``geo_segment.toml`` (``Config()`` when the sample folder has none).
+    The sample goes through the same stages as a real run: the NC-layout voter file with its vote history and a
+    vendor geocodes file, the signals CSV and the real Providence County precincts. ``config`` replaces the
+    sample's settings (its inputs stay the sample's unless ``config`` names inputs). ``stages`` defaults to the
+    library's (:func:`geo_segment.runner.core_stages`; the CLI adds the maps stage); ``kw`` goes to
+    :func:`geo_segment.runner.run_pipeline`.
 
-    The sample goes through the same ingest path as a real file: the NC-layout voter file with its vote history
-    and a vendor geocodes file, the signals CSV and the real Providence County precincts.
+    Returns
+    -------
+    geo_segment.runner.PipelineResult
     """
-    from geo_segment.config import load_config
-    from geo_segment.io.precincts import read_precincts
-    from geo_segment.io.signals import read_signals
+    from geo_segment.config import InputsConfig, load_config
+    from geo_segment.runner import resolve_inputs, run_pipeline
 
     files = find_sample(sample_dir)
-    cfg = config or (load_config(files.config) if files.config.is_file() else Config())
-    out = Path(out_dir)
-    man = Manifest(command="demo", parameters={"config": cfg.to_dict()})
-    for role, p in (("voters", files.voters), ("history", files.history), ("geocodes", files.geocodes),
-                    ("signals", files.signals), ("precincts", files.precincts)):
-        man.add_input(role, p)
-    read = read_voter_file(files.voters, layout="nc", history=files.history, geocodes=files.geocodes,
-                           encoding=cfg.ingest.encoding, duplicates="error")
-    for stage in read.stages:
-        man.add_stage(stage)
-    sig = read_signals(files.signals, default_weight=cfg.signals.default_weight)
-    man.add_stage(sig.stage)
-    t0 = time.perf_counter()
-    pre = read_precincts(files.precincts, id_col=files.precinct_id_col, area_tolerance=cfg.precincts.area_tolerance)
-    pre.stage.seconds = pre.stage.seconds or round(time.perf_counter() - t0, 3)
-    man.add_stage(pre.stage)
-    joined = join_and_aggregate(read.voters, pre.precincts, id_col=S.PRECINCT_ID, history=read.history,
-                                signals=sig.signals, config=cfg)
-    for stage in joined.stages:
-        man.add_stage(stage)
-    scored, micro_geos = _score_and_cluster(joined.voters, read.history, joined.signals, man, cfg)
-    outputs: dict[str, Path] = {
-        "voters": write_parquet(scored, out / "voters.parquet"),
-        "micro_geos": write_parquet(micro_geos, out / "micro_geos.parquet"),
-        "vote_history": write_parquet(read.history, out / "vote_history.parquet"),
-        "signals": write_parquet(joined.signals, out / "signals.parquet"),
-        "cells": write_parquet(joined.cells, out / "cells.parquet"),
-        "precincts": write_parquet(joined.precincts, out / "precincts.parquet"),
-        "rejects": _write_rejects([read.rejects, sig.rejects, pre.rejects], out),
-    }
-    man.outputs = [p.name for p in outputs.values()]
-    outputs["manifest"] = man.write(out)
-    return RunResult(out_dir=out, manifest=man, outputs=outputs)
+    sample_cfg = load_config(files.config)
+    inputs = resolve_inputs(sample_cfg, files.config.parent)
+    if config is None:
+        return run_pipeline(files.config, out_dir, stages=stages, command="demo", **kw)
+    if config.inputs != InputsConfig():
+        inputs = {}
+    return run_pipeline(config, out_dir, inputs=inputs, stages=stages, command="demo", **kw)
 
 
 @dataclass
@@ -355,19 +335,6 @@ def score_stage(
     stage = StageRecord("score", rows_in=len(voters), rows_out=len(scored), rows_rejected=0,
                         seconds=round(time.perf_counter() - t0, 3), metrics=metrics)
     return ScoreResult(voters=scored, metrics=metrics, model=used, stage=stage)
-
-
-def _score_and_cluster(voters: Any, history: pd.DataFrame, signals: Any, man: Manifest,
-                       cfg: Config) -> tuple[Any, Any]:
-    """Score and cluster stages with the run's ``[scores]`` and ``[cluster]`` tables."""
-    from geo_segment.clustering import cluster_stage
-
-    scored = score_stage(voters, history, signals, config=cfg)
-    man.add_stage(scored.stage)
-    clustered, micro_geos, stage = cluster_stage(scored.voters, **cfg.cluster.options(scored.voters.columns,
-                                                                                      k_min=cfg.join.k_min))
-    man.add_stage(stage)
-    return clustered, micro_geos
 
 
 def run_join(

@@ -91,19 +91,71 @@ def test_demo_runs_every_stage_on_the_sample(tmp_path: Path) -> None:
     result = runner.invoke(app, ["demo", "--out", str(out)])
     assert result.exit_code == 0, result.output
     man = json.loads((out / "manifest.json").read_text())
+    assert man["command"] == "demo"
+    assert [s["name"] for s in man["parameters"]["pipeline"]] == ["ingest", "join", "score", "cluster", "turfs",
+                                                                  "maps", "exports"]
+    assert {s["status"] for s in man["parameters"]["pipeline"]} == {"ran"}
     assert list(man["stages"]) == ["voters", "geocodes", "history", "signals", "precincts", "join",
-                                   "join_signals", "aggregate", "score", "cluster"]
+                                   "join_signals", "aggregate", "score", "cluster", "universe", "doors", "turfs",
+                                   "walklists", "maps", "export"]
     for name, st in man["stages"].items():
         assert st["rows_in"] == st["rows_out"] + st["rows_rejected"] + st["rows_dropped"], name
     assert man["stages"]["precincts"]["rows_out"] == 257
-    assert {p.name for p in out.iterdir()} == {"manifest.json", "rejects.csv", "voters.parquet",
-                                               "vote_history.parquet", "signals.parquet", "precincts.parquet",
-                                               "cells.parquet", "micro_geos.parquet"}
+    # the run folder of DESIGN.md
+    assert {"manifest.json", "report.html", "rejects.csv", "voters.parquet", "vote_history.parquet",
+            "signals.parquet", "precincts.parquet", "cells.parquet", "micro_geos.parquet", "turfs.parquet",
+            "walklists", "packets", "maps", "exports", "stages"} <= {p.name for p in out.iterdir()}
+    maps = {p.name for p in (out / "maps").iterdir()}
+    assert {"precincts.html", "hexes.html", "micro_geos.html", "turfs.html"} <= maps
     assert {"roc_auc", "pr_auc", "brier", "ece"} <= set(man["stages"]["score"]["metrics"])
     assert {"validity", "bootstrap_ari"} <= set(man["stages"]["cluster"]["metrics"])
+    assert man["stages"]["cluster"]["metrics"]["clusters"] >= 1
     assert man["stages"]["join"]["rows_out"] == man["stages"]["voters"]["rows_out"]
     assert result.output.rstrip().endswith("(see manifest.json)")
     assert "balanced" in result.output
+    report = (out / "report.html").read_text(encoding="utf-8")
+    assert "Key figures" in report and report.count("data:image/png;base64,") == 3
+    # a second run finds everything up to date
+    again = runner.invoke(app, ["demo", "--out", str(out)])
+    assert again.exit_code == 0, again.output
+    man = json.loads((out / "manifest.json").read_text())
+    assert {s["status"] for s in man["parameters"]["pipeline"]} == {"up-to-date"}
+    assert "up-to-date" in again.output
+
+
+def test_run_reads_inputs_relative_to_the_config_and_config_init(tmp_path: Path) -> None:
+    import shutil
+
+    cfg = tmp_path / "geo_segment.toml"
+    r = runner.invoke(app, ["config", "init", str(cfg)])
+    assert r.exit_code == 0, r.output
+    assert runner.invoke(app, ["config", "init", str(cfg)]).exit_code == 6  # never overwrites silently
+    text = cfg.read_text(encoding="utf-8")
+    for name in ("nc/ncvoter.txt", "nc/ncvhis.txt", "nc/geocodes.csv", "providence_precincts.parquet"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        shutil.copy(ROOT / "sample_data" / name, tmp_path / name)
+    text = (text.replace('voter_file = ""', 'voter_file = "nc/ncvoter.txt"')
+            .replace('history = ""', 'history = "nc/ncvhis.txt"')
+            .replace('geocodes = ""', 'geocodes = "nc/geocodes.csv"')
+            .replace('precincts = ""', 'precincts = "providence_precincts.parquet"')
+            .replace('id_col = "precinct_id"', 'id_col = "JOINID"').replace('label_election = "latest-general"',
+                                                                            'label_election = "none"'))
+    cfg.write_text(text, encoding="utf-8")
+    out = tmp_path / "run"
+    r = runner.invoke(app, ["run", str(cfg), "--out", str(out), "--only", "join"])
+    assert r.exit_code == 5 - 1, r.output  # --only needs the earlier stages: input error (4)
+    assert "stage ingest has not run in this folder" in r.output
+    r = runner.invoke(app, ["run", str(cfg), "--out", str(out), "-q"])
+    assert r.exit_code == 0, r.output
+    man = json.loads((out / "manifest.json").read_text())
+    statuses = {s["name"]: (s["status"], s["reason"]) for s in man["parameters"]["pipeline"]}
+    assert statuses["exports"] == ("left out", "no [export] purpose (required to export)")
+    assert statuses["score"][0] == "ran" and statuses["turfs"][0] == "ran"
+    r = runner.invoke(app, ["run", str(cfg), "--out", str(out), "--from", "turfs"])
+    assert r.exit_code == 0, r.output
+    pipeline = json.loads((out / "manifest.json").read_text())["parameters"]["pipeline"]
+    statuses = {s["name"]: s["status"] for s in pipeline}
+    assert statuses["ingest"] == "kept" and statuses["turfs"] == "ran" and statuses["maps"] == "ran"
 
 
 def test_synth_writes_layout_truth_and_manifest(tmp_path: Path) -> None:
