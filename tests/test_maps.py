@@ -260,6 +260,16 @@ def test_every_referenced_asset_is_vendored_with_its_licence() -> None:
     assert (ASSET_DIR / "leaflet.markercluster-1.1.0" / "MIT-LICENCE.txt").is_file()
 
 
+def test_every_asset_ships_in_the_wheel() -> None:
+    import tomllib
+
+    globs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"][
+        "geo_segment.maps"]
+    files = [p.relative_to(ASSET_DIR.parent) for p in ASSET_DIR.rglob("*") if p.is_file()]
+    assert len(files) >= 10
+    assert [str(f) for f in files if not any(f.match(g) for g in globs)] == []
+
+
 def test_inline_assets_replaces_cdn_tags_and_refuses_unknown_ones() -> None:
     html = new_map().get_root().render()
     inlined = inline_assets(html)
