@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -244,6 +245,25 @@ def test_map_measures_shares_density_and_scores() -> None:
     km2 = gpd.GeoSeries(units.geometry.iloc[[0]], crs=4326).to_crs(units.estimate_utm_crs()).area.iloc[0] / 1e6
     assert out["voters_per_km2"].iloc[0] == pytest.approx(20 / km2)
     assert list(units.columns) == list(grid_precincts().columns)  # input untouched
+
+
+@pytest.mark.parametrize("rows", [slice(0, 0), slice(0, 6)])
+def test_map_measures_contract_empty_input_index_and_crs(rows: slice) -> None:
+    units = grid_precincts().iloc[rows]
+    units.index = units.index + 100
+    out = map_measures(units)
+    assert out.index.equals(units.index) and out.crs == units.crs and len(out) == len(units)
+    assert {"share_DEM", "voters_per_km2"} <= set(out.columns)
+
+
+@pytest.mark.parametrize("build", [
+    lambda: precinct_map(grid_precincts().iloc[:0]),
+    lambda: hex_map(grid_cells().iloc[:0]),
+    lambda: micro_geo_map(grid_micro_geos().iloc[:0]),
+])
+def test_empty_inputs_give_an_empty_map(build: Any) -> None:
+    html = build().get_root().render()
+    assert all(b["features"] == [] for b in data_blobs(html))
 
 
 def test_score_by_unit_needs_its_columns() -> None:
