@@ -125,11 +125,48 @@ def _email(value: str) -> str:
     return e
 
 
+_NANP_CLEAN = re.compile(r"\+?1?[\s().-]*[2-9]\d{2}[\s().-]*\d{3}[\s.-]*\d{4}")
+
+
+def _nanp_fast(value: str, region: str) -> Any:
+    """A North American number written with only digits, spaces and ``+().-``: the PhoneNumber phonenumbers.parse
+    would build (country code 1, the last 10 digits), without its string handling; ``None`` when not that shape."""
+    if not _NANP_CLEAN.fullmatch(value):
+        return None
+    plus = value.startswith("+")
+    if not plus and phonenumbers.country_code_for_region(region) != 1:
+        return None
+    digits = re.sub(r"\D", "", value)
+    if plus and not digits.startswith("1"):
+        return None
+    return phonenumbers.PhoneNumber(country_code=1, national_number=int(digits[-10:]))
+
+
+def _valid(number: Any, region: str) -> bool:
+    """``phonenumbers.is_valid_number``, checking the default region first (one metadata pass instead of two for
+    the common case: the number belongs to the default region)."""
+    if number.country_code == phonenumbers.country_code_for_region(region) and \
+            phonenumbers.is_valid_number_for_region(number, region):
+        return True
+    return bool(phonenumbers.is_valid_number(number))
+
+
 def _phone(value: str, platform: str, region: str) -> str:
+    number = None
+    fast = _nanp_fast(value.strip(), region)
+    if fast is not None and _valid(fast, region):
+        number = fast
+    else:
+        number = _phone_slow(value, region)
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return e164 if platform == "google" else e164.lstrip("+")
+
+
+def _phone_slow(value: str, region: str) -> Any:
     number = None
     try:
         parsed = phonenumbers.parse(value, region)
-        if phonenumbers.is_valid_number(parsed):
+        if _valid(parsed, region):
             number = parsed
     except phonenumbers.NumberParseException:
         pass
@@ -145,8 +182,7 @@ def _phone(value: str, platform: str, region: str) -> str:
                 pass
     if number is None:
         raise _Invalid(f"not a valid phone number with default region {region}")
-    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-    return e164 if platform == "google" else e164.lstrip("+")
+    return number
 
 
 def _state(value: str, region: str) -> str:
