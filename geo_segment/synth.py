@@ -48,7 +48,8 @@ from geo_segment.errors import ConfigError
 from geo_segment.io.atomic import atomic_path, write_csv, write_parquet
 from geo_segment.layouts import BUILTIN_LAYOUTS, Layout, load_layout
 
-__all__ = ["BAD_ROW_COLUMNS", "DEFAULT_BLOCKS", "SyntheticPopulation", "generate_population", "write_layout"]
+__all__ = ["BAD_ROW_COLUMNS", "DEFAULT_BLOCKS", "PlantedOutcome", "SyntheticPopulation", "draw_outcome_election",
+           "generate_population", "write_layout"]
 
 #: The census blocks used when ``blocks`` is not given (Providence, RI, 2010; MGGG Redistricting Lab, ODbL).
 DEFAULT_BLOCKS = Path(__file__).with_name("data") / "providence_blocks_2010.parquet"
@@ -1939,3 +1940,167 @@ def write_layout(
     paths["truth"] = write_parquet(truth, out_dir / "truth.parquet")
     paths["truth_bad_rows"] = write_csv(bad_truth, out_dir / "truth_bad_rows.csv")
     return paths
+
+
+# ==================================================================================================================
+# a planted treatment effect: the outcome election of a field experiment
+# ==================================================================================================================
+
+#: a fixed salt so the outcome draws never share a stream with :func:`generate_population` or :func:`write_layout`
+_OUTCOME_SALT = 0x0E1EC7
+_EFFECT_SCALES = ("probability", "logit")
+
+
+@dataclass(frozen=True, eq=False)
+class PlantedOutcome:
+    """An outcome election drawn with a known treatment effect, as returned by :func:`draw_outcome_election`.
+
+    Attributes
+    ----------
+    history
+        Voted rows of the outcome election, in the long vote-history form (``voter_id``, ``election_date``,
+        ``election_type`` = ``general``, ``voted`` = True, ``method`` = ``polls``, ``ballot_party`` = ``""``):
+        append it to the vote history to get the "updated" history.
+    contacts
+        Canvass results in the contact-history form of :mod:`geo_segment.turfs.results` (``voter_id`` empty:
+        household-level rows; ``household_id``, ``contact_date``, ``result_code`` ``CT`` for reached households
+        and ``NH`` for the others, ``survey`` ``{}``, ``source_file`` ``synthetic``), treatment households only.
+    truth
+        Per voter: ``voter_id``, ``treated`` (boolean, ``NA`` outside the experiment), ``complier`` (their household
+        would be reached if assigned), ``p0`` and ``p1`` (turnout probability without and with contact),
+        ``voted``.
+    true_itt
+        The planted intent-to-treat effect: the mean over the experiment's voters of ``complier * (p1 - p0)``.
+    true_cace
+        The planted effect on compliers: the mean of ``p1 - p0`` over the experiment's compliers.
+    election_date
+        The outcome election's date.
+    """
+
+    history: pd.DataFrame
+    contacts: pd.DataFrame
+    truth: pd.DataFrame
+    true_itt: float
+    true_cace: float
+    election_date: pd.Timestamp
+
+
+def draw_outcome_election(
+    voters: pd.DataFrame,
+    treated: Any,
+    *,
+    effect: float = 0.0,
+    scale: str = "probability",
+    contact_rate: float = 1.0,
+    propensity_col: str = TRUE_PROPENSITY,
+    household_col: str = S.HOUSEHOLD_ID,
+    election_date: str = "2026-11-03",
+    turnout_shift: float = 0.0,
+    seed: int = 0,
+) -> PlantedOutcome:
+    """Draw the turnout of an election after a field experiment, with a planted effect of being contacted.
+
+    Nothing here touches the random streams of :func:`generate_population` or :func:`write_layout`: the draws come
+    from ``numpy.random.default_rng([seed, salt])``, so existing populations and files stay identical.
+
+    A voter's turnout probability without the program is ``p0 = sigmoid(logit(propensity) + turnout_shift)``.
+    Each household is a *complier* (would be reached if assigned) with probability ``contact_rate``. A voter whose
+    household is assigned to treatment and is a complier votes with ``p1 = p0 + effect`` (clipped to [0, 1];
+    ``scale="probability"``) or ``sigmoid(logit(p0) + effect)`` (``scale="logit"``); everyone else with ``p0``.
+    Both potential outcomes share one uniform draw per voter.
+
+    Parameters
+    ----------
+    voters
+        ``voter_id``, ``propensity_col`` and ``household_col`` (e.g. :attr:`SyntheticPopulation.voters` with
+        ``household_col="household_key"``).
+    treated
+        Per voter, aligned with ``voters``: True (assigned to treatment), False (held out) or ``NA`` (not in the
+        experiment).
+    effect
+        The effect of contact on compliers, on ``scale`` (0 = no effect).
+    scale
+        ``"probability"`` or ``"logit"``.
+    contact_rate
+        Share of households reached when assigned, in (0, 1].
+    propensity_col, household_col
+        Column names.
+    election_date
+        Date of the outcome election.
+    turnout_shift
+        Shift of every voter's logit in this election (0: a midterm like the propensity describes).
+    seed
+        Seed of the outcome draws.
+
+    Returns
+    -------
+    PlantedOutcome
+
+    Raises
+    ------
+    ConfigError
+        A bad scale, contact rate or length of ``treated``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> v = pd.DataFrame({"voter_id": ["a", "b"], "household_id": ["h1", "h2"], "true_propensity": [0.5, 0.5]})
+    >>> out = draw_outcome_election(v, [True, False], effect=0.1)
+    >>> round(out.true_itt, 3), round(out.true_cace, 3)
+    (0.1, 0.1)
+    """
+    if scale not in _EFFECT_SCALES:
+        raise ConfigError("unknown effect scale", expected=f"one of {list(_EFFECT_SCALES)}", found=repr(scale),
+                          fix='pass scale="probability" or scale="logit"')
+    if not 0 < contact_rate <= 1:
+        raise ConfigError("contact_rate out of range", expected="0 < contact_rate <= 1", found=repr(contact_rate),
+                          fix="pass the share of assigned households reached")
+    n = len(voters)
+    t = pd.array(list(treated) if not isinstance(treated, pd.Series) else treated.to_numpy(), dtype="boolean")
+    if len(t) != n:
+        raise ConfigError("treated does not match the voters", expected=f"{n} values", found=f"{len(t)}",
+                          fix="pass one value per voter, aligned with the voters")
+    in_exp = ~np.asarray(t.isna(), dtype=bool)
+    is_t = np.asarray(t.fillna(False), dtype=bool)
+    rng = np.random.default_rng([_check_int("seed", seed, 0), _OUTCOME_SALT])
+    hh_codes, hh_ids = pd.factorize(voters[household_col].astype(str))
+    complier = (rng.random(len(hh_ids)) < contact_rate)[hh_codes]
+    prop = np.clip(voters[propensity_col].to_numpy(np.float64), 1e-6, 1 - 1e-6)
+    base = np.log(prop / (1 - prop)) + turnout_shift
+    p0 = _sigmoid(base)
+    p1 = np.clip(p0 + effect, 0.0, 1.0) if scale == "probability" else _sigmoid(base + effect)
+    u = rng.random(n)
+    p = np.where(is_t & complier, p1, p0)
+    voted = u < p
+    lift = complier * (p1 - p0)
+    true_itt = float(lift[in_exp].mean()) if in_exp.any() else float("nan")
+    comp = in_exp & complier
+    true_cace = float((p1 - p0)[comp].mean()) if comp.any() else float("nan")
+    day = pd.Timestamp(election_date)
+    vid = voters[S.VOTER_ID].astype(str).to_numpy()
+    m = int(voted.sum())
+    history = pd.DataFrame({
+        S.VOTER_ID: pd.Series(vid[voted], dtype="str"),
+        S.ELECTION_DATE: np.full(m, np.datetime64(day.date(), "D")).astype("datetime64[ns]"),
+        S.ELECTION_TYPE: pd.Series(["general"] * m, dtype="str"),
+        S.VOTED: np.ones(m, dtype=bool),
+        S.VOTE_METHOD: pd.Series(["polls"] * m, dtype="str"),
+        S.BALLOT_PARTY: pd.Series([""] * m, dtype="str"),
+    })
+    t_hh = np.zeros(len(hh_ids), dtype=bool)
+    t_hh[hh_codes[is_t]] = True
+    comp_hh = np.zeros(len(hh_ids), dtype=bool)
+    comp_hh[hh_codes[complier]] = True
+    k = int(t_hh.sum())
+    contacts = pd.DataFrame({
+        S.VOTER_ID: pd.Series([pd.NA] * k, dtype="string"),
+        S.HOUSEHOLD_ID: pd.Series(np.asarray(hh_ids)[t_hh], dtype="string"),
+        "contact_date": np.full(k, np.datetime64((day - pd.Timedelta(days=14)).date(), "D")).astype("datetime64[ns]"),
+        "result_code": pd.Series(np.where(comp_hh[t_hh], "CT", "NH"), dtype="string"),
+        "survey": pd.Series(["{}"] * k, dtype="string"),
+        "source_file": pd.Series(["synthetic"] * k, dtype="string"),
+    })
+    truth = pd.DataFrame({S.VOTER_ID: pd.Series(vid, dtype="str"), "treated": t, "complier": complier,
+                          "p0": p0, "p1": p1, S.VOTED: voted})
+    return PlantedOutcome(history=history, contacts=contacts, truth=truth, true_itt=true_itt, true_cace=true_cace,
+                          election_date=day)
