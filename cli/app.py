@@ -8,7 +8,7 @@ import typer
 
 from geo_segment import __version__
 
-from . import export, ingest, maps
+from . import experiment, export, ingest, maps
 from .demo import demo
 from .join import join
 from .run import config_app, run
@@ -36,6 +36,7 @@ app.add_typer(maps.app, name="map")
 app.command("turfs")(turfs)
 app.command("walklist")(walklist)
 app.add_typer(results_app, name="results")
+app.add_typer(experiment.app, name="experiment")
 
 
 def _version(value: bool) -> None:
