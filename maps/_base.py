@@ -51,10 +51,32 @@ _SAMPLE_FOR_BREAKS = 1000
 
 
 def esc(value: Any) -> str:
-    """HTML-escape a value for display (quotes too); ``None``/NA become an empty string."""
+    """HTML-escape a value for display (quotes too, and braces); ``None``/NA become an empty string.
+
+    Braces become ``&#123;`` / ``&#125;`` (shown as braces) because folium compiles rendered scripts as Jinja
+    templates: a name like ``{{ 7*7 }}`` must reach the page as text, not be evaluated.
+    """
     if value is None or (not isinstance(value, str) and pd.isna(value)):
         return ""
-    return html.escape(str(value), quote=True)
+    return html.escape(str(value), quote=True).replace("{", "&#123;").replace("}", "&#125;")
+
+
+class RawScript(Element):
+    """Script text added to the page as is: never compiled as a Jinja template (fast for megabytes of data)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def render(self, **kwargs: Any) -> str:
+        return self.text
+
+
+def add_raw_script(element: Element, name: str, text: str) -> None:
+    """Add ``text`` to the page's script section under ``name`` (replacing an earlier render's copy)."""
+    figure = element.get_root()
+    assert isinstance(figure, Figure)
+    figure.script.add_child(RawScript(text), name=name)
 
 
 class _LeanMap(folium.Map):
@@ -139,18 +161,18 @@ def ensure_helpers(m: folium.Map) -> None:
 
 
 class GeoData(MacroElement):
-    """``var <name> = <GeoJSON FeatureCollection>;`` written once, shared by every layer drawn from it."""
+    """``var <name> = <GeoJSON FeatureCollection>;`` written once, shared by every layer drawn from it.
 
-    _template = Template("""
-        {% macro script(this, kwargs) %}
-        var {{ this.get_name() }} = {{ this.blob }};
-        {% endmacro %}
-    """)
+    Added as raw script text: folium would otherwise compile the megabytes of JSON as a Jinja template.
+    """
 
     def __init__(self, blob: str) -> None:
         super().__init__()
         self._name = "GsData"
         self.blob = blob
+
+    def render(self, **kwargs: Any) -> None:
+        add_raw_script(self, self.get_name(), f"var {self.get_name()} = {self.blob};")
 
 
 class GeoLayer(Layer):
@@ -209,7 +231,7 @@ class GeoLayer(Layer):
         super().__init__(name=esc(name), overlay=overlay, control=True, show=show)
         self._name = "GsLayer"
         self.data = data
-        self.gs_name = name
+        self.gs_name = esc(name)
         self.tooltip = tooltip
         self.label_key = label_key
         self.label_min_zoom = int(label_min_zoom)
@@ -217,10 +239,7 @@ class GeoLayer(Layer):
         self.spec = spec
 
     def render(self, **kwargs: Any) -> Any:
-        figure = self.get_root()
-        assert isinstance(figure, Figure)
-        figure.script.add_child(Element(f"var {self.spec_name} = {safe_json(self.spec)};"),
-                                name=self.spec_name)
+        add_raw_script(self, self.spec_name, f"var {self.spec_name} = {safe_json(self.spec)};")
         return super().render(**kwargs)
 
 

@@ -33,6 +33,7 @@ from ._base import (
     GeoData,
     GeoLayer,
     Legend,
+    add_raw_script,
     classify,
     ensure_helpers,
     esc,
@@ -350,7 +351,7 @@ class _DoorCluster(JSCSSMixin, Layer):
         {% macro script(this, kwargs) %}
         var {{ this.get_name() }} = L.markerClusterGroup({maxClusterRadius: 40, disableClusteringAtZoom: 18});
         (function () {
-            var doors = {{ this.rows }};
+            var doors = {{ this.get_name() }}_rows;
             var fields = {{ this.fields }};
             doors.forEach(function (d) {
                 var icon = L.divIcon({className: "gs-door", html: String(d[2]), iconSize: [18, 18]});
@@ -376,6 +377,10 @@ class _DoorCluster(JSCSSMixin, Layer):
         self._name = "GsDoors"
         self.rows = rows
         self.fields = fields
+
+    def render(self, **kwargs: Any) -> Any:
+        add_raw_script(self, self.get_name() + "_rows", f"var {self.get_name()}_rows = {self.rows};")
+        return super().render(**kwargs)
 
 
 #: turf maps with more turfs than this label them only from zoom LABEL_MIN_ZOOM

@@ -15,11 +15,13 @@ from shapely.geometry import LineString, box
 from geo_segment import _h3
 
 EVIL = "<img src=x onerror=alert(1)>"
+#: folium compiles rendered scripts as Jinja templates: this must reach the page as text
+JINJA = "Two {{ 7*7 }} {% raw %}"
 X0, Y0, D = -71.42, 41.82, 0.01
 
 
 def grid_precincts() -> gpd.GeoDataFrame:
-    """Six square precincts, 0.01° each; P6 is suppressed; P1 has a hostile name::
+    """Six square precincts, 0.01° each; P6 is suppressed; P1 and P2 have hostile names::
 
         +----+----+----+
         | P1 | P2 | P3 |   voters 20, 30, 40
@@ -33,7 +35,7 @@ def grid_precincts() -> gpd.GeoDataFrame:
     dem = pd.array([10, 6, 20, 5, 30, None], dtype="Int64")
     return gpd.GeoDataFrame({
         "precinct_id": pd.array(ids, dtype="string"),
-        "NAME": pd.array([EVIL, "Two", "Three", "Four", "Five", "Six"], dtype="string"),
+        "NAME": pd.array([EVIL, JINJA, "Three", "Four", "Five", "Six"], dtype="string"),
         "voters": voters,
         "households": pd.array([10, 15, 20, 25, 30, None], dtype="Int64"),
         "party_DEM": dem,

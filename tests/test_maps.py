@@ -34,7 +34,7 @@ from typer.testing import CliRunner
 from geo_segment.errors import ConfigError, SchemaError
 from geo_segment.map_measures import map_measures, score_by_unit
 
-from ._map_fixtures import EVIL, data_blobs, grid_cells, grid_micro_geos, grid_precincts, read, turf_inputs
+from ._map_fixtures import EVIL, JINJA, data_blobs, grid_cells, grid_micro_geos, grid_precincts, read, turf_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -52,6 +52,14 @@ def test_hostile_name_is_escaped_in_the_data_and_never_raw(tmp_path: Path) -> No
     assert "onerror=alert(1)>" not in html
     props = {f["properties"]["h0"]: f["properties"] for f in _features(html)}
     assert props["P1"]["h1"] == "&lt;img src=x onerror=alert(1)&gt;"
+
+
+def test_template_syntax_in_data_is_text_not_evaluated(tmp_path: Path) -> None:
+    frame = grid_precincts().assign(**{JINJA: 0.5})
+    html = read(precinct_map(frame, measures=[JINJA, "turnout_last_general"], title=JINJA, out=tmp_path / "p.html"))
+    props = {f["properties"]["h0"]: f["properties"] for f in _features(html)}
+    assert props["P2"]["h1"] == "Two &#123;&#123; 7*7 &#125;&#125; &#123;% raw %&#125;"
+    assert "Two 49" not in html and "{{ 7*7 }}" not in html and "{% raw %}" not in html
 
 
 def test_hostile_title_and_layer_names_are_escaped(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ import pytest
 from geo_segment.maps import hex_map, micro_geo_map, precinct_map, turf_maps
 
 from ._browser import chromium, open_page, print_pdf, require_chromium, screenshot
-from ._map_fixtures import EVIL, X0, Y0, D, grid_cells, grid_micro_geos, grid_precincts, turf_inputs
+from ._map_fixtures import EVIL, JINJA, X0, Y0, D, grid_cells, grid_micro_geos, grid_precincts, turf_inputs
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -104,6 +104,13 @@ def test_precinct_tooltip_shows_the_hostile_name_as_text(browser: Any, maps: dic
         assert opened.page.locator(".leaflet-tooltip img").count() == 0
         assert "50.0%" in text  # turnout of P1, formatted in the browser
         assert opened.errors == []
+
+
+def test_template_syntax_in_a_name_shows_as_text(browser: Any, maps: dict[str, Path]) -> None:
+    with open_page(maps["precincts"], browser=browser) as opened:
+        _hover(opened.page, Y0 - D / 2, X0 + 1.5 * D)  # P2
+        text = opened.page.evaluate("() => document.querySelector('.leaflet-tooltip-pane .leaflet-tooltip').innerText")
+        assert JINJA in text
 
 
 def test_suppressed_precinct_tooltip_has_no_numbers(browser: Any, maps: dict[str, Path]) -> None:
