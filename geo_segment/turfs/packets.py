@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -61,17 +62,16 @@ header.ph { border-bottom: 2px solid #000; padding-bottom: 4px; margin-bottom: 6
 .side td { padding: 0 6px 0 0; vertical-align: top; }
 .script { border: 1px solid #000; padding: 3px 5px; margin-bottom: 6px; }
 ol.doors { list-style: none; padding: 0; margin: 0; }
-li.door { border-bottom: 1px solid #000; padding: 4px 0 5px 0; break-inside: avoid; }
+li.door { border-bottom: 1px solid #000; padding: 2px 0 3px 0; break-inside: avoid; }
 .addr { font-weight: bold; font-size: 11pt; }
 .num { display: inline-block; min-width: 2.2em; border: 1.5px solid #000; border-radius: 3px; text-align: center;
        margin-right: 6px; }
 .voter { display: flex; justify-content: space-between; margin: 2px 0 0 2.9em; }
 .voter .who { flex: 0 0 38%; }
-.bub { white-space: nowrap; margin-right: 7px; }
-.bub::before { content: "○"; font-size: 12pt; line-height: 1; margin-right: 1px; vertical-align: -1pt; }
+.bubs { white-space: pre; font-size: 10.5pt; }
 .say { margin: 2px 0 0 2.9em; font-style: italic; }
-.survey { margin: 2px 0 0 2.9em; }
-.notes { margin: 3px 0 0 2.9em; color: #333; }
+.row { display: flex; flex-wrap: wrap; column-gap: 14px; margin: 1px 0 0 2.9em; }
+.notes { color: #333; }
 """
 
 
@@ -152,7 +152,9 @@ def _minutes(m: float) -> str:
 
 
 def _bubbles(options: Iterable[str]) -> str:
-    return "".join(f'<span class="bub">{_e(o)}</span>' for o in options)
+    # one text run per row of bubbles: Chromium prints it several times faster than one element per bubble
+    return '<span class="bubs">' + "  ".join("\u25cb\u202f" + _e(o) for o in options) + "</span>"
+
 
 
 def packet_sections(
@@ -203,15 +205,14 @@ def packet_sections(
                   "street": street_of.get((str(k[0]), int(k[1])), "").title(),
                   "house_number": number_of.get((str(k[0]), int(k[1])), "")}
         script_of[k] = fill(str(rec.script_text), values)
+    door_html = _door_blocks(rows, script_of, [c for c, _ in codes], survey)
     route_of = dict(zip(routes[S.TURF_ID].astype(str), routes.geometry, strict=True))
     out: dict[str, str] = {}
-    by_turf = {str(t): g for t, g in rows.groupby(S.TURF_ID, sort=False)}
     doors_by_turf = {str(t): g for t, g in doors.groupby(S.TURF_ID, sort=False)}
     t: Any
     for t in turfs.itertuples(index=False):
         tid = str(getattr(t, S.TURF_ID))
         anchor = "t-" + file_stem(tid)
-        trows = by_turf.get(tid, rows.iloc[:0])
         tdoors = doors_by_turf.get(tid, doors.iloc[:0]).sort_values(S.DOOR_ORDER)
         svg = turf_map_svg(t.geometry, route_of.get(tid), tdoors[S.LNG].to_numpy(), tdoors[S.LAT].to_numpy(),
                            tdoors[S.DOOR_ORDER].tolist())
@@ -225,23 +226,38 @@ def packet_sections(
         side = (f'<div class="side"><h3>Results key</h3><table>{key_rows}</table>'
                 f"<h3>Survey</h3>{survey_key}<h3>Walking</h3><div>Start at the green circle; follow the blue "
                 "line; door numbers match the list.</div></div>")
-        items = []
-        for (order, hh), g in trows.groupby([S.DOOR_ORDER, S.HOUSEHOLD_ID], sort=False, dropna=False):
-            first = g.iloc[0]
-            unit = f", unit {_e(first[S.UNIT])}" if isinstance(first[S.UNIT], str) and first[S.UNIT] else ""
-            voters = "".join(
-                f'<div class="voter"><span class="who">{_e(v[S.LAST_NAME])}, {_e(v[S.FIRST_NAME])} '
-                f"({_e(v['age'])}, {_e(v[S.PARTY])})</span><span>{_bubbles(c for c, _ in codes)}</span></div>"
-                for _, v in g.iterrows())
-            say = script_of.get((tid, order, hh), "")
-            surv = "".join(f'<div class="survey">{_e(q)} {_bubbles(a)}</div>' for q, a in survey)
-            items.append(f'<li class="door"><div class="addr"><span class="num">{_e(order)}</span>'
-                         f"{_e(first[S.ADDRESS])}{unit}</div>{voters}"
-                         f'<div class="say">&ldquo;{_e(say)}&rdquo;</div>{surv}'
-                         '<div class="notes">Notes: __________________________________________</div></li>')
         out[tid] = (f'<section class="packet" id="{anchor}">{head}<div class="top">{svg}{side}</div>'
-                    f'<ol class="doors">{"".join(items)}</ol></section>')
+                    f'<ol class="doors">{door_html.get(tid, "")}</ol></section>')
     return out
+
+
+def _esc_col(values: pd.Series) -> pd.Series:
+    return values.astype(object).map(_e)
+
+
+def _door_blocks(rows: pd.DataFrame, script_of: Mapping[tuple[Any, Any, Any], str], codes: Sequence[str],
+                 survey: Sequence[tuple[str, list[str]]]) -> dict[str, str]:
+    """The household blocks of every turf, in walking order (vectorized string building)."""
+    if len(rows) == 0:
+        return {}
+    bubbles = _bubbles(codes)
+    r = rows.reset_index(drop=True)
+    voter = ('<div class="voter"><span class="who">' + _esc_col(r[S.LAST_NAME]) + ", " + _esc_col(r[S.FIRST_NAME])
+             + " (" + _esc_col(r["age"]) + ", " + _esc_col(r[S.PARTY]) + ")</span>" + bubbles + "</div>")
+    keys = [S.TURF_ID, S.DOOR_ORDER, S.HOUSEHOLD_ID]
+    frame = r[keys + [S.ADDRESS, S.UNIT]].assign(voter=voter)
+    g = frame.groupby(keys, sort=False, dropna=False)
+    doors = g.agg(address=(S.ADDRESS, "first"), unit=(S.UNIT, "first"), voters=("voter", "".join)).reset_index()
+    unit = doors["unit"].astype(object).where(doors["unit"].notna(), "").astype(str)
+    unit_html = np.where(unit != "", ", unit " + _esc_col(unit), "")
+    say = [script_of.get((t, o, h), "") for t, o, h in zip(doors[S.TURF_ID], doors[S.DOOR_ORDER],
+                                                            doors[S.HOUSEHOLD_ID], strict=True)]
+    surv = "".join(f"<span>{_e(q)} {_bubbles(a)}</span>" for q, a in survey)
+    block = ('<li class="door"><div class="addr"><span class="num">' + _esc_col(doors[S.DOOR_ORDER]) + "</span>"
+             + _esc_col(doors["address"]) + unit_html + "</div>" + doors["voters"]
+             + '<div class="say">&ldquo;' + pd.Series(say, index=doors.index).map(_e) + '&rdquo;</div><div class="row">'
+             + surv + '<span class="notes">Notes: ______________________________</span></div></li>')
+    return {str(t): "".join(b) for t, b in block.groupby(doors[S.TURF_ID].astype(str), sort=False)}
 
 
 def _document(sections: Iterable[str], title: str) -> str:
@@ -275,10 +291,11 @@ def _run_chromium(chromium: str, args: Sequence[str], timeout: float) -> None:
 
 
 def print_pdfs(
-    sections: Mapping[str, str], out_dir: str | Path, *, chromium: str | None = None, batch: int = 100,
-    timeout: float = 300.0,
+    sections: Mapping[str, str], out_dir: str | Path, *, chromium: str | None = None, batch: int = 50,
+    workers: int = 2, timeout: float = 300.0,
 ) -> dict[str, Path]:
-    """Print each packet section to ``<out_dir>/<turf_id>.pdf`` with headless Chromium, ``batch`` per launch.
+    """Print each packet section to ``<out_dir>/<turf_id>.pdf`` with headless Chromium: ``batch`` packets per
+    launch, ``workers`` launches at a time, each batch PDF split per turf at the packets' named destinations.
 
     Raises
     ------
@@ -296,36 +313,43 @@ def print_pdfs(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ids = list(sections)
+    chunks = [ids[i : i + max(1, batch)] for i in range(0, len(ids), max(1, batch))]
+
+    def run(k: int, chunk: list[str], tmp: str) -> dict[str, Path]:
+        src = Path(tmp) / f"batch{k}.html"
+        pdf = Path(tmp) / f"batch{k}.pdf"
+        src.write_text(_document((sections[i] for i in chunk), "packets"), encoding="utf-8")
+        _run_chromium(exe, [f"--print-to-pdf={pdf}", src.as_uri()], timeout)
+        reader = PdfReader(str(pdf))
+        dests = {str(key).lstrip("/"): reader.get_destination_page_number(v)
+                 for key, v in reader.named_destinations.items()}
+        firsts = [dests.get("t-" + file_stem(i)) for i in chunk]
+        if any(f is None for f in firsts):
+            raise PacketRenderError("a packet's first page could not be found in the printed batch",
+                                    fix="report this with the Chromium version")
+        bounds = [int(f) for f in firsts if f is not None] + [len(reader.pages)]
+        done: dict[str, Path] = {}
+        for i, tid in enumerate(chunk):
+            writer = PdfWriter()
+            for page in range(bounds[i], max(bounds[i + 1], bounds[i] + 1)):
+                writer.add_page(reader.pages[page])
+            target = safe_output_path(out, f"{file_stem(tid)}.pdf")
+            with atomic_path(target) as t_path, open(t_path, "wb") as fh:
+                writer.write(fh)
+            done[tid] = target
+        return done
+
     paths: dict[str, Path] = {}
-    with tempfile.TemporaryDirectory(prefix="geo_segment_packets_") as tmp:
-        for start in range(0, len(ids), max(1, batch)):
-            chunk = ids[start : start + batch]
-            src = Path(tmp) / f"batch{start}.html"
-            pdf = Path(tmp) / f"batch{start}.pdf"
-            src.write_text(_document((sections[i] for i in chunk), "packets"), encoding="utf-8")
-            _run_chromium(exe, [f"--print-to-pdf={pdf}", src.as_uri()], timeout)
-            reader = PdfReader(str(pdf))
-            dests = {str(k).lstrip("/"): reader.get_destination_page_number(v)
-                     for k, v in reader.named_destinations.items()}
-            firsts = [dests.get("t-" + file_stem(i)) for i in chunk]
-            if any(f is None for f in firsts):
-                raise PacketRenderError("a packet's first page could not be found in the printed batch",
-                                        fix="report this with the Chromium version")
-            bounds = [int(f) for f in firsts if f is not None] + [len(reader.pages)]
-            for i, tid in enumerate(chunk):
-                writer = PdfWriter()
-                for page in range(bounds[i], max(bounds[i + 1], bounds[i] + 1)):
-                    writer.add_page(reader.pages[page])
-                target = safe_output_path(out, f"{file_stem(tid)}.pdf")
-                with atomic_path(target) as t_path, open(t_path, "wb") as fh:
-                    writer.write(fh)
-                paths[tid] = target
-    return paths
+    with tempfile.TemporaryDirectory(prefix="geo_segment_packets_") as tmp, \
+            ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for done in pool.map(lambda kc: run(kc[0], kc[1], tmp), enumerate(chunks)):
+            paths.update(done)
+    return {tid: paths[tid] for tid in ids}
 
 
 def write_packets(
     sections: Mapping[str, str], out_dir: str | Path, *, pdf: bool = False, chromium: str | None = None,
-    batch: int = 100,
+    batch: int = 50,
 ) -> dict[str, dict[str, Path]]:
     """Write ``<out_dir>/<turf_id>.html`` for every packet (and ``.pdf`` with ``pdf=True``).
 

@@ -127,52 +127,18 @@ def _or_opt(d: FloatArray, tour: IntArray) -> tuple[IntArray, bool]:
     return np.insert(rest, pos + 1, p), True
 
 
-def route_order(
-    x: FloatArray,
-    y: FloatArray,
-    side: IntArray | None = None,
-    *,
-    side_penalty_m: float = 15.0,
-    n_starts: int = 3,
-) -> IntArray:
-    """A short open walking path through the points (nearest neighbour, then 2-opt and or-opt, vectorized).
-
-    Parameters
-    ----------
-    x, y
-        Coordinates in metres.
-    side
-        Integer street-side code per point; stepping between two sides costs ``side_penalty_m`` extra, so a
-        side is walked in one go unless splitting it saves more than that.
-    n_starts
-        Nearest-neighbour starts tried (the extreme points west, east, south, north); the shortest is kept.
-
-    Returns
-    -------
-    ndarray
-        A permutation of ``range(len(x))``.
-
-    Examples
-    --------
-    >>> route_order(np.array([0.0, 30.0, 10.0, 20.0]), np.zeros(4)).tolist()
-    [0, 2, 3, 1]
-    """
+def _solve(d: FloatArray, x: FloatArray, y: FloatArray, n_starts: int) -> IntArray:
     n = len(x)
-    if n <= 2:
-        return np.arange(n, dtype=np.int64)
-    d = np.hypot(x[:, None] - x[None, :], y[:, None] - y[None, :])
-    if side is not None and side_penalty_m > 0:
-        d = d + side_penalty_m * (side[:, None] != side[None, :])
     # a dummy node at distance 0 from everyone turns the open path into a closed tour
     dd = np.zeros((n + 1, n + 1))
     dd[:n, :n] = d
     m = n + 1
     ii, jj = np.meshgrid(np.arange(m), np.arange(m), indexing="ij")
     mask = (jj > ii + 1) & ~((ii == 0) & (jj == m - 1))
-    starts = list(dict.fromkeys([int(np.argmin(x)), int(np.argmax(x)), int(np.argmin(y)), int(np.argmax(y))]))
+    starts = list(dict.fromkeys([int(np.argmin(x)), int(np.argmax(y)), int(np.argmax(x)), int(np.argmin(y))]))
     best: IntArray | None = None
     best_len = np.inf
-    for s in starts[:n_starts]:
+    for s in starts[: max(1, n_starts)]:
         visited = np.zeros(n, dtype=bool)
         path = [s]
         visited[s] = True
@@ -194,7 +160,54 @@ def route_order(
     assert best is not None
     k = int(np.flatnonzero(best == n)[0])
     out = np.concatenate([best[k + 1 :], best[:k]])
-    # walk it from the end nearer the street-sorted start: deterministic direction (west/north end first)
+    # deterministic direction: start from the west (then north) end
     if (x[out[-1]], -y[out[-1]]) < (x[out[0]], -y[out[0]]):
         out = out[::-1]
     return out.astype(np.int64)
+
+
+def route_order(
+    x: FloatArray,
+    y: FloatArray,
+    side: IntArray | None = None,
+    *,
+    side_penalty_m: float = 15.0,
+    max_side_cost: float = 0.05,
+    n_starts: int = 2,
+) -> IntArray:
+    """A short open walking path through the points (nearest neighbour, then 2-opt and or-opt, vectorized).
+
+    Parameters
+    ----------
+    x, y
+        Coordinates in metres.
+    side
+        Integer street-side code per point; stepping between two sides costs ``side_penalty_m`` extra, so a
+        side is walked in one go unless splitting it saves more than that.
+    max_side_cost
+        Keeping sides together may lengthen the walk by at most this share; otherwise the shortest path found
+        without the penalty is returned.
+    n_starts
+        Nearest-neighbour starts tried (the extreme points west, north, east, south); the shortest is kept.
+
+    Returns
+    -------
+    ndarray
+        A permutation of ``range(len(x))``.
+
+    Examples
+    --------
+    >>> route_order(np.array([0.0, 30.0, 10.0, 20.0]), np.zeros(4)).tolist()
+    [0, 2, 3, 1]
+    """
+    n = len(x)
+    if n <= 2:
+        return np.arange(n, dtype=np.int64)
+    d = np.hypot(x[:, None] - x[None, :], y[:, None] - y[None, :])
+    plain = _solve(d, x, y, n_starts)
+    if side is None or side_penalty_m <= 0 or len(np.unique(side)) < 2:
+        return plain
+    sided = _solve(d + side_penalty_m * (side[:, None] != side[None, :]), x, y, n_starts)
+    if path_length(x, y, sided) <= (1 + max_side_cost) * path_length(x, y, plain) + 1e-9:
+        return sided
+    return plain
