@@ -45,6 +45,27 @@ ARM_TREATMENT = "treatment"
 ARM_HOLDOUT = "holdout"
 FORMAT_VERSION = 1
 _BATCH = 250
+_MAX_CELLS = 5_000_000  # units x draws per batch: bounds the memory of a batch (about 40 MB of keys)
+
+
+def _batch_cap(n_units: int) -> int:
+    return max(1, _MAX_CELLS // max(n_units, 1))
+
+
+def _draw_chunked(struct: _Structure, rng: np.random.Generator, k: int) -> npt.NDArray[np.bool_]:
+    """:func:`draw_assignments` in batches small enough for large experiments."""
+    cap = _batch_cap(struct.n_units)
+    parts = [draw_assignments(struct, rng, min(cap, k - i)) for i in range(0, k, cap)]
+    return np.concatenate(parts, axis=1) if parts else np.zeros((struct.n_units, 0), dtype=bool)
+
+
+def _max_abs_diff(struct: _Structure, holdout: npt.NDArray[np.bool_]) -> npt.NDArray[np.float64]:
+    """Largest |standardized difference| of each draw (zeros without covariates), in batches."""
+    if not struct.cov_names:
+        return np.zeros(holdout.shape[1])
+    cap = _batch_cap(struct.n_units)
+    return np.concatenate([np.abs(std_diffs(struct, holdout[:, i: i + cap])).max(axis=0)
+                           for i in range(0, holdout.shape[1], cap)] or [np.zeros(0)])
 
 
 class DesignTamperedError(GeoSegmentError, ValueError):
@@ -295,7 +316,7 @@ def draw_accepted(struct: _Structure, rng: np.random.Generator, k: int, *, max_d
     of draws made."""
     kept: list[npt.NDArray[np.bool_]] = []
     n_kept = drawn = 0
-    batch = max(_BATCH, k) if struct.threshold is None else _BATCH
+    batch = min(max(_BATCH, k) if struct.threshold is None else _BATCH, _batch_cap(struct.n_units))
     while n_kept < k and drawn < max_draws:
         m = min(batch, max_draws - drawn)
         cand = draw_assignments(struct, rng, m)
@@ -350,7 +371,9 @@ def build_structure(
     score = grouped["_score"].mean().to_numpy(np.float64) if score_col is not None else np.zeros(len(units))
     strata = _strata(score, n_strata if score_col is not None else 1)
     units["stratum"] = strata
-    key = units[block_cols].astype(str).agg("/".join, axis=1) if block_cols else pd.Series("all", index=units.index)
+    key = pd.Series("all", index=units.index)
+    for j, b in enumerate(block_cols):  # "P1/ward3": vectorized concatenation, no per-row apply
+        key = units[b].astype(str) if j == 0 else key + "/" + units[b].astype(str)
     s_min = min(holdout_share, 1 - holdout_share)
     min_units = int(min_block_units) if min_block_units else max(4, math.ceil(2 / s_min))
     label = _make_blocks(key, strata, min_units)
@@ -428,7 +451,7 @@ def design_experiment(
     contact_rate: float = 1.0,
     alpha: float = 0.05,
     target_power: float = 0.8,
-    check_draws: int = 1000,
+    check_draws: int | None = None,
 ) -> ExperimentDesign:
     """Randomize units into treatment and holdout, blocked on ``blocks`` and score strata.
 
@@ -468,7 +491,8 @@ def design_experiment(
         Power assumptions. ``icc=None`` estimates it from turnout in the latest past general election (0.3 without
         a history); ``base_rate=None`` uses the mean score when it lies in [0, 1], else past turnout, else 0.5.
     check_draws
-        Unconstrained blocked draws for the randomization check's p-value.
+        Unconstrained blocked draws for the randomization check's p-value (default 1,000, fewer above 20,000
+        units: ``max(100, 2e7 / units)``, so the check stays a few seconds).
 
     Returns
     -------
@@ -504,14 +528,16 @@ def design_experiment(
     if struct.n_units < 2:
         raise ConfigError("too few units to randomize", expected="at least 2 units", found=f"{struct.n_units}",
                           fix="check the unit column or choose a smaller unit")
+    if check_draws is None:
+        check_draws = int(min(1000, max(100, 20_000_000 // struct.n_units)))
     rng = np.random.default_rng(seed)
     r_assign, r_check = rng.spawn(2)
     chosen, drawn = draw_accepted(struct, r_assign, 1, max_draws=max_draws)
     threshold_met = chosen.shape[1] == 1
     if not threshold_met:
         # nothing met the threshold: keep the most balanced of a fresh, seeded set of draws
-        cand = draw_assignments(struct, np.random.default_rng([seed, 1]), min(max_draws, 2000))
-        best = int(np.argmin(np.abs(std_diffs(struct, cand)).max(axis=0)))
+        cand = _draw_chunked(struct, np.random.default_rng([seed, 1]), min(max_draws, 2000))
+        best = int(np.argmin(_max_abs_diff(struct, cand)))
         chosen = cand[:, [best]]
         warnings.warn(
             f"no draw in {max_draws:,} met the balance threshold {balance_threshold}; kept the most balanced "
@@ -521,9 +547,9 @@ def design_experiment(
     holdout = chosen[:, 0]
     d = std_diffs(struct, chosen)[:, 0] if struct.cov_names else np.zeros(0)
     # randomization check: how unusual is this imbalance among unconstrained blocked draws?
-    ref = draw_assignments(struct, r_check, check_draws)
+    ref = _draw_chunked(struct, r_check, check_draws)
     max_obs = float(np.abs(d).max()) if len(d) else 0.0
-    ref_max = np.abs(std_diffs(struct, ref)).max(axis=0) if struct.cov_names else np.zeros(check_draws)
+    ref_max = _max_abs_diff(struct, ref)
     p_value = float((1 + (ref_max >= max_obs - 1e-12).sum()) / (1 + check_draws))
 
     assignment = pd.DataFrame({
