@@ -41,6 +41,23 @@ def _ids(path: Path | None) -> set[str] | None:
     return set(rows)
 
 
+def _previous_cut(out: Path, parameters: dict[str, Any]) -> Any:
+    """The cut already in ``out`` when it was made with the same [turfs] settings and barriers, else None."""
+    import json
+
+    from geo_segment.turfs.run import read_previous_cut
+
+    try:
+        old = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    params = old.get("parameters", {})
+    if old.get("command") != "turfs" or params.get("turfs") != json.loads(json.dumps(parameters["turfs"])) \
+            or params.get("barriers") != parameters["barriers"]:
+        return None
+    return read_previous_cut(out)
+
+
 @handle_errors
 def turfs(
     voters: Annotated[Path, typer.Option("--voters", help="Scored voters.parquet of a run.")],
@@ -118,7 +135,9 @@ def turfs(
     overrides: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     tcfg = dataclasses.replace(cfg.turfs, **overrides)
     man = Manifest(command="turfs", parameters={"turfs": dataclasses.asdict(tcfg),
-                                                "exclude_contacted": exclude_contacted})
+                                                "exclude_contacted": exclude_contacted,
+                                                "barriers": str(barriers) if barriers else None})
+    previous = _previous_cut(out, man.parameters) if exclude_contacted else None
     man.add_input("voters", voters)
     v = _read_geo(voters, "voters")
     pre = None
@@ -150,7 +169,8 @@ def turfs(
         man.add_input("contact_history", ch_path)
     result = turf_stage(v, pre, out, tcfg, universe=universe, history=hist, contact_history=ch,
                         exclude_contacted=exclude_contacted, do_not_contact=_ids(do_not_contact), barriers=bar,
-                        polygons=poly_frame, polygon_id=polygon_id, packets=packets, pdf=pdf, chromium=chromium)
+                        polygons=poly_frame, polygon_id=polygon_id, packets=packets, pdf=pdf, chromium=chromium,
+                        previous=previous)
     for stage in result.stages:
         man.add_stage(stage)
     outputs = dict(result.outputs)
@@ -171,6 +191,8 @@ def turfs(
             f"{c.get('households_removed_do_not_contact', 0)} do-not-contact and "
             f"{c.get('households_removed_contacted', 0)} contacted households; "
             f"mean {float(t['est_minutes'].mean()) if len(t) else 0:.0f} min per turf"
+            + (f"; {c['regions_reused']} regions unchanged since the last cut kept their turfs"
+               if "regions_reused" in c else "")
         )
 
 

@@ -180,6 +180,28 @@ def test_other_precincts_are_unchanged_when_one_changes() -> None:
     pd.testing.assert_frame_equal(a, b)
 
 
+def test_recut_with_the_previous_cut_equals_a_full_cut() -> None:
+    parts = []
+    for k in range(4):
+        p = doors_at(np.random.default_rng(k).uniform(0, 400, size=(120, 2)) + [3000.0 * k, 0.0], region=f"P{k}")
+        p["door_id"] = p["household_id"] = p["building_id"] = [f"P{k}-{i}" for i in range(120)]
+        parts.append(p)
+    before = pd.concat(parts, ignore_index=True)
+    after = before.drop(index=[5, 17, 130]).reset_index(drop=True)  # doors of P0 and P1 contacted
+    cfg = TurfsConfig(target_doors=30)
+    first = cut_turfs(before, config=cfg)
+    full = cut_turfs(after, config=cfg)
+    inc = cut_turfs(after, config=cfg, previous=first)
+    assert inc.metrics["regions_reused"] == 2 and inc.metrics["regions_recut"] == 2
+    cols = ["door_id", "turf_id", "door_order", "street_rank", "region"]
+    pd.testing.assert_frame_equal(inc.doors[cols], full.doors[cols])
+    pd.testing.assert_frame_equal(inc.turfs.drop(columns="geometry"), full.turfs.drop(columns="geometry"))
+    assert inc.turfs.geometry.geom_equals_exact(full.turfs.geometry, tolerance=1e-9).all()
+    assert inc.routes.geometry.geom_equals_exact(full.routes.geometry, tolerance=1e-9).all()
+    assert inc.metrics["share_within_tolerance"] == full.metrics["share_within_tolerance"]
+    assert_contiguous(inc)
+
+
 def test_same_seed_same_turfs() -> None:
     d = doors_at(np.random.default_rng(4).uniform(0, 600, size=(300, 2)))
     a = cut_turfs(d, config=TurfsConfig(target_doors=30, seed=1))

@@ -340,7 +340,13 @@ def test_cli_turfs_results_and_recut(tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     after = gpd.read_parquet(out / "turfs.parquet")
     assert after["doors"].sum() == before["doors"].sum() - 2
-    assert "2 contacted households" in r.output
+    assert "2 contacted households" in r.output and "1 regions unchanged" not in r.output
+    fresh = tmp_path / "fresh"
+    r = runner.invoke(app, ["turfs", "--voters", str(vp), "--out", str(fresh), "--target-doors", "10",
+                            "--exclude-contacted", "--contact-history", str(hist), "--no-packets"])
+    assert r.exit_code == 0, r.output
+    pd.testing.assert_frame_equal(gpd.read_parquet(fresh / "turfs.parquet").drop(columns="geometry"),
+                                  after.drop(columns="geometry"))
     r = runner.invoke(app, ["walklist", "--run", str(out), "--voters", str(vp), "--order", "street",
                             "--turf", str(after["turf_id"].iloc[0])])
     assert r.exit_code == 0, r.output

@@ -334,6 +334,8 @@ def cut_atoms(
                 np.add.at(sub, pred[lv], sub[lv])
             trees.append((pred, nodes, levels))
             cand = nodes[pred[nodes] != sup]
+            if len(cand) == 0:  # every active part is a single building
+                continue
             p = part[cand]
             k = part_k[p]
             sw = sub[cand, 0]

@@ -20,7 +20,26 @@ from geo_segment.turfs.results import contacted_households
 from geo_segment.turfs.stage import TurfCut, cut_turfs
 from geo_segment.turfs.walklists import walklist_rows, write_walklists
 
-__all__ = ["TurfStageResult", "turf_stage"]
+__all__ = ["TurfStageResult", "read_previous_cut", "turf_stage"]
+
+
+def read_previous_cut(folder: str | Path) -> TurfCut | None:
+    """The cut written in ``folder`` by :func:`turf_stage` (``None`` when its files are not all there)."""
+    import numpy as np
+
+    from geo_segment.turfs.cut import metric_crs
+
+    base = Path(folder)
+    names = ("turfs.parquet", "routes.parquet", "doors.parquet")
+    if not all((base / n).exists() for n in names):
+        return None
+    doors = pd.read_parquet(base / "doors.parquet").drop(columns="geometry", errors="ignore")
+    if "atom" not in doors.columns or len(doors) == 0:
+        return None
+    crs = metric_crs(doors[S.LAT].to_numpy(dtype=float), doors[S.LNG].to_numpy(dtype=float))
+    return TurfCut(doors=doors, turfs=gpd.read_parquet(base / "turfs.parquet"),
+                   routes=gpd.read_parquet(base / "routes.parquet"), edges=np.empty((0, 2), dtype=np.int64),
+                   metrics={"metric_crs": crs.to_string()})
 
 
 @dataclass
@@ -52,6 +71,7 @@ def turf_stage(
     pdf: bool = False,
     chromium: str | None = None,
     as_of_year: int | None = None,
+    previous: TurfCut | None = None,
 ) -> TurfStageResult:
     """Cut turfs for the chosen universe and write ``turfs.parquet``, ``routes.parquet``, ``doors.parquet``,
     ``walklists/<turf_id>.csv`` and ``packets/<turf_id>.html`` (and ``.pdf`` with ``pdf=True``).
@@ -80,6 +100,9 @@ def turf_stage(
         User polygons for ``within = "polygon"``.
     packets, pdf, chromium
         Write HTML packets; print them to PDF with Chromium.
+    previous
+        The cut of an earlier run with the same settings (see :func:`read_previous_cut`): regions whose doors did
+        not change keep their turfs and only the others are cut again (the same result as a full cut).
 
     Returns
     -------
@@ -108,7 +131,7 @@ def turf_stage(
         region_polygons = dict(zip(precincts[S.PRECINCT_ID].astype(str), precincts.geometry, strict=True))
     elif polygons is not None and cfg.within == "polygon":
         region_polygons = dict(zip(polygons[polygon_id].astype(str), polygons.geometry, strict=True))
-    cut = cut_turfs(doors, config=cfg, region_polygons=region_polygons, barriers=barriers)
+    cut = cut_turfs(doors, config=cfg, region_polygons=region_polygons, barriers=barriers, previous=previous)
     stages.append(StageRecord("turfs", rows_in=len(doors), rows_out=len(cut.doors), rows_rejected=0,
                               seconds=cut.metrics.get("seconds_total", 0.0), metrics=cut.metrics))
     t2 = time.perf_counter()
@@ -135,6 +158,6 @@ def turf_stage(
 
 def _door_output(doors: pd.DataFrame) -> gpd.GeoDataFrame:
     cols = [S.TURF_ID, S.DOOR_ORDER, "street_rank", "door_id", S.HOUSEHOLD_ID, S.BUILDING_ID, "region",
-            S.PRECINCT_ID, "households", "people", S.LAT, S.LNG]
+            S.PRECINCT_ID, "households", "people", S.LAT, S.LNG, "atom"]
     d = doors[cols].copy()
     return gpd.GeoDataFrame(d, geometry=gpd.points_from_xy(d[S.LNG], d[S.LAT]), crs=S.CRS_STORAGE)

@@ -24,7 +24,7 @@ __all__ = ["TURF_COLUMNS", "TurfCut", "cut_turfs"]
 #: columns of ``turfs.parquet`` (besides ``geometry``)
 TURF_COLUMNS = (S.TURF_ID, "region", S.PRECINCT_ID, "list_number", "doors", "households", "people", "buildings",
                 "target_doors", "within_tolerance", "est_minutes", "route_m", "street_route_m",
-                "optimized_route_m", "max_gap_m", "drive_flag", "component_doors")
+                "optimized_route_m", "max_gap_m", "drive_flag", "component_doors", "outside_reason")
 
 
 @dataclass
@@ -86,6 +86,8 @@ def cut_turfs(
     config: TurfsConfig | None = None,
     region_polygons: dict[str, Any] | None = None,
     barriers: Any = None,
+    previous: TurfCut | None = None,
+    metric: pyproj.CRS | None = None,
 ) -> TurfCut:
     """Cut doors into balanced contiguous turfs, order each turf for walking and compute its statistics.
 
@@ -99,6 +101,13 @@ def cut_turfs(
     region_polygons
         Region id to (Multi)Polygon in EPSG:4326 (the precincts), used to clip the turf polygons; regions
         without one are clipped to their doors' hull buffered by 75 m.
+    previous
+        An earlier cut with the same configuration and barriers: regions whose doors are exactly the same keep
+        their turfs, door order, routes and polygons as they were and only the changed regions are cut (the
+        result equals a full cut, since a region's turfs depend on its doors only). ``metrics["regions_reused"]``
+        counts them.
+    metric
+        The metric CRS to work in (default: the UTM zone of the doors).
     barriers
         Lines no turf may cross (GeoDataFrame / GeoSeries in any CRS, or shapely lines in EPSG:4326): the
         adjacency drops every edge meeting one.
@@ -123,7 +132,7 @@ def cut_turfs(
     n = len(d)
     metrics: dict[str, Any] = {"doors": n}
     if n == 0:
-        text = (S.TURF_ID, "region", S.PRECINCT_ID)
+        text = (S.TURF_ID, "region", S.PRECINCT_ID, "outside_reason")
         flags = ("within_tolerance", "drive_flag")
         floats = ("est_minutes", "route_m", "street_route_m", "optimized_route_m", "max_gap_m")
         empty = gpd.GeoDataFrame({c: pd.Series([], dtype="string" if c in text else bool if c in flags
@@ -135,7 +144,9 @@ def cut_turfs(
         return TurfCut(d, empty, routes, np.empty((0, 2), dtype=np.int64), {**metrics, "turfs": 0})
     lat = d[S.LAT].to_numpy(dtype=float)
     lng = d[S.LNG].to_numpy(dtype=float)
-    crs = metric_crs(lat, lng)
+    crs = metric or metric_crs(lat, lng)
+    if previous is not None and len(previous.doors) and previous.metrics.get("metric_crs") == crs.to_string():
+        return _recut(d, previous, cfg, region_polygons, barriers, crs, t0)
     x, y = to_metric(lat, lng, crs)
     atom = atoms_of(d, x, y)
     na = int(atom.max()) + 1
@@ -290,6 +301,10 @@ def cut_turfs(
     feasible = np.zeros(npart, dtype=bool)
     feasible[part] = feasible_c[adj.component]
     indivisible = ~within & ~small_region & ~big_atom & ~feasible
+    reason = np.where(within, "", np.where(small_region, "small_area", np.where(
+        big_atom, "big_building", np.where(indivisible, "indivisible", "other"))))
+    turfs.insert(turfs.columns.get_loc("within_tolerance") + 1, "outside_reason",
+                 pd.Series(reason[list_order], dtype="string"))
     metrics.update({
         "atoms": na, "regions": len(regions), "components": cut.n_components, "turfs": npart,
         "refine_moves": cut.moves,
@@ -310,6 +325,77 @@ def cut_turfs(
         "seconds_total": round(time.perf_counter() - t0, 3), "metric_crs": crs.to_string(),
     })
     return TurfCut(doors=d, turfs=turfs, routes=routes, edges=adj.edges, metrics=metrics)
+
+
+#: what identifies a region's doors for reuse (the columns ``doors.parquet`` keeps, no addresses)
+_SIGNATURE = ("door_id", S.HOUSEHOLD_ID, S.BUILDING_ID, "households", "people", S.LAT, S.LNG)
+
+
+def _region_signatures(doors: pd.DataFrame) -> pd.Series:
+    """An order-independent hash of each region's doors (ids, buildings, counts, address parts, coordinates)."""
+    cols = [c for c in _SIGNATURE if c in doors.columns]
+    h = pd.util.hash_pandas_object(doors[cols].astype(str), index=False).to_numpy(dtype=np.uint64)
+    frame = pd.DataFrame({"region": doors["region"].astype(str).to_numpy(), "h": h})
+    frame = frame.sort_values("region", kind="stable")
+    regions, starts = np.unique(frame["region"].to_numpy(), return_index=True)
+    xor = np.bitwise_xor.reduceat(frame["h"].to_numpy(dtype=np.uint64), starts)
+    counts = np.diff(np.r_[starts, len(frame)])
+    return pd.Series([f"{int(a)}:{int(b)}" for a, b in zip(xor, counts, strict=True)], index=regions)
+
+
+def _recut(d: pd.DataFrame, previous: TurfCut, cfg: TurfsConfig, region_polygons: dict[str, Any] | None,
+           barriers: Any, crs: pyproj.CRS, t0: float) -> TurfCut:
+    new_sig = _region_signatures(d)
+    old_sig = _region_signatures(previous.doors)
+    common = new_sig.index.intersection(old_sig.index)
+    same = set(common[(new_sig[common] == old_sig[common]).to_numpy()])
+    changed = d.loc[~d["region"].astype(str).isin(same)]
+    sub = cut_turfs(changed.drop(columns=[c for c in (S.TURF_ID, S.DOOR_ORDER, "street_rank", "atom")
+                                          if c in changed.columns]),
+                    config=cfg, region_polygons=region_polygons, barriers=barriers, metric=crs)
+    keep = previous.doors["region"].astype(str).isin(same).to_numpy()
+    old_doors = previous.doors.loc[keep]
+    old_atoms = np.unique(old_doors["atom"].to_numpy())
+    remap = np.full(int(previous.doors["atom"].max()) + 1, -1, dtype=np.int64)
+    remap[old_atoms] = np.arange(len(old_atoms))
+    old_doors = old_doors.assign(atom=remap[old_doors["atom"].to_numpy()])
+    e = previous.edges
+    e_keep = e[(remap[e[:, 0]] >= 0) & (remap[e[:, 1]] >= 0)] if len(e) else e
+    edges = np.concatenate([remap[e_keep], sub.edges + len(old_atoms)]) if len(e_keep) else sub.edges + len(
+        old_atoms)
+    new_doors = sub.doors.assign(atom=sub.doors["atom"].to_numpy() + len(old_atoms)) if len(sub.doors) else \
+        sub.doors
+    doors = pd.concat([old_doors, new_doors], ignore_index=True)
+    doors = doors.sort_values([S.TURF_ID, S.DOOR_ORDER], kind="stable").reset_index(drop=True)
+    t_old = previous.turfs.loc[previous.turfs["region"].astype(str).isin(same)]
+    turfs = pd.concat([t_old, sub.turfs], ignore_index=True) if len(sub.turfs) else t_old.copy()
+    turfs = turfs.sort_values(S.TURF_ID, kind="stable").reset_index(drop=True)
+    turfs["list_number"] = np.arange(1, len(turfs) + 1)
+    r_old = previous.routes.loc[previous.routes[S.TURF_ID].isin(t_old[S.TURF_ID])]
+    routes = pd.concat([r_old, sub.routes], ignore_index=True) if len(sub.routes) else r_old.copy()
+    routes = routes.sort_values(S.TURF_ID, kind="stable").reset_index(drop=True)
+    turfs = gpd.GeoDataFrame(turfs, geometry="geometry", crs=S.CRS_STORAGE)
+    routes = gpd.GeoDataFrame(routes, geometry="geometry", crs=S.CRS_STORAGE)
+    within = turfs["within_tolerance"].to_numpy(dtype=bool)
+    reason = turfs["outside_reason"].astype(str)
+    metrics: dict[str, Any] = {
+        "doors": len(doors), "turfs": len(turfs), "regions": int(doors["region"].nunique()),
+        "regions_reused": len(same), "regions_recut": int(sub.metrics.get("regions", 0)),
+        "within_tolerance": int(within.sum()),
+        "share_within_tolerance": round(float(within.mean()), 4) if len(turfs) else 0.0,
+        "outside_small_component": int((reason == "small_area").sum()),
+        "outside_big_building": int((reason == "big_building").sum()),
+        "outside_indivisible": int((reason == "indivisible").sum()),
+        "outside_other": int((reason == "other").sum()),
+        "drive_flag": int(turfs["drive_flag"].sum()),
+        "multipart_polygons": int((shapely.get_num_geometries(np.asarray(turfs.geometry.values)) > 1).sum()),
+        "route_m_total": round(float(turfs["route_m"].sum()), 1),
+        "street_route_m_total": round(float(turfs["street_route_m"].sum()), 1),
+        "optimized_route_m_total": round(float(turfs["optimized_route_m"].sum()), 1),
+        "seconds_cut": sub.metrics.get("seconds_cut", 0.0), "seconds_walk": sub.metrics.get("seconds_walk", 0.0),
+        "seconds_total": round(time.perf_counter() - t0, 3), "metric_crs": crs.to_string(),
+    }
+    return TurfCut(doors=doors, turfs=turfs, routes=routes, edges=edges.astype(np.int64), metrics=metrics)
 
 
 def _turf_polygons(
