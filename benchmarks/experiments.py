@@ -146,6 +146,11 @@ def sample_balance(seeds: int = 20) -> dict[str, Any] | None:
     return res
 
 
+def _progress(what: str, i: int, n: int, t0: float) -> None:
+    if (i + 1) % 25 == 0 or i + 1 == n:
+        print(f"{what}: {i + 1}/{n} simulations, {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+
+
 def run(sims: int, n_voters: int, effect: float, contact_rate: float, holdout_share: float, ri_sims: int,
         ri_draws: int, seed: int, *, balance: bool = True) -> dict[str, Any]:
     """The whole benchmark as a dict."""
@@ -155,12 +160,16 @@ def run(sims: int, n_voters: int, effect: float, contact_rate: float, holdout_sh
         "precincts": int(voters[S.PRECINCT_ID].nunique()), "effect": effect, "contact_rate": contact_rate,
         "holdout_share": holdout_share, "ri_sims": ri_sims, "ri_draws": ri_draws, "seed": seed}}
     t0 = time.perf_counter()
-    planted = [one_simulation(voters, history, seed=seed + i, effect=effect, contact_rate=contact_rate,
-                              holdout_share=holdout_share) for i in range(sims)]
+    planted, null = [], []
+    for i in range(sims):
+        planted.append(one_simulation(voters, history, seed=seed + i, effect=effect, contact_rate=contact_rate,
+                                      holdout_share=holdout_share))
+        _progress("planted", i, sims, t0)
     t1 = time.perf_counter()
-    null = [one_simulation(voters, history, seed=seed + 100_000 + i, effect=0.0, contact_rate=contact_rate,
-                           holdout_share=holdout_share, ri_draws=ri_draws if i < ri_sims else 0)
-            for i in range(sims)]
+    for i in range(sims):
+        null.append(one_simulation(voters, history, seed=seed + 100_000 + i, effect=0.0, contact_rate=contact_rate,
+                                   holdout_share=holdout_share, ri_draws=ri_draws if i < ri_sims else 0))
+        _progress("null", i, sims, t1)
     t2 = time.perf_counter()
     report["planted"] = summarize(planted)
     report["null"] = summarize(null)
