@@ -124,5 +124,6 @@ def print_summary(result: RunResult, *, title: str, quiet: bool = False) -> None
                     f"ROC-AUC {m['roc_auc']:.3f}, PR-AUC {m.get('pr_auc', 0):.3f}, Brier {m.get('brier', 0):.3f}, "
                     f"ECE {m.get('ece', 0):.3f} (cross-validated)"
                 )
-    err_console.print(f"wrote {len(result.outputs)} files to {result.out_dir} (see manifest.json)")
+    n = len(set(result.manifest.outputs) | {"manifest.json"})
+    err_console.print(f"wrote {n} outputs to {result.out_dir} (see manifest.json)")
     sys.stderr.flush()
