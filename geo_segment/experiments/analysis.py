@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from scipy import sparse, stats
+from scipy import sparse, special
 
 from geo_segment import schema as S
 from geo_segment.errors import SchemaError
@@ -43,6 +43,7 @@ from geo_segment.experiments.design import (
     _Structure,
     accepted,
     draw_accepted,
+    single_blas,
 )
 
 __all__ = ["ExperimentAnalysis", "analyze_experiment", "estimate_itt"]
@@ -180,8 +181,8 @@ def estimate_itt(
 def _interval(est: float, se: float, df: int, alpha: float) -> tuple[float, float, float]:
     if not (math.isfinite(est) and math.isfinite(se)) or se <= 0:
         return float("nan"), float("nan"), float("nan")
-    q = float(stats.t.ppf(1 - alpha / 2, df))
-    p = float(2 * stats.t.sf(abs(est) / se, df))
+    q = float(special.stdtrit(df, 1 - alpha / 2))
+    p = float(2 * special.stdtr(df, -abs(est) / se))
     return est - q * se, est + q * se, p
 
 
@@ -332,6 +333,7 @@ def _ri_stat(B: sparse.csr_matrix, ysum: FloatArray, nobs: FloatArray, holdout: 
     return np.asarray((wts * diff).sum(axis=0) / np.where(tot > 0, tot, 1.0))
 
 
+@single_blas
 def analyze_experiment(
     design: ExperimentDesign,
     voters: pd.DataFrame | None,
@@ -520,6 +522,8 @@ def analyze_experiment(
 
     # per block (unadjusted difference in means within the block)
     brow = []
+    units_h = a.loc[hold_unit, "block"].value_counts()
+    units_t = a.loc[~hold_unit, "block"].value_counts()
     for blk, idx in pd.Series(np.arange(len(members))).groupby(block, sort=True):
         ii = idx.to_numpy()
         m = ii[obs[ii]]
@@ -527,9 +531,8 @@ def analyze_experiment(
         b_se = float(math.sqrt(eb.cov[0, 0])) if eb is not None and np.isfinite(eb.cov[0, 0]) else float("nan")
         b_eff = float(eb.effects[0]) if eb is not None else float("nan")
         b_lo, b_hi, _ = _interval(b_eff, b_se, eb.df if eb is not None else 1, alpha)
-        units_b = a.loc[a["block"] == blk]
-        brow.append({"block": str(blk), "units_treatment": int((units_b["arm"] != ARM_HOLDOUT).sum()),
-                     "units_holdout": int((units_b["arm"] == ARM_HOLDOUT).sum()), "voters": len(ii),
+        brow.append({"block": str(blk), "units_treatment": int(units_t.get(blk, 0)),
+                     "units_holdout": int(units_h.get(blk, 0)), "voters": len(ii),
                      "observed": len(m),
                      "mean_treatment": float(np.mean(y[m][treated[m] > 0])) if (treated[m] > 0).any() else np.nan,
                      "mean_holdout": float(np.mean(y[m][treated[m] == 0])) if (treated[m] == 0).any() else np.nan,

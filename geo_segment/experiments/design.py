@@ -17,14 +17,15 @@ The randomization procedure (also replayed by the randomization-inference test o
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -45,6 +46,21 @@ ARM_TREATMENT = "treatment"
 ARM_HOLDOUT = "holdout"
 FORMAT_VERSION = 1
 _BATCH = 250
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def single_blas(func: _F) -> _F:
+    """Run ``func`` with one BLAS thread: its products are small and many, and threads only add contention."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1, user_api="blas"):
+            return func(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
 _MAX_CELLS = 5_000_000  # units x draws per batch: bounds the memory of a batch (about 40 MB of keys)
 
 
@@ -210,16 +226,16 @@ def _make_blocks(keys: pd.Series, strata: npt.NDArray[np.int64], min_units: int)
     # small cells join the large block of the same key with the nearest stratum
     large_cells = pd.DataFrame({"key": key[large], "stratum": strata[large], "cell": cell.to_numpy()[large]})
     large_cells = large_cells.drop_duplicates("cell")
-    by_key = {k: g.sort_values("stratum") for k, g in large_cells.groupby("key", sort=False)}
     small = np.flatnonzero(~large)
     pooled = np.zeros(n, dtype=bool)
-    for i in small:
-        g = by_key.get(key[i])
-        if g is None:
-            pooled[i] = True
-            continue
-        d = np.abs(g["stratum"].to_numpy() - strata[i])
-        label[i] = g["cell"].to_numpy()[int(np.argmin(d))]
+    if len(small):
+        # nearest large stratum of the same key (ties: the lower stratum), as one merge
+        cand = pd.DataFrame({"i": small, "key": key[small], "s": strata[small]}).merge(large_cells, on="key")
+        cand["d"] = (cand["stratum"] - cand["s"]).abs()
+        best = cand.sort_values(["i", "d", "stratum"], kind="stable").drop_duplicates("i")
+        label[best["i"].to_numpy()] = best["cell"].to_numpy()
+        pooled[small] = True
+        pooled[best["i"].to_numpy()] = False
     if pooled.any():
         pool = np.array(["pooled|s" + str(s) for s in strata[pooled]], dtype=object)
         counts = pd.Series(pool).value_counts()
@@ -431,6 +447,7 @@ def _check_params(unit: str, holdout_share: float, n_strata: int, balance_thresh
         raise SchemaError("voter_id is not unique in the voters", fix="deduplicate the voter file first")
 
 
+@single_blas
 def design_experiment(
     voters: pd.DataFrame,
     *,
