@@ -256,6 +256,8 @@ def test_holdout_mask_and_exclusion(county: pd.DataFrame, tmp_path: Path) -> Non
     d.save(tmp_path)
     assert len(exclude_holdout(county, tmp_path / "design.json")) == len(kept)
     assert exclude_holdout(county, None).equals(county)
+    polygons = pd.DataFrame({S.PRECINCT_ID: ["P0", "P1"]})
+    assert exclude_holdout(polygons, d, strict=False).equals(polygons)  # nothing to match: unchanged
     with pytest.raises(SchemaError, match=r"cannot tell which rows are held out; expected a 'household_id' or "
                                           r"'voter_id' column"):
         holdout_mask(pd.DataFrame({"x": [1]}), d)

@@ -760,11 +760,14 @@ def holdout_mask(frame: pd.DataFrame, design: ExperimentDesign) -> pd.Series:
     )
 
 
-def exclude_holdout(frame: pd.DataFrame, design: ExperimentDesign | str | Path | None) -> pd.DataFrame:
+def exclude_holdout(frame: pd.DataFrame, design: ExperimentDesign | str | Path | None, *,
+                    strict: bool = True) -> pd.DataFrame:
     """``frame`` without the rows of held-out units (a new frame; index, CRS and columns kept).
 
     ``design`` may be a loaded design, the path of a ``design.json`` (loaded and hash-checked) or ``None`` (no
     experiment: ``frame`` is returned unchanged, as a copy). This is the call the turf and export stages make.
+    With ``strict=False`` a frame that has neither the design's unit column nor ``voter_id`` (e.g. precinct
+    polygons under a household design) is returned unchanged instead of raising.
 
     Examples
     --------
@@ -779,4 +782,6 @@ def exclude_holdout(frame: pd.DataFrame, design: ExperimentDesign | str | Path |
         return frame.copy()
     if not isinstance(design, ExperimentDesign):
         design = load_design(design)
+    if not strict and design.unit_col not in frame.columns and S.VOTER_ID not in frame.columns:
+        return frame.copy()
     return frame.loc[~holdout_mask(frame, design).to_numpy()].copy()
