@@ -95,18 +95,19 @@ def report_markdown(analysis: ExperimentAnalysis, design: ExperimentDesign, *, p
 
 def plot_lift(analysis: ExperimentAnalysis, path: str | Path) -> Path:
     """Write a PNG of the lift (percentage points) by score stratum and overall with their intervals, atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     o = analysis.overall
     rows = analysis.by_stratum.to_dict("records")
-    labels = [f"stratum {r['stratum']}" for r in rows] + ["overall"]
+    top = max((r["stratum"] for r in rows), default=0)
+    names = {0: " (lowest score)", top: " (highest score)"} if top else {}
+    labels = [f"stratum {r['stratum']}{names.get(r['stratum'], '')}" for r in rows] + ["overall"]
     est = [r["itt"] for r in rows] + [o["itt"]]
     lo = [r["ci_low"] for r in rows] + [o["ci_low"]]
     hi = [r["ci_high"] for r in rows] + [o["ci_high"]]
     fig = Figure(figsize=(6.5, 0.55 * len(labels) + 1.4), dpi=110)
+    FigureCanvasAgg(fig)  # the Agg canvas, without touching pyplot's global backend
     ax = fig.subplots()
     ys = list(range(len(labels)))[::-1]
     for y, e, a, b, lab in zip(ys, est, lo, hi, labels, strict=True):
