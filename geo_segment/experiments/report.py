@@ -36,8 +36,8 @@ def report_markdown(analysis: ExperimentAnalysis, design: ExperimentDesign, *, p
     sig = math.isfinite(o["p_value"]) and o["p_value"] < 1 - o["confidence"]
     lines += [
         "## In plain words", "",
-        f"Voters assigned to the program had a {o['outcome']} rate of {_pct(o['mean_treatment'])}; voters held out "
-        f"had {_pct(o['mean_holdout'])}. The program's estimated effect (intent to treat) is "
+        f"Among voters assigned to the program, {o['outcome']} was {_pct(o['mean_treatment'])}; among voters held "
+        f"out it was {_pct(o['mean_holdout'])}. The program's estimated effect (intent to treat) is "
         f"**{_pts(o['itt'])} percentage points** ({conf} interval {_pts(o['ci_low'])} to {_pts(o['ci_high'])}).",
         "",
         ("This difference is larger than chance alone would usually produce" if sig else
