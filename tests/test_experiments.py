@@ -486,6 +486,10 @@ def test_cace_is_itt_over_the_contact_difference(small_design: tuple) -> None:
     assert o["cace_se"] == pytest.approx(math.sqrt(grad @ e.cov @ grad))
     assert o["contact_rate_holdout"] == 0.0
     assert o["contact_rate_treatment"] == pytest.approx(contacted[t > 0].mean())
+    # the ITT compares assigned arms: who was reached does not change it
+    no_contacts = analyze_experiment(d, v, pd.DataFrame({S.VOTER_ID: v[S.VOTER_ID], "outcome": y}), adjust=False,
+                                     ri_draws=0)
+    assert no_contacts.overall["itt"] == pytest.approx(o["itt"]) and "cace" not in no_contacts.overall
 
 
 def test_report_and_plot_are_written(small_design: tuple, tmp_path: Path) -> None:
