@@ -127,14 +127,38 @@ def _or_opt(d: FloatArray, tour: IntArray) -> tuple[IntArray, bool]:
     return np.insert(rest, pos + 1, p), True
 
 
-def _solve(d: FloatArray, x: FloatArray, y: FloatArray, n_starts: int) -> IntArray:
-    n = len(x)
+def _closed(d: FloatArray) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
     # a dummy node at distance 0 from everyone turns the open path into a closed tour
+    n = len(d)
     dd = np.zeros((n + 1, n + 1))
     dd[:n, :n] = d
     m = n + 1
     ii, jj = np.meshgrid(np.arange(m), np.arange(m), indexing="ij")
-    mask = (jj > ii + 1) & ~((ii == 0) & (jj == m - 1))
+    return dd, (jj > ii + 1) & ~((ii == 0) & (jj == m - 1))
+
+
+def _improve(dd: FloatArray, mask: npt.NDArray[np.bool_], tour: IntArray) -> IntArray:
+    for _ in range(4 * len(tour)):
+        tour = _two_opt(dd, tour, mask)
+        tour, moved = _or_opt(dd, tour)
+        if not moved:
+            break
+    return tour
+
+
+def _open(tour: IntArray, n: int, x: FloatArray, y: FloatArray) -> IntArray:
+    k = int(np.flatnonzero(tour == n)[0])
+    out = np.concatenate([tour[k + 1 :], tour[:k]])
+    # deterministic direction: start from the west (then north) end
+    if (x[out[-1]], -y[out[-1]]) < (x[out[0]], -y[out[0]]):
+        out = out[::-1]
+    return out.astype(np.int64)
+
+
+def _solve(d: FloatArray, x: FloatArray, y: FloatArray, n_starts: int) -> tuple[IntArray, IntArray]:
+    """Best closed tour (with the dummy node ``n``) over the starts, and the open path it gives."""
+    n = len(x)
+    dd, mask = _closed(d)
     starts = list(dict.fromkeys([int(np.argmin(x)), int(np.argmax(y)), int(np.argmax(x)), int(np.argmin(y))]))
     best: IntArray | None = None
     best_len = np.inf
@@ -148,22 +172,12 @@ def _solve(d: FloatArray, x: FloatArray, y: FloatArray, n_starts: int) -> IntArr
             cur = int(np.argmin(row))
             visited[cur] = True
             path.append(cur)
-        tour = np.asarray([n, *path], dtype=np.int64)
-        for _ in range(4 * n):
-            tour = _two_opt(dd, tour, mask)
-            tour, moved = _or_opt(dd, tour)
-            if not moved:
-                break
+        tour = _improve(dd, mask, np.asarray([n, *path], dtype=np.int64))
         length = float(dd[tour, np.roll(tour, -1)].sum())
         if length < best_len - 1e-9:
             best, best_len = tour, length
     assert best is not None
-    k = int(np.flatnonzero(best == n)[0])
-    out = np.concatenate([best[k + 1 :], best[:k]])
-    # deterministic direction: start from the west (then north) end
-    if (x[out[-1]], -y[out[-1]]) < (x[out[0]], -y[out[0]]):
-        out = out[::-1]
-    return out.astype(np.int64)
+    return best, _open(best, n, x, y)
 
 
 def route_order(
@@ -204,10 +218,12 @@ def route_order(
     if n <= 2:
         return np.arange(n, dtype=np.int64)
     d = np.hypot(x[:, None] - x[None, :], y[:, None] - y[None, :])
-    plain = _solve(d, x, y, n_starts)
     if side is None or side_penalty_m <= 0 or len(np.unique(side)) < 2:
-        return plain
-    sided = _solve(d + side_penalty_m * (side[:, None] != side[None, :]), x, y, n_starts)
+        return _solve(d, x, y, n_starts)[1]
+    tour, sided = _solve(d + side_penalty_m * (side[:, None] != side[None, :]), x, y, n_starts)
+    # the same tour polished on true distances: the reference the side penalty may cost at most max_side_cost over
+    dd, mask = _closed(d)
+    plain = _open(_improve(dd, mask, tour), n, x, y)
     if path_length(x, y, sided) <= (1 + max_side_cost) * path_length(x, y, plain) + 1e-9:
         return sided
     return plain
