@@ -34,12 +34,14 @@ _pending: contextvars.ContextVar[list[warnings.WarningMessage]] = contextvars.Co
 def _flush_warnings() -> None:
     """Print data warnings caught so far as one line each (once)."""
     caught = _pending.get([])
-    for w in caught:
+    pending = list(caught)
+    caught.clear()  # inside catch_warnings(record=True), showing a warning records it again: never loop on it
+    for w in pending:
         if issubclass(w.category, GeoSegmentWarning):
             err_console.print(f"[yellow]warning:[/] {escape(str(w.message))}", markup=True, highlight=False)
         else:
-            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
-    caught.clear()
+            err_console.print(escape(warnings.formatwarning(w.message, w.category, w.filename, w.lineno)).rstrip(),
+                              markup=False, highlight=False)
 
 
 def handle_errors(func: F) -> F:

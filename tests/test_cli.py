@@ -209,3 +209,18 @@ def test_join_engine_dask_equals_local(tmp_path: Path) -> None:
                                       gpd.read_parquet(tmp_path / "local" / f"{name}.parquet"))
     r = runner.invoke(app, [*common, "--npartitions", "3", "--out", str(tmp_path / "bad")])
     assert r.exit_code == 3 and "--address and --npartitions belong to the dask engine" in r.output
+
+
+def test_other_warnings_are_shown_once(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import warnings
+
+    from geo_segment.cli import demo as demo_mod
+
+    def warns(*args: object, **kwargs: object) -> object:
+        warnings.warn("a library changed its default", FutureWarning, stacklevel=1)
+        raise KeyError("stop")
+
+    monkeypatch.setattr(demo_mod, "run_demo", warns)
+    result = runner.invoke(app, ["demo", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 1
+    assert result.output.count("FutureWarning: a library changed its default") == 1

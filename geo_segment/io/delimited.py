@@ -136,8 +136,17 @@ class DelimitedRead:
     header: list[str]
 
 
-def _split_header(line: str, delimiter: str) -> list[str]:
-    return next(csv.reader([line], delimiter=delimiter))
+def _split_header(line: str, delimiter: str, path: str | Path | None = None) -> list[str]:
+    try:
+        return next(csv.reader([line], delimiter=delimiter))
+    except csv.Error as exc:  # a bare carriage return inside the first line (classic Mac line endings)
+        raise InputFileError(
+            "the first line holds a carriage return that does not end the line",
+            where=Location(path, 1) if path is not None else None,
+            expected="lines ending in LF or CRLF",
+            found=f"a bare CR ({exc})",
+            fix="convert the file's line endings to LF (e.g. `dos2unix -c mac FILE`)",
+        ) from None
 
 
 def read_delimited(
@@ -239,7 +248,7 @@ def _read(
 ) -> DelimitedRead:
     first_line = _first_line(path, encoding, scan_job)
     if header:
-        names = _split_header(first_line, delimiter)
+        names = _split_header(first_line, delimiter, path)
         if len(names) == 1 and len(required) > 1:
             guess = [d for d in _DELIMITER_NAMES if d != delimiter and d in first_line]
             hint = f"; the header looks {_describe_delim(guess[0])}-delimited" if guess else ""
@@ -264,7 +273,7 @@ def _read(
         if columns is None:
             raise ValueError("columns are required for a headerless file")
         names = list(columns)
-        n_first = len(_split_header(first_line, delimiter))
+        n_first = len(_split_header(first_line, delimiter, path))
         if n_first != len(names):
             raise InputFileError(
                 f"{what} line 1 has {n_first} {_describe_delim(delimiter)}-separated fields",
