@@ -172,6 +172,9 @@ def turfs_cmd(
     data_date: Annotated[str | None, typer.Option("--data-date", help=DATE_HELP)] = None,
     tiles: Annotated[bool, typer.Option("--tiles", help=TILES_HELP)] = False,
     self_contained: Annotated[bool, typer.Option("--self-contained/--cdn", help=OFFLINE_HELP)] = True,
+    assets_beside: Annotated[bool, typer.Option(
+        "--assets-beside", help="Copy Leaflet once into <out>/assets/ and link it (offline; one copy for many "
+                                "turf maps) instead of writing it into every page.")] = False,
 ) -> None:
     """One map of all turfs and one per turf: boundaries by balance status, routes, numbered doors.
 
@@ -182,5 +185,5 @@ def turfs_cmd(
     written = turf_maps(_read(turfs, "turfs"), _read(routes, "routes") if routes else None,
                         _read(doors, "doors", geo=False) if doors else None, door_fields=door_field or (),
                         personal=personal, title=title, data_date=_date(data_date, turfs), tiles=tiles, out_dir=out,
-                        self_contained=self_contained)
+                        self_contained=self_contained, assets_beside=assets_beside)
     _report([Path(str(p)) for p in written.values()])

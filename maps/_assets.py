@@ -59,6 +59,37 @@ _SCRIPT = re.compile(r'<script src="(?P<url>[^"]+)"></script>')
 _LINK = re.compile(r'<link rel="stylesheet" href="(?P<url>[^"]+)"/>')
 
 
+def assets_beside(html: str, folder: str | Path) -> str:
+    """Copy the page's assets into ``folder/assets/`` (once) and point the page at them by relative address.
+
+    For many maps in one folder (a map per turf): one copy of Leaflet instead of one per page.
+
+    Raises
+    ------
+    ValueError
+        When the page references an address that has no local copy.
+    """
+    from geo_segment.io.atomic import atomic_path
+
+    urls = sorted({m.group("url") for m in (*_SCRIPT.finditer(html), *_LINK.finditer(html))})
+    unknown = [u for u in urls if u not in ASSETS]
+    if unknown:
+        raise ValueError(f"no local copy of {unknown}; add it to geo_segment/maps/assets (see SOURCES.md)")
+    for url in urls:
+        src = ASSET_DIR / ASSETS[url]
+        needed = [src]
+        if src.suffix == ".css":
+            needed += [src.parent / rel for rel in re.findall(r"url\((images/[^)]+\.png)\)", src.read_text())
+                       if (src.parent / rel).is_file()]
+        for file in needed:
+            target = Path(folder) / "assets" / file.relative_to(ASSET_DIR)
+            if not target.is_file() or target.stat().st_size != file.stat().st_size:
+                with atomic_path(target) as tmp:
+                    tmp.write_bytes(file.read_bytes())
+    html = _SCRIPT.sub(lambda m: f'<script src="assets/{ASSETS[m.group("url")]}"></script>', html)
+    return _LINK.sub(lambda m: f'<link rel="stylesheet" href="assets/{ASSETS[m.group("url")]}"/>', html)
+
+
 def inline_assets(html: str) -> str:
     """Replace every ``<script src>`` / stylesheet ``<link>`` of a known CDN address by the local file's text.
 

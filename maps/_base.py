@@ -39,6 +39,7 @@ from geo_segment.io.atomic import atomic_path
 from geo_segment.map_measures import measure_info
 
 from ._assets import LEAFLET_CSS, LEAFLET_JS, inline_assets
+from ._assets import assets_beside as link_assets_beside
 
 __all__ = ["SCHEMES", "Classified", "classify", "esc", "new_map", "save_map"]
 
@@ -171,7 +172,7 @@ class GeoData(MacroElement):
         self._name = "GsData"
         self.blob = blob
 
-    def render(self, **kwargs: Any) -> None:
+    def render(self, **kwargs: Any) -> Any:
         add_raw_script(self, self.get_name(), f"var {self.get_name()} = {self.blob};")
 
 
@@ -497,8 +498,20 @@ def union_bounds(*frames: gpd.GeoDataFrame | None) -> list[float] | None:
     return [float(arr[:, 0].min()), float(arr[:, 1].min()), float(arr[:, 2].max()), float(arr[:, 3].max())]
 
 
-def save_map(m: folium.Map, path: str | Path, *, self_contained: bool = False) -> Path:
-    """Write the map's HTML atomically; ``self_contained`` writes the Leaflet assets into the page.
+def save_map(m: folium.Map, path: str | Path, *, self_contained: bool = False, assets_beside: bool = False) -> Path:
+    """Write the map's HTML atomically.
+
+    Parameters
+    ----------
+    m
+        The map.
+    path
+        The HTML file.
+    self_contained
+        Write the Leaflet assets into the page (opens without internet).
+    assets_beside
+        Instead, copy the assets once into ``assets/`` next to the page and link them relatively (opens without
+        internet; many maps in one folder share one copy). Takes precedence over ``self_contained``.
 
     Returns
     -------
@@ -506,7 +519,9 @@ def save_map(m: folium.Map, path: str | Path, *, self_contained: bool = False) -
         The path written.
     """
     text = m.get_root().render()
-    if self_contained:
+    if assets_beside:
+        text = link_assets_beside(text, Path(path).parent)
+    elif self_contained:
         text = inline_assets(text)
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

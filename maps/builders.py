@@ -150,6 +150,7 @@ def turf_maps(
     tiles: bool = False,
     out_dir: str | Path | None = None,
     self_contained: bool = False,
+    assets_beside: bool = False,
 ) -> dict[str, folium.Map | Path]:
     """One map of all turfs and one per turf (boundary, route, numbered doors).
 
@@ -159,8 +160,9 @@ def turf_maps(
         See :func:`~geo_segment.maps.add_turf_layer`.
     title, data_date, tiles
         As in :func:`precinct_map`; each turf's map is titled ``"<title>: turf <id>"``.
-    out_dir, self_contained
-        When ``out_dir`` is given, writes ``turfs.html`` and ``turf_<id>.html`` there (ids made file-safe).
+    out_dir, self_contained, assets_beside
+        When ``out_dir`` is given, writes ``turfs.html`` and ``turf_<id>.html`` there (ids made file-safe);
+        ``assets_beside`` shares one copy of Leaflet in ``out_dir/assets/`` (see :func:`save_map`).
 
     Returns
     -------
@@ -174,7 +176,7 @@ def turf_maps(
         add_turf_layer(m, t, r, d, door_fields=door_fields, personal=personal)
         finish_map(m, union_bounds(t))
         result[key] = m if out_dir is None else save_map(m, safe_output_path(out_dir, name),
-                                                          self_contained=self_contained)
+                                                          self_contained=self_contained, assets_beside=assets_beside)
 
     one("all", turfs, routes, doors, "turfs.html", title)
     ids = turfs[S.TURF_ID].astype("string")
@@ -205,8 +207,8 @@ def build_maps(
 
     ``precincts.html``, ``hexes.html``, ``micro_geos.html`` (over precinct outlines when precincts are given),
     ``turfs.html`` and ``turf_<id>.html``. Analyst maps show aggregates only; turf maps show no personal door
-    fields. ``voters`` (scored) adds the mean score to precincts and cells. Self-contained by default, so the run
-    folder can be opened offline.
+    fields. ``voters`` (scored) adds the mean score to precincts and cells. Offline by default
+    (``self_contained``): the analyst maps carry Leaflet inside, the turf maps share ``assets/`` beside them.
 
     Examples
     --------
@@ -228,6 +230,6 @@ def build_maps(
                                           self_contained=self_contained)))
     if turfs is not None:
         maps = turf_maps(turfs, routes, doors, data_date=data_date, tiles=tiles, out_dir=folder,
-                         self_contained=self_contained)
+                         self_contained=self_contained, assets_beside=self_contained)
         written.extend(Path(p) for p in maps.values() if isinstance(p, Path))
     return written

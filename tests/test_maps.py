@@ -315,7 +315,18 @@ def test_build_maps_writes_the_run_folder(tmp_path: Path) -> None:
                                        "turf_T01.html", "turf_T_02_b.html"]
     for p in paths:
         text = p.read_text(encoding="utf-8")
-        assert "<script src=" not in text and "Data as of 2026-11-27" in text
+        assert "Data as of 2026-11-27" in text and "cdn" not in text
+        if p.name.startswith("turf"):  # one shared copy of Leaflet beside the turf maps
+            assert '<script src="assets/leaflet-1.9.3/leaflet.js"></script>' in text
+        else:
+            assert "<script src=" not in text
+    assets = sorted(str(f.relative_to(tmp_path / "maps" / "assets")) for f in (tmp_path / "maps" / "assets").rglob("*")
+                    if f.is_file())
+    assert assets == ["leaflet-1.9.3/images/layers-2x.png", "leaflet-1.9.3/images/layers.png",
+                      "leaflet-1.9.3/leaflet.css", "leaflet-1.9.3/leaflet.js",
+                      "leaflet.markercluster-1.1.0/MarkerCluster.Default.css",
+                      "leaflet.markercluster-1.1.0/MarkerCluster.css",
+                      "leaflet.markercluster-1.1.0/leaflet.markercluster.js"]
 
 
 # --- CLI --------------------------------------------------------------------------------------------------------

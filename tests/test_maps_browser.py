@@ -48,6 +48,8 @@ def maps(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "precincts_inline": precinct_map(grid_precincts(), out=d / "inline.html", self_contained=True),
     }
     written = turf_maps(turfs, routes, doors, out_dir=d, door_fields=["household_id"])
+    beside = turf_maps(turfs, routes, doors, out_dir=d / "beside", assets_beside=True)
+    out["turf_beside"] = beside["T01"]  # type: ignore[assignment]
     out["turfs"] = written["all"]  # type: ignore[assignment]
     out["turf_one"] = written["T01"]  # type: ignore[assignment]
     return out  # type: ignore[return-value]
@@ -161,6 +163,13 @@ def test_self_contained_map_needs_no_request(browser: Any, maps: dict[str, Path]
     with open_page(maps["precincts_inline"], browser=browser) as opened:
         assert opened.blocked == [] and opened.errors == []
         assert opened.page.evaluate("() => typeof L.version") == "string"
+
+
+def test_map_with_assets_beside_needs_no_network(browser: Any, maps: dict[str, Path]) -> None:
+    assert '<script src="assets/' in maps["turf_beside"].read_text(encoding="utf-8")
+    with open_page(maps["turf_beside"], browser=browser) as opened:
+        assert opened.blocked == [] and opened.errors == []
+        assert opened.page.evaluate("() => typeof L.markerClusterGroup") == "function"
 
 
 def test_screenshot_and_pdf_helpers(browser: Any, maps: dict[str, Path], tmp_path: Path) -> None:
