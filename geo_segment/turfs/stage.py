@@ -223,7 +223,7 @@ def cut_turfs(
         a_side = np.zeros(na, dtype=np.int64)
         a_side[atom[p_idx]] = side_code[p_idx]
         ro = atoms_here[route_order(ax[atoms_here], ay[atoms_here], a_side[atoms_here],
-                                    side_penalty_m=cfg.side_penalty_m)]
+                                    side_penalty_m=cfg.side_penalty_m, n_starts=1)]
         pos_of_atom = np.zeros(na, dtype=np.int64)
         pos_of_atom[ro] = np.arange(len(ro))
         srank = np.empty(len(p_idx), dtype=np.int64)
@@ -420,7 +420,11 @@ def _turf_polygons(
             continue
         vor = shapely.voronoi_polygons(shapely.multipoints(pts), extend_to=clip, ordered=True)
         parts_ = shapely.get_parts(vor)
-        cells[idx] = shapely.intersection(parts_, clip)
+        shapely.prepare(clip)
+        inside = shapely.contains(clip, parts_)  # most cells: no clipping needed
+        clipped = parts_.copy()
+        clipped[~inside] = shapely.intersection(parts_[~inside], clip)
+        cells[idx] = clipped
     out = np.empty(npart, dtype=object)
     _, pgroups = _group_slices(part)
     for idx in pgroups:
