@@ -12,6 +12,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pytest
+import shapely
 from geo_segment.cli.app import app
 from typer.testing import CliRunner
 
@@ -155,8 +156,12 @@ def test_export_stage_records_files_and_refusals(sample: dict[str, Path], tmp_pa
     assert "google refuses radius exports for purpose 'election'" in refused["geofences precincts"]
     assert "google refuses customer_match" in refused["audiences google"]
     assert record.metrics["formats_skipped"] == ["precinct"]  # these voters were not joined to precincts
+    turfs = gpd.GeoDataFrame({"turf_id": ["T1", "T2"]}, geometry=shapely.buffer(micro.geometry.values, 0.01),
+                             crs=4326)
     files, record = export_stage(voters, micro, pre, tmp_path / "b", ExportConfig(formats=("geojson", "h3")),
-                                 population=DEFAULT_BLOCKS, purpose="political", on_small="skip")
+                                 turfs=turfs, population=DEFAULT_BLOCKS, purpose="political", on_small="skip")
+    assert record.metrics["geofences_turfs"]["fences_out"] == 2  # about 2 km across: several thousand residents
+    assert "geofences_turfs_geojson" in files
     assert record.metrics["geofences_micro_geos"]["refused_small"] == 2
     assert record.metrics["geofences_precincts"] == {"fences_in": 257, "fences_out": 213, "refused_small": 44,
                                                      "residents_method": "column TOTPOP", "min_residents": 1000}

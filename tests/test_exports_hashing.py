@@ -202,3 +202,29 @@ def test_phone_normalization_is_idempotent_and_platform_shaped(a: str, e: int, n
     assert normalize_identifier(once, kind="phone", platform=platform) == once
     assert hash_identifier(hash_identifier(raw, kind="phone", platform=platform), kind="phone",
                            platform=platform) == sha(once)
+
+
+@settings(max_examples=300, deadline=None)
+@given(a=st.integers(200, 999), e=st.integers(0, 999), n=st.integers(0, 9999),
+       fmt=st.sampled_from(["{a}{e}{n}", "({a}) {e}-{n}", "{a}.{e}.{n}", "+1 {a} {e} {n}", "1-{a}-{e}-{n}",
+                            "1{a}{e}{n}", "+1({a}){e}-{n}", "{a} {e} {n}"]),
+       region=st.sampled_from(["US", "CA", "PR", "GB", "FR"]))
+def test_phone_fast_path_agrees_with_phonenumbers_parse(a: int, e: int, n: int, fmt: str, region: str) -> None:
+    """Clean North American numbers skip phonenumbers' string parsing: the result must be what parsing gives."""
+    import phonenumbers
+
+    raw = fmt.format(a=a, e=f"{e:03d}", n=f"{n:04d}")
+    try:
+        parsed = phonenumbers.parse(raw, region)
+        expected = (phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+                    if phonenumbers.is_valid_number(parsed) else None)
+    except phonenumbers.NumberParseException:
+        expected = None
+    try:
+        got = normalize_identifier(raw, kind="phone", platform="google", default_region=region)
+    except IdentifierError:
+        got = None
+    if expected is not None:
+        assert got == expected
+    elif got is not None:  # only the documented fallback: digits that already carry a country code
+        assert got == "+" + "".join(ch for ch in raw if ch.isdigit()).lstrip("0")
