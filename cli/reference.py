@@ -21,6 +21,7 @@ EXIT_CODES = (
     (7, "export refused: a platform limit (vertices, fences, radius range), a minimum size (residents per fence,"
         " audience after dedupe and suppression) or a guardrail (purpose, state rules, EU/EEA consent, forbidden"
         " columns)"),
+    (8, "packets could not be printed to PDF: Chromium missing or failing (HTML packets are written first)"),
     (130, "interrupted"),
 )
 

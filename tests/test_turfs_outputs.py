@@ -365,6 +365,10 @@ def test_cli_errors_have_exit_codes(tmp_path: Path) -> None:
     assert r.exit_code == 4 and "voters file not found" in r.output
     r = runner.invoke(app, ["walklist", "--run", str(tmp_path), "--voters", str(vp)])
     assert r.exit_code == 4 and "turfs.parquet is missing from the run folder" in r.output
+    r = runner.invoke(app, ["turfs", "--voters", str(vp), "--out", str(tmp_path / "p"), "--pdf",
+                            "--chromium", str(tmp_path / "no-chromium")])
+    assert r.exit_code == 8 and "Chromium was not found" in r.output
+    assert (tmp_path / "p" / "packets").is_dir() and any((tmp_path / "p" / "packets").glob("*.html"))
 
 
 @pytest.mark.parametrize("args", [["turfs"], ["walklist"], ["results", "import"]])

@@ -39,7 +39,7 @@ CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 class PacketRenderError(GeoSegmentError, RuntimeError):
     """Packets could not be printed to PDF (no Chromium, or Chromium failed)."""
 
-    exit_code = 7
+    exit_code = 8
 
 
 _CSS = """
