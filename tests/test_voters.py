@@ -14,6 +14,7 @@ from geo_segment.errors import (
     ConfigError,
     DuplicateVoterError,
     EncodingError,
+    InputFileError,
     MissingColumnsError,
     ProjectedCoordinatesError,
 )
@@ -230,3 +231,22 @@ def test_geocodes_join_by_normalized_address(write_layout_file: Callable[..., Pa
     assert _rejects(read, g) == [(4, "row", None, "address not in the voter file"),
                                  (5, "row", None, "repeated address: the first geocode is used")]
     assert read.stages[1].metrics == {"joined_by": "address", "voters_matched": 3}
+
+
+@pytest.mark.parametrize("swapped_rows", [3, 2])
+def test_bad_input_row_4_swapped_geocodes_stop_unless_few(write_layout_file: Callable[..., Path], tmp_path: Path,
+                                                        swapped_rows: int) -> None:
+    """Row 4: a majority of |lat| > 90 with |lng| <= 90 stops with the fix; a few such rows are quarantined."""
+    v = write_layout_file("v.txt", "nc", [nc_voter(f"AA{i}") for i in range(1, 5)])
+    rows = [f"AA{i},-122.40{i},37.7{i}" for i in range(1, swapped_rows + 1)]  # San Francisco, swapped
+    rows += [f"AA{i},37.7{i},-122.40{i}" for i in range(swapped_rows + 1, 5)]
+    g = tmp_path / "geo.csv"
+    g.write_text("voter_id,latitude,longitude\n" + "\n".join(rows) + "\n")
+    if swapped_rows * 2 > 4:
+        with pytest.raises(InputFileError, match=r"geocodes file latitude and longitude look swapped; expected "
+                                                   r"latitude within \[-90, 90\], found 3 of 4 rows"):
+            read_voter_file(v, layout="nc", geocodes=g, today=TODAY)
+        return
+    read = read_voter_file(v, layout="nc", geocodes=g, today=TODAY)
+    assert read.voters[S.GEOCODED].tolist() == [False, False, True, True]
+    assert [r[3] for r in _rejects(read, g)] == ["coordinates out of range (lat in [-90, 90], lng in [-180, 180])"] * 2

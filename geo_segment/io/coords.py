@@ -9,7 +9,7 @@ import pandas as pd
 
 from geo_segment.errors import Location, ProjectedCoordinatesError
 
-__all__ = ["NULL_ISLAND_DEGREES", "check_projected", "coordinate_problems", "parse_coordinates"]
+__all__ = ["NULL_ISLAND_DEGREES", "check_projected", "check_swapped", "coordinate_problems", "parse_coordinates"]
 
 #: points within this many degrees of (0, 0) are failed geocodes, never real places
 NULL_ISLAND_DEGREES = 0.01
@@ -35,6 +35,31 @@ def check_projected(lat: np.ndarray, lng: np.ndarray, *, file: str | Path, what:
             expected="latitude in [-90, 90] and longitude in [-180, 180]",
             found=f"{int(big.sum())} of {int(finite.sum())} values beyond 1000 (median |lat| {sample:.0f})",
             fix="pass --crs EPSG:xxxx naming the projection the file uses (for example EPSG:3438)",
+        )
+
+
+def check_swapped(lat: np.ndarray, lng: np.ndarray, *, file: str | Path, what: str) -> None:
+    """Raise when most coordinates look swapped (lat beyond 90 degrees while lng is within): a whole-file problem.
+
+    A few such rows are quarantined as out of range by :func:`parse_coordinates`; a majority means the columns
+    are mislabelled, and repairing them silently would hide a wrong mapping.
+
+    Raises
+    ------
+    InputFileError
+        With the count and the fix (swap the column names).
+    """
+    from geo_segment.errors import InputFileError
+
+    finite = np.isfinite(lat) & np.isfinite(lng)
+    swapped = finite & (np.abs(lat) > 90) & (np.abs(lat) <= 180) & (np.abs(lng) <= 90)
+    if finite.any() and swapped.sum() * 2 > finite.sum():
+        raise InputFileError(
+            f"{what} latitude and longitude look swapped",
+            where=Location(file),
+            expected="latitude within [-90, 90]",
+            found=f"{int(swapped.sum())} of {int(finite.sum())} rows with |lat| > 90 and |lng| <= 90",
+            fix="map the latitude column to lat and the longitude column to lng (swap them in the mapping/header)",
         )
 
 

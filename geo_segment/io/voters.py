@@ -25,7 +25,7 @@ from geo_segment import schema as S
 from geo_segment._vector import isin_str, per_distinct
 from geo_segment.addresses import normalize_zip, parse_addresses
 from geo_segment.errors import ConfigError, DuplicateVoterError, InputFileError, Location, MissingColumnsError
-from geo_segment.io.coords import check_projected, coordinate_problems, parse_coordinates
+from geo_segment.io.coords import check_projected, check_swapped, coordinate_problems, parse_coordinates
 from geo_segment.io.delimited import read_delimited
 from geo_segment.io.manifest import StageRecord
 from geo_segment.layouts import Layout, load_layout
@@ -345,6 +345,7 @@ def read_voter_file(
         num_lat = pd.to_numeric(raw_lat, errors="coerce").to_numpy("float64", na_value=np.nan)
         num_lng = pd.to_numeric(raw_lng, errors="coerce").to_numpy("float64", na_value=np.nan)
         check_projected(num_lat, num_lng, file=path, what="voter file")
+        check_swapped(num_lat, num_lng, file=path, what="voter file")
         problems = coordinate_problems(raw_lat, raw_lng)
         bad = problems.notna().to_numpy()
         for reason in problems[bad].unique():
@@ -458,6 +459,7 @@ def _read_geocodes(
     raw_lat, raw_lng = t[lat_col], t[lng_col]
     num_lat, num_lng, problems = parse_coordinates(raw_lat, raw_lng)
     check_projected(num_lat, num_lng, file=path, what="geocodes file")
+    check_swapped(num_lat, num_lng, file=path, what="geocodes file")
     missing_coords = (raw_lat.isna() & raw_lng.isna()).to_numpy()
     problems = problems.mask(missing_coords, "no coordinates (failed geocode)")
     if id_col is not None:
