@@ -8,7 +8,7 @@ on precinct x 3 propensity strata with the default rerandomization threshold (0.
 design (its own seed) and a new outcome election with ``draw_outcome_election`` (turnout from the planted
 propensity; contacted compliers get ``+effect`` on the probability scale; ``contact_rate`` of the treatment
 households are reached), then analyses it with ``analyze_experiment`` (block-weighted ITT adjusted for the
-design's covariates, CR1 standard errors by household; CACE by the Wald / delta method).
+design's covariates, CR2 standard errors by household; CACE by the Wald / delta method).
 
 Reported, against each simulation's own planted truth (the mean over the experiment's voters of
 ``complier * (p1 - p0)`` for the ITT, over compliers for the CACE):

@@ -321,7 +321,7 @@ def test_itt_and_cr1_by_hand_single_block() -> None:
     y = [1, 1, 1, 0, 0, 1, 0]
     t = [1, 1, 1, 1, 0, 0, 0]
     g = ["h1", "h1", "h2", "h2", "h3", "h4", "h4"]
-    e = estimate_itt(y, t, ["b"] * 7, g)
+    e = estimate_itt(y, t, ["b"] * 7, g, vcov="CR1")
     assert e.effects[0] == pytest.approx(3 / 4 - 1 / 3)
     # cluster-robust variance of a difference in means: sum of squared cluster residual sums over n_arm^2
     v0 = (0.5**2 + 0.5**2) / 16 + ((1 / 3) ** 2 + (1 / 3) ** 2) / 9
@@ -330,19 +330,33 @@ def test_itt_and_cr1_by_hand_single_block() -> None:
     assert e.df == 3 and e.clusters == 4
 
 
-def _sandwich(y: np.ndarray, X: np.ndarray, w: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """WLS coefficients and the CR1 covariance with explicit matrices (the independent reference)."""
-    W = np.diag(w)
-    bread = np.linalg.inv(X.T @ W @ X)
-    beta = bread @ X.T @ W @ y
-    e = y - X @ beta
+def _sandwich(y: np.ndarray, X: np.ndarray, w: np.ndarray, g: np.ndarray, kind: str = "CR1"
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """WLS coefficients and the CR1 or CR2 covariance with explicit matrices (the independent reference).
+
+    CR2 (Bell and McCaffrey): in the sqrt(W)-transformed regression, each cluster's residuals are multiplied by
+    ``(I - H_gg)^(-1/2)`` with ``H = X (X'X)^-1 X'`` before the usual sandwich.
+    """
+    from scipy.linalg import sqrtm
+
+    v = np.sqrt(w)
+    Xs, ys = X * v[:, None], y * v
+    bread = np.linalg.inv(Xs.T @ Xs)
+    beta = bread @ Xs.T @ ys
+    es = ys - Xs @ beta
+    H = Xs @ bread @ Xs.T
     meat = np.zeros((X.shape[1], X.shape[1]))
     for c in np.unique(g):
-        s = X[g == c].T @ (w[g == c] * e[g == c])
+        m = g == c
+        r = es[m]
+        if kind == "CR2":
+            r = np.real(np.linalg.inv(sqrtm(np.eye(int(m.sum())) - H[np.ix_(m, m)]))) @ r
+        s = Xs[m].T @ r
         meat += np.outer(s, s)
     n, k = X.shape
     G = len(np.unique(g))
-    return beta, (G / (G - 1)) * ((n - 1) / (n - k)) * bread @ meat @ bread
+    c = (G / (G - 1)) * ((n - 1) / (n - k)) if kind == "CR1" else 1.0
+    return beta, c * bread @ meat @ bread
 
 
 def test_itt_with_blocks_and_covariates_matches_explicit_wls_sandwich() -> None:
@@ -359,17 +373,22 @@ def test_itt_with_blocks_and_covariates_matches_explicit_wls_sandwich() -> None:
     p = np.array([t[b == k].mean() for k in range(3)])[b]
     w = np.where(t > 0, 1 / p, 1 / (1 - p))
     X = np.column_stack([t, (b == 0), (b == 1), (b == 2), x]).astype(float)
-    beta, cov = _sandwich(y, X, w, g)
-    e = estimate_itt(y, t, b, g, x)
-    assert e.effects[0] == pytest.approx(beta[0], rel=1e-10)
-    assert e.cov[0, 0] == pytest.approx(cov[0, 0], rel=1e-10)
-    # without covariates: exactly the block-weighted difference in means
-    e0 = estimate_itt(y, t, b, g)
-    diffs = [y[(b == k) & (t > 0)].mean() - y[(b == k) & (t == 0)].mean() for k in range(3)]
-    nb = np.bincount(b)
-    assert e0.effects[0] == pytest.approx(float((nb * diffs).sum() / nb.sum()))
-    beta0, cov0 = _sandwich(y, X[:, :4], w, g)
-    assert e0.cov[0, 0] == pytest.approx(cov0[0, 0], rel=1e-10)
+    for kind in ("CR1", "CR2"):
+        beta, cov = _sandwich(y, X, w, g, kind)
+        e = estimate_itt(y, t, b, g, x, vcov=kind)
+        assert e.effects[0] == pytest.approx(beta[0], rel=1e-10)
+        assert e.cov[0, 0] == pytest.approx(cov[0, 0], rel=1e-8), kind
+        # without covariates: exactly the block-weighted difference in means
+        e0 = estimate_itt(y, t, b, g, vcov=kind)
+        diffs = [y[(b == k) & (t > 0)].mean() - y[(b == k) & (t == 0)].mean() for k in range(3)]
+        nb = np.bincount(b)
+        assert e0.effects[0] == pytest.approx(float((nb * diffs).sum() / nb.sum()))
+        beta0, cov0 = _sandwich(y, X[:, :4], w, g, kind)
+        assert e0.cov[0, 0] == pytest.approx(cov0[0, 0], rel=1e-8), kind
+    # two outcomes at once: the joint covariance's diagonal is each outcome's own
+    y2 = (rng.random(len(g)) < 0.5).astype(float)
+    both = estimate_itt(np.column_stack([y, y2]), t, b, g, x)
+    assert both.cov[1, 1] == pytest.approx(estimate_itt(y2, t, b, g, x).cov[0, 0])
 
 
 def test_blocks_with_one_arm_do_not_contribute() -> None:

@@ -8,8 +8,9 @@ Estimators (see ``docs/experiments.md``)
   ``1 / p_b`` for treatment voters and ``1 / (1 - p_b)`` for holdout voters (``p_b`` the treatment share of the
   block's voters). Without covariates this is exactly the block-weighted difference in means
   ``sum_b (N_b / N) (mean_T,b - mean_H,b)``; blocks whose voters are all in one arm cannot contribute.
-* **Standard errors** are cluster-robust at the randomization unit (CR1: ``G / (G - 1) * (N - 1) / (N - K)``),
-  with ``t`` intervals on ``G - 1`` degrees of freedom.
+* **Standard errors** are cluster-robust at the randomization unit (CR2, Bell and McCaffrey's bias-reduced
+  linearization, which corrects for the leverage of the few holdout units of a block), with ``t`` intervals on
+  ``G - 1`` degrees of freedom.
 * **Randomization inference**: the sharp null of no effect for anyone; the design's own procedure (blocked
   complete randomization, with its rerandomization threshold) is replayed ``ri_draws`` times and the p-value is
   the share of draws whose block-weighted difference is at least as large in absolute value.
@@ -65,14 +66,51 @@ class Estimate:
     means_holdout: FloatArray
 
 
+def _cr2_sums(w: FloatArray, b: npt.NDArray[np.intp], g: npt.NDArray[np.intp], ok: npt.NDArray[np.bool_],
+              sw: FloatArray, Z: FloatArray, t_perp: FloatArray, e: FloatArray) -> FloatArray:
+    """Per-cluster CR2 score sums ``(v t_perp)_g' (I - H_gg)^(-1/2) (v e)_g`` (clusters x r), ``v = sqrt(w)``.
+
+    In the sqrt(W)-transformed regression on block dummies and ``Z`` (the within-block demeaned assignment and
+    covariates), the hat matrix is ``P_blocks + P_Z`` (Frisch-Waugh-Lovell), so a cluster's diagonal block is
+    ``v_g v_g' / sum_b(w) + Z*_g (Z*'Z*)^+ Z*_g'``: clusters nest in blocks. Clusters of equal size are adjusted
+    together (batched symmetric eigendecompositions); eigenvalues of ``I - H_gg`` near 0 get a pseudo-inverse.
+    """
+    v = np.sqrt(w)
+    rows = np.flatnonzero(ok)
+    rows = rows[np.argsort(g[rows], kind="stable")]
+    gs = g[rows]
+    starts = np.flatnonzero(np.r_[True, gs[1:] != gs[:-1]])
+    sizes = np.diff(np.r_[starts, len(rows)])
+    Zs = v[:, None] * Z
+    M = np.linalg.pinv(Zs[ok].T @ Zs[ok])
+    es = v[:, None] * e
+    ts = v * t_perp
+    out = np.zeros((len(starts), e.shape[1]))
+    for size in np.unique(sizes):
+        which = np.flatnonzero(sizes == size)
+        idx = rows[starts[which][:, None] + np.arange(size)[None, :]]  # clusters x size
+        vg = v[idx]
+        H = vg[:, :, None] * vg[:, None, :] / sw[b[idx[:, 0]]][:, None, None]
+        Zg = Zs[idx]  # clusters x size x p
+        H = H + np.einsum("csp,pq,ctq->cst", Zg, M, Zg)
+        vals, vecs = np.linalg.eigh(np.eye(size)[None] - H)
+        inv_sqrt = np.where(vals > 1e-10, 1.0 / np.sqrt(np.clip(vals, 1e-10, None)), 0.0)
+        A = np.einsum("csk,ck,ctk->cst", vecs, inv_sqrt, vecs)
+        adj = np.einsum("cst,ctr->csr", A, es[idx])
+        out[which] = np.einsum("cs,csr->cr", ts[idx], adj)
+    return out
+
+
 def estimate_itt(
     y: npt.ArrayLike,
     treated: npt.ArrayLike,
     block: npt.ArrayLike,
     cluster: npt.ArrayLike,
     covariates: npt.ArrayLike | None = None,
+    *,
+    vcov: str = "CR2",
 ) -> Estimate:
-    """Block-weighted ITT of ``treated`` on each column of ``y`` with CR1 cluster-robust covariance.
+    """Block-weighted ITT of ``treated`` on each column of ``y`` with a cluster-robust covariance.
 
     Parameters
     ----------
@@ -84,6 +122,9 @@ def estimate_itt(
         Block and randomization-unit labels per row (clusters nest in blocks).
     covariates
         Optional ``(n, k)`` pre-treatment covariates for regression adjustment.
+    vcov
+        ``"CR2"`` (default; Bell and McCaffrey's bias-reduced linearization, which corrects for the leverage of
+        small blocks and arms) or ``"CR1"`` (``G / (G - 1) * (N - 1) / (N - K)`` times the plain sandwich).
 
     Returns
     -------
@@ -163,17 +204,21 @@ def estimate_itt(
         e = resid_t - X @ delta
     else:
         e = yy - np.outer(tt, effects)
-    scores = (w * t_perp)[:, None] * e / denom  # n x r
-    ng = int(g.max()) + 1
     used_g = np.unique(g[ok])
-    sums = np.zeros((ng, r))
-    np.add.at(sums, g, scores)
-    sums = sums[used_g]
     clusters = len(used_g)
     n_ok = int(ok.sum())
-    n_params = int(usable.sum()) + 1 + rank
-    c = (clusters / max(clusters - 1, 1)) * ((n_ok - 1) / max(n_ok - n_params, 1))
-    cov = c * sums.T @ sums
+    if vcov == "CR1":
+        scores = (w * t_perp)[:, None] * e / denom  # n x r
+        sums = np.zeros((int(g.max()) + 1, r))
+        np.add.at(sums, g, scores)
+        sums = sums[used_g]
+        n_params = int(usable.sum()) + 1 + rank
+        c = (clusters / max(clusters - 1, 1)) * ((n_ok - 1) / max(n_ok - n_params, 1))
+        cov = c * sums.T @ sums
+    else:
+        Z = np.column_stack([tt, X]) if k else tt[:, None]
+        sums = _cr2_sums(w, b, g, ok, sw, Z, t_perp, e) / denom
+        cov = sums.T @ sums
     return Estimate(effects=np.asarray(effects, dtype=np.float64), cov=cov, df=max(clusters - 1, 1), n=n_ok,
                     clusters=clusters, blocks_used=int(usable.sum()), means_treatment=mean_t, means_holdout=mean_h)
 
@@ -457,7 +502,7 @@ def analyze_experiment(
         "n_units": len(a), "n_clusters": est.clusters, "blocks": int(a["block"].nunique()),
         "blocks_used": est.blocks_used, "adjusted_for": list(cov.columns) if X is not None and cov is not None else [],
         "estimator": "block-weighted ITT (IPW + block fixed effects" + (" + covariates" if X is not None else "")
-                     + "), CR1 standard errors clustered by unit",
+                     + "), CR2 standard errors clustered by unit",
     }
     if est.blocks_used < overall["blocks"]:
         notes.append(f"{overall['blocks'] - est.blocks_used} blocks have observed voters in only one arm and do not "
