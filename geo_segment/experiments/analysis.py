@@ -67,7 +67,7 @@ class Estimate:
 
 
 def _cr2_sums(w: FloatArray, b: npt.NDArray[np.intp], g: npt.NDArray[np.intp], ok: npt.NDArray[np.bool_],
-              sw: FloatArray, Z: FloatArray, t_perp: FloatArray, e: FloatArray) -> FloatArray:
+              sw: npt.NDArray[Any], Z: FloatArray, t_perp: FloatArray, e: FloatArray) -> FloatArray:
     """Per-cluster CR2 score sums ``(v t_perp)_g' (I - H_gg)^(-1/2) (v e)_g`` (clusters x r), ``v = sqrt(w)``.
 
     In the sqrt(W)-transformed regression on block dummies and ``Z`` (the within-block demeaned assignment and
