@@ -246,3 +246,26 @@ def test_a_kill_during_a_write_keeps_the_old_outputs_and_the_next_run_resumes(se
     assert not leftovers[0].exists()
     assert result.manifest.parameters["partial_files_removed"] == 1
     assert not list(out.rglob("*.tmp"))
+
+
+_TWO_AT_ONCE = textwrap.dedent('''
+    import sys
+    sys.path.insert(0, {tests!r})
+    from geo_segment.runner import run_pipeline
+    from test_runner import STAGES
+    run_pipeline({cfg!r}, sys.argv[1], stages=STAGES)
+''')
+
+
+def test_two_runs_into_different_folders_at_once_do_not_interfere(setup: tuple[Path, Path]) -> None:
+    cfg, out = setup
+    script = _TWO_AT_ONCE.format(tests=str(Path(__file__).parent), cfg=str(cfg))
+    outs = [out.parent / "a", out.parent / "b"]
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(o)]) for o in outs]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    for name in ("table.csv", "summary.csv", "rejects.csv", "lists/0.csv", "lists/1.csv"):
+        assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes(), name
+    for o in outs:
+        man = json.loads((o / "manifest.json").read_text())
+        assert [s["status"] for s in man["parameters"]["pipeline"]] == ["ran"] * 3
+        assert (o / "report.html").exists()
