@@ -200,19 +200,18 @@ def prepare_fences(
     geoms = np.asarray(frame.geometry.values, dtype=object)
     decimals = int(profile.limit("coordinate_decimals") or 6)
     grid = 10.0 ** -decimals
-    out = np.empty(len(geoms), dtype=object)
-    for i, g in enumerate(geoms):
-        if g is None or g.is_empty:
-            out[i] = None
-            continue
-        b = g.bounds
-        if b[2] - b[0] > 180 or b[0] < -180 or b[2] > 180:
-            g = split_antimeridian(g)
-            counts["antimeridian_split"] += 1
-        if not g.is_valid:
-            g = shapely.make_valid(g)
-            counts["made_valid"] += 1
-        out[i] = _polygonal(g)
+    out = geoms.copy()
+    present = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
+    bounds = shapely.bounds(geoms)
+    crossing = present & ((bounds[:, 2] - bounds[:, 0] > 180) | (bounds[:, 0] < -180) | (bounds[:, 2] > 180))
+    for i in np.flatnonzero(crossing):  # rare: one at a time
+        out[i] = split_antimeridian(out[i])
+    counts["antimeridian_split"] = int(crossing.sum())
+    invalid = present & ~shapely.is_valid(out)
+    out[invalid] = shapely.make_valid(out[invalid])
+    counts["made_valid"] = int(invalid.sum())
+    out[~present] = None
+    out[present] = _polygonal_array(out[present])
     keep = np.array([g is not None and not g.is_empty for g in out], dtype=bool)
     counts["empty_dropped"] = int((~keep).sum())
     geoms = out[keep]
@@ -387,7 +386,8 @@ def kml_text(fences: gpd.GeoDataFrame, *, name: str = "fences", decimals: int = 
     for fid, res, g in zip(fences[FENCE_ID], fences[RESIDENTS], fences.geometry.values, strict=True):
         body = (_kml_polygon(g, decimals) if isinstance(g, Polygon) else
                 "<MultiGeometry>" + "".join(_kml_polygon(p, decimals) for p in g.geoms) + "</MultiGeometry>")
-        data = f'<ExtendedData><Data name="{RESIDENTS}"><value>{int(res)}</value></Data></ExtendedData>'
+        value = "" if pd.isna(res) else str(int(res))
+        data = f'<ExtendedData><Data name="{RESIDENTS}"><value>{value}</value></Data></ExtendedData>'
         marks.append(f"<Placemark><name>{escape(str(fid))}</name>{data}{body}</Placemark>")
     return ('<?xml version="1.0" encoding="UTF-8"?>\n<kml xmlns="http://www.opengis.net/kml/2.2"><Document>'
             f"<name>{escape(name)}</name>" + "\n".join(marks) + "</Document></kml>\n")
@@ -530,6 +530,7 @@ def export_geofences(
     max_overshoot: float = 2.0,
     max_circles: int = 8,
     h3_resolution: int = 9,
+    k_min: int = 11,
     suppression: Suppression | None = None,
     default_region: str = "US",
     limits: Mapping[str, float | None] | None = None,
@@ -575,6 +576,9 @@ def export_geofences(
         most ``max_circles`` circles.
     h3_resolution
         Resolution of the H3 lists (cells whose centre lies in the fence).
+    k_min
+        Resident counts below ``k_min`` are left blank in the files (small-cell suppression; only reachable when
+        the minimum residents per fence is set below it).
     suppression
         Suppression keys applied to the voters before counting and listing.
     limits
@@ -621,6 +625,7 @@ def export_geofences(
     residents, method = count_residents(src, residents_col=residents_col, population=population,
                                         population_col=population_col, voters=voters)
     prepared[RESIDENTS] = np.round(residents).astype("int64")
+    published = prepared[RESIDENTS].astype("Int64").where(prepared[RESIDENTS] >= k_min)  # small cells: k = 11
     minimum = min_residents if min_residents is not None else int(profile.limit("min_residents_per_fence") or 0)
     small = prepared[RESIDENTS].to_numpy() < minimum
     refused = {str(f): float(r) for f, r in zip(prepared.loc[small, FENCE_ID], prepared.loc[small, RESIDENTS],
@@ -635,6 +640,8 @@ def export_geofences(
             fix="merge small fences, or pass --on-small skip to leave them out",
         )
     kept_fences = prepared.loc[~small]
+    to_write = kept_fences.copy()  # the files carry resident counts of k_min or more only
+    to_write[RESIDENTS] = published.loc[~small]
     inside = None
     if voters is not None and len(kept_fences):
         if S.STATE in voters.columns:
@@ -648,15 +655,15 @@ def export_geofences(
     decimals = int(profile.limit("coordinate_decimals") or 6)
     if len(kept_fences):
         if "geojson" in formats:
-            text = json.dumps(geojson_dict(kept_fences, decimals=decimals), separators=(",", ":"))
+            text = json.dumps(geojson_dict(to_write, decimals=decimals), separators=(",", ":"))
             files["geojson"] = _write_text(text + "\n", stems["geojson"])
         if "kml" in formats:
-            files["kml"] = _write_text(kml_text(kept_fences, name=name, decimals=decimals), stems["kml"])
+            files["kml"] = _write_text(kml_text(to_write, name=name, decimals=decimals), stems["kml"])
         if "wkt" in formats:
             wkt = shapely.to_wkt(np.asarray(kept_fences.geometry.values, dtype=object), rounding_precision=decimals,
                                  trim=True)
             frame = pd.DataFrame({FENCE_ID: kept_fences[FENCE_ID].to_numpy(), "wkt": wkt,
-                                  RESIDENTS: kept_fences[RESIDENTS].to_numpy()})
+                                  RESIDENTS: to_write[RESIDENTS].to_numpy()})
             files["wkt"] = _write_frame(frame, stems["wkt"], target)
         if "radius" in formats:
             circles, rc = radius_targets(kept_fences, profile=profile, clamp=clamp_radius,
