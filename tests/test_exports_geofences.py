@@ -27,7 +27,7 @@ import pandas as pd
 import pyogrio
 import pytest
 import shapely
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from shapely.geometry import MultiPolygon, Polygon
 
@@ -338,6 +338,7 @@ def test_any_valid_polygon_comes_out_rfc7946_valid_with_equal_area(
     rotate: int,
 ) -> None:
     pts, hole = poly
+    assume(len(set(pts)) == len(pts))  # distinct vertices: the ring written is really unclosed
     shell = Polygon(pts)
     if not shell.is_valid or shell.area < 1e-5 or (hole is not None and not shell.contains(Polygon(hole).buffer(
             1e-4))):
