@@ -226,5 +226,12 @@ def test_phone_fast_path_agrees_with_phonenumbers_parse(a: int, e: int, n: int, 
         got = None
     if expected is not None:
         assert got == expected
-    elif got is not None:  # only the documented fallback: digits that already carry a country code
-        assert got == "+" + "".join(ch for ch in raw if ch.isdigit()).lstrip("0")
+    elif got is not None:  # only the documented fallback: digits that cannot be a local number carry a code
+        assert not phonenumbers.is_possible_number(phonenumbers.parse(raw, region))
+        digits = "".join(ch for ch in raw if ch.isdigit()).lstrip("0")
+        assert got == phonenumbers.format_number(phonenumbers.parse("+" + digits), phonenumbers.PhoneNumberFormat.E164)
+
+
+def test_an_invalid_local_number_is_never_read_as_a_foreign_one() -> None:
+    with pytest.raises(IdentifierError, match="not a valid phone number with default region US"):
+        normalize_identifier("460 200 0000", kind="phone", platform="google")  # not +46 (Sweden)

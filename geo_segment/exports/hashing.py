@@ -164,14 +164,18 @@ def _phone(value: str, platform: str, region: str) -> str:
 
 def _phone_slow(value: str, region: str) -> Any:
     number = None
+    national_length_ok = False
     try:
         parsed = phonenumbers.parse(value, region)
+        national_length_ok = bool(phonenumbers.is_possible_number(parsed))
         if _valid(parsed, region):
             number = parsed
     except phonenumbers.NumberParseException:
         pass
-    if number is None:
-        # digits that already carry a country code ("442079460958", as Meta wants them) outside the default region
+    if number is None and not national_length_ok:
+        # digits that already carry a country code ("14015550179" with default region GB, as Meta writes them):
+        # tried only when the digits cannot be a number of the default region (wrong length), so an invalid
+        # local number is never reinterpreted as a foreign one
         digits = re.sub(r"\D", "", value)
         if not re.search(r"[A-Za-z]", value) and len(digits.lstrip("0")) >= 8:
             try:
