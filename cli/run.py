@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from geo_segment.runner import PipelineResult, run_pipeline
@@ -28,21 +28,25 @@ def _stages() -> list[Any]:
 
 def run_with_progress(go: Callable[..., PipelineResult], *, quiet: bool) -> PipelineResult:
     """Call ``go(stages=..., progress=...)`` with a live stage list on a terminal (none with --quiet or piped)."""
+    stages = _stages()
     if quiet or not err_console.is_terminal:
-        return go(stages=_stages(), progress=None)
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console,
-                  transient=False) as bar:
+        return go(stages=stages, progress=None)
+    with Progress(SpinnerColumn(), TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err_console, transient=False) as bar:
+        overall = bar.add_task("pipeline", total=len(stages))
         tasks: dict[str, Any] = {}
 
         def on_event(event: str, stage: str, info: dict[str, Any]) -> None:
             if event == "start":
-                tasks[stage] = bar.add_task(f"{stage}: running", total=1)
-            elif event == "done":
-                bar.update(tasks[stage], description=f"{stage}: done", completed=1)
+                tasks[stage] = bar.add_task(f"  {stage}: running", total=1)
+                return
+            if event == "done":
+                bar.update(tasks[stage], description=f"  {stage}: done", completed=1)
             else:
-                bar.update(bar.add_task(f"{stage}: {info.get('status')}", total=1), completed=1)
+                bar.update(bar.add_task(f"  {stage}: {info.get('status')}", total=1), completed=1)
+            bar.advance(overall)
 
-        return go(stages=_stages(), progress=on_event)
+        return go(stages=stages, progress=on_event)
 
 
 def print_pipeline(result: PipelineResult, *, title: str, quiet: bool) -> None:
