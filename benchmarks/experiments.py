@@ -228,6 +228,7 @@ def main() -> None:
     ap.add_argument("--ri-draws", type=int, default=300)
     ap.add_argument("--seed", type=int, default=20261103)
     ap.add_argument("--no-balance", action="store_true")
+    ap.add_argument("--name", default="experiments", help="Results file names (benchmarks/results/<name>.json/.md).")
     args = ap.parse_args()
     r = run(args.sims, args.voters, args.effect, args.contact_rate, args.holdout_share, args.ri_sims,
             args.ri_draws, args.seed, balance=not args.no_balance)
@@ -235,8 +236,8 @@ def main() -> None:
     print(text)
     res = HERE / "results"
     res.mkdir(exist_ok=True)
-    (res / "experiments.json").write_text(json.dumps(r, indent=2, default=str) + "\n")
-    (res / "experiments.md").write_text(text)
+    (res / f"{args.name}.json").write_text(json.dumps(r, indent=2, default=str) + "\n")
+    (res / f"{args.name}.md").write_text(text)
 
 
 if __name__ == "__main__":
