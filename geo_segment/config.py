@@ -35,8 +35,8 @@ from typing import Any
 
 from geo_segment.errors import ConfigError, Location
 
-__all__ = ["ClusterConfig", "Config", "ExportConfig", "IngestConfig", "InputsConfig", "JoinConfig", "PrecinctConfig",
-           "ScoresConfig", "SignalConfig", "TurfsConfig", "load_config"]
+__all__ = ["ClusterConfig", "Config", "ExperimentConfig", "ExportConfig", "IngestConfig", "InputsConfig", "JoinConfig",
+           "PrecinctConfig", "ScoresConfig", "SignalConfig", "TurfsConfig", "load_config"]
 
 
 @dataclass(frozen=True)
