@@ -467,6 +467,7 @@ class InputsConfig:
     do_not_contact: str = ""
     barriers: str = ""
     population: str = ""
+    experiment_design: str = ""
 
 
 @dataclass(frozen=True)

@@ -145,10 +145,11 @@ class PipelineResult:
 # ------------------------------------------------------------------------------------------------------------------
 
 
-def resolve_inputs(config: Config, base: str | Path | None = None) -> dict[str, Path]:
+def resolve_inputs(config: Config, base: str | Path | None = None, *, skip: Sequence[str] = ()) -> dict[str, Path]:
     """The files of the ``[inputs]`` table that are set, as paths; relative paths start at ``base``.
 
-    ``base`` is the configuration file's folder (the current folder when ``None``).
+    ``base`` is the configuration file's folder (the current folder when ``None``); roles in ``skip`` are left
+    out (the caller names those files itself).
 
     Raises
     ------
@@ -158,7 +159,7 @@ def resolve_inputs(config: Config, base: str | Path | None = None) -> dict[str, 
     root = Path(base) if base is not None else Path.cwd()
     out: dict[str, Path] = {}
     for role, value in dataclasses.asdict(config.inputs).items():
-        if not value:
+        if not value or role in skip:
             continue
         path = Path(value) if Path(value).is_absolute() else root / value
         if not path.exists():
@@ -370,7 +371,8 @@ def run_pipeline(
     else:
         config_path = Path(config)
         cfg = load_config(config_path)
-    files = resolve_inputs(cfg, config_path.resolve().parent if config_path is not None else None)
+    files = resolve_inputs(cfg, config_path.resolve().parent if config_path is not None else None,
+                           skip=list(inputs or {}))
     files.update(inputs or {})
     specs = list(stages) if stages is not None else core_stages()
     names = [s.name for s in specs]
@@ -602,6 +604,22 @@ def read_id_list(path: str | Path) -> set[str]:
     return set(values[values != ""])
 
 
+def _holdout(ctx: StageContext, voters: Any, records: list[StageRecord]) -> Any:
+    """Voters without the experiment's holdout units (recorded as dropped), or all of them without a design."""
+    design = ctx.inputs.get("experiment_design")
+    if design is None:
+        return voters
+    from geo_segment.experiments import exclude_holdout
+
+    t0 = time.perf_counter()
+    kept = exclude_holdout(voters, design)
+    records.append(StageRecord("holdout", rows_in=len(voters), rows_out=len(kept), rows_rejected=0,
+                               rows_dropped=len(voters) - len(kept), seconds=round(time.perf_counter() - t0, 3),
+                               metrics={"reason": "held out by the experiment design (never contacted or targeted)",
+                                        "design": str(design)}))
+    return kept
+
+
 def _turfs(ctx: StageContext) -> StageOutput:
     import geopandas as gpd
 
@@ -628,6 +646,7 @@ def _turfs(ctx: StageContext) -> StageOutput:
                                    rows_dropped=rep.duplicates, seconds=round(time.perf_counter() - t0, 3),
                                    metrics={**rep.metrics, "duplicates_dropped": rep.duplicates}))
         rejects.append(rep.rejects)
+    voters = _holdout(ctx, voters, records)
     dnc = read_id_list(ctx.inputs["do_not_contact"]) if "do_not_contact" in ctx.inputs else None
     barriers = gpd.read_file(ctx.inputs["barriers"]).to_crs(4326) if "barriers" in ctx.inputs else None
     result = turf_stage(voters, precincts, ctx.stage_dir, cfg.turfs, history=history,
@@ -642,14 +661,21 @@ def _exports(ctx: StageContext) -> StageOutput:
 
     from geo_segment.exports.stage import export_stage
 
-    voters = gpd.read_parquet(ctx.file("voters.parquet"))
-    micro = ctx.optional_file("micro_geos.parquet")
-    turfs = ctx.optional_file("turfs.parquet")
-    _, record = export_stage(
-        voters, gpd.read_parquet(micro) if micro is not None else None,
-        gpd.read_parquet(ctx.file("precincts.parquet")), ctx.stage_dir / "exports", ctx.config,
-        turfs=gpd.read_parquet(turfs) if turfs is not None else None, population=ctx.inputs.get("population"))
-    return StageOutput(records=[record], publish=["exports"])
+    records: list[StageRecord] = []
+    voters = _holdout(ctx, gpd.read_parquet(ctx.file("voters.parquet")), records)
+    design = ctx.inputs.get("experiment_design")
+    layers: dict[str, Any] = {}
+    for name in ("micro_geos", "turfs", "precincts"):
+        path = ctx.optional_file(f"{name}.parquet")
+        layer = gpd.read_parquet(path) if path is not None else None
+        if layer is not None and design is not None:
+            from geo_segment.experiments import exclude_holdout
+
+            layer = exclude_holdout(layer, design, strict=False)  # drops polygons only for a unit of that layer
+        layers[name] = layer
+    _, record = export_stage(voters, layers["micro_geos"], layers["precincts"], ctx.stage_dir / "exports",
+                             ctx.config, turfs=layers["turfs"], population=ctx.inputs.get("population"))
+    return StageOutput(records=[*records, record], publish=["exports"])
 
 
 def _needs_purpose(ctx: StageContext) -> str | None:
@@ -670,9 +696,9 @@ def core_stages() -> list[StageSpec]:
                   skip_if=_need_input("precincts")),
         StageSpec("score", _score, sections=("scores",), inputs=("model", "seeds"), needs=("join",)),
         StageSpec("cluster", _cluster, sections=("cluster", "join"), needs=("score",)),
-        StageSpec("turfs", _turfs, sections=("turfs",), inputs=("contact_results", "do_not_contact", "barriers"),
-                  needs=("cluster",)),
-        StageSpec("exports", _exports, sections=("export", "join"), inputs=("population",),
+        StageSpec("turfs", _turfs, sections=("turfs",),
+                  inputs=("contact_results", "do_not_contact", "barriers", "experiment_design"), needs=("cluster",)),
+        StageSpec("exports", _exports, sections=("export", "join"), inputs=("population", "experiment_design"),
                   needs=("cluster", "turfs"), skip_if=_needs_purpose),
     ]
     return specs

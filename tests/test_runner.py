@@ -269,3 +269,35 @@ def test_two_runs_into_different_folders_at_once_do_not_interfere(setup: tuple[P
         man = json.loads((o / "manifest.json").read_text())
         assert [s["status"] for s in man["parameters"]["pipeline"]] == ["ran"] * 3
         assert (o / "report.html").exists()
+
+
+def test_an_experiment_holdout_is_never_knocked_or_targeted(tmp_path: Path) -> None:
+    import dataclasses as dc
+
+    import geopandas as gpd
+
+    from geo_segment.config import ScoresConfig, load_config
+    from geo_segment.experiments import design_experiment
+    from geo_segment.runner import core_stages, resolve_inputs
+
+    sample = Path(__file__).resolve().parents[1] / "sample_data" / "geo_segment.toml"
+    cfg = load_config(sample)
+    cfg = dc.replace(cfg, scores=ScoresConfig(label_election="none"))
+    inputs = resolve_inputs(cfg, sample.parent)
+    out = tmp_path / "run"
+    run_pipeline(cfg, out, inputs=inputs, stages=core_stages(), report=False)
+    voters = gpd.read_parquet(out / "voters.parquet")
+    design = design_experiment(voters, unit="household", holdout_share=0.3, score_col="engagement_score", seed=3)
+    design.save(tmp_path / "design")
+    held = set(voters.loc[voters["household_id"].isin(design.holdout_units), "voter_id"])
+    assert len(held) > 300
+    result = run_pipeline(cfg, out, inputs={**inputs, "experiment_design": tmp_path / "design" / "design.json"},
+                          stages=core_stages(), report=False)
+    statuses = {s.name: s.status for s in result.statuses}
+    assert statuses["cluster"] == "up-to-date" and statuses["turfs"] == "ran" and statuses["exports"] == "ran"
+    members = pd.read_parquet(out / "door_members.parquet")
+    assert not set(members["voter_id"]) & held  # no holdout voter behind any door
+    records = [r for r in result.manifest.stages if r.name == "holdout"]
+    assert len(records) == 2 and all(r.rows_dropped == len(held) and r.balanced for r in records)
+    export = next(r for r in result.manifest.stages if r.name == "export")
+    assert export.rows_in == len(voters) - len(held)
