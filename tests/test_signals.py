@@ -282,7 +282,8 @@ def test_projected_file_with_crs_still_quarantines_bad_rows(tmp_path: Path) -> N
 
 def test_swapped_coordinates_are_an_error(tmp_path: Path) -> None:
     path = write_csv(tmp_path, "2024-05-01T10:00:00,ping,-122.4,37.8,1,V1,D1")
-    with pytest.raises(InputFileError, match=r"signals\.csv, line 2, column 'lat': lat and lng look swapped"):
+    with pytest.raises(InputFileError,
+                       match=r"signals\.csv, line 2, column 'lat': signals file latitude and longitude look swapped"):
         read_signals(path)
 
 

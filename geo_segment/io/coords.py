@@ -38,11 +38,14 @@ def check_projected(lat: np.ndarray, lng: np.ndarray, *, file: str | Path, what:
         )
 
 
-def check_swapped(lat: np.ndarray, lng: np.ndarray, *, file: str | Path, what: str) -> None:
+def check_swapped(lat: np.ndarray, lng: np.ndarray, *, file: str | Path, what: str,
+                  lines: np.ndarray | None = None, column: str | None = None) -> None:
     """Raise when most coordinates look swapped (lat beyond 90 degrees while lng is within): a whole-file problem.
 
     A few such rows are quarantined as out of range by :func:`parse_coordinates`; a majority means the columns
     are mislabelled, and repairing them silently would hide a wrong mapping.
+
+    ``lines`` (physical line of each value) and ``column`` locate the first swapped row in the message.
 
     Raises
     ------
@@ -54,9 +57,10 @@ def check_swapped(lat: np.ndarray, lng: np.ndarray, *, file: str | Path, what: s
     finite = np.isfinite(lat) & np.isfinite(lng)
     swapped = finite & (np.abs(lat) > 90) & (np.abs(lat) <= 180) & (np.abs(lng) <= 90)
     if finite.any() and swapped.sum() * 2 > finite.sum():
+        first = int(np.asarray(lines)[swapped][0]) if lines is not None else None
         raise InputFileError(
             f"{what} latitude and longitude look swapped",
-            where=Location(file),
+            where=Location(file, first, column),
             expected="latitude within [-90, 90]",
             found=f"{int(swapped.sum())} of {int(finite.sum())} rows with |lat| > 90 and |lng| <= 90",
             fix="map the latitude column to lat and the longitude column to lng (swap them in the mapping/header)",

@@ -41,7 +41,7 @@ from geo_segment.errors import (
     Location,
     MissingColumnsError,
 )
-from geo_segment.io.coords import check_projected, coordinate_problems
+from geo_segment.io.coords import check_projected, check_swapped, coordinate_problems
 from geo_segment.io.delimited import read_delimited
 from geo_segment.io.manifest import StageRecord
 
@@ -234,20 +234,6 @@ def _kinds(raw: pd.Series, faults: _Faults) -> pd.Series:
     return kind
 
 
-def _check_swapped(lat: np.ndarray, lng: np.ndarray, lines: pd.Series, path: Path) -> None:
-    """Raise when most coordinates look swapped (|lat| > 90 and |lng| <= 90): a whole-file problem."""
-    finite = np.isfinite(lat) & np.isfinite(lng)
-    swapped = finite & (np.abs(lat) > 90) & (np.abs(lng) <= 90)
-    if finite.any() and swapped.sum() * 2 > finite.sum():
-        raise InputFileError(
-            "lat and lng look swapped",
-            where=Location(path, int(lines[swapped].iloc[0]), S.LAT),
-            expected="lat within [-90, 90]",
-            found=f"{int(swapped.sum())} of {int(finite.sum())} rows with |lat| > 90 and |lng| <= 90",
-            fix="swap the lat and lng column names in the header",
-        )
-
-
 def _floats(raw: pd.Series) -> np.ndarray:
     return np.array(pd.to_numeric(raw, errors="coerce"), dtype="float64")  # a writable copy
 
@@ -260,7 +246,7 @@ def _coordinates(
     lat, lng = _floats(raw_lat), _floats(raw_lng)
     if crs is None:
         check_projected(lat, lng, file=path, what=_WHAT)
-        _check_swapped(lat, lng, table[S.SOURCE_LINE], path)
+        check_swapped(lat, lng, file=path, what=_WHAT, lines=table[S.SOURCE_LINE].to_numpy(), column=S.LAT)
     else:
         ok = np.isfinite(lat) & np.isfinite(lng)
         transformer = Transformer.from_crs(crs, S.CRS_STORAGE, always_xy=True)
