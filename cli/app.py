@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
+
+# OpenMP threads (gradient boosting) spin while they wait by default: two runs at once on a small machine then
+# take several times longer than one after the other (measured in benchmarks/pipeline.py). Waiting threads that
+# sleep cost little alone and keep concurrent runs fair. Set before any OpenMP library loads; a user's value wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import typer
 

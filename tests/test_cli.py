@@ -224,3 +224,17 @@ def test_other_warnings_are_shown_once(monkeypatch: pytest.MonkeyPatch, tmp_path
     result = runner.invoke(app, ["demo", "--out", str(tmp_path / "o")])
     assert result.exit_code == 1
     assert result.output.count("FutureWarning: a library changed its default") == 1
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_the_command_lets_openmp_threads_sleep_unless_told(given: str | None, expected: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if given is not None:
+        env["OMP_WAIT_POLICY"] = given
+    out = subprocess.run([sys.executable, "-c", "import os, geo_segment.cli.app; print(os.environ['OMP_WAIT_POLICY'])"],
+                         capture_output=True, text=True, check=True, env=env).stdout.strip()
+    assert out == expected
