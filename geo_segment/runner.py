@@ -49,6 +49,7 @@ __all__ = [
     "read_id_list",
     "resolve_inputs",
     "run_pipeline",
+    "with_turfs",
 ]
 
 #: keys of the ``[inputs]`` table: files a run reads (paths relative to the configuration file)
@@ -646,6 +647,7 @@ def _turfs(ctx: StageContext) -> StageOutput:
                                    rows_dropped=rep.duplicates, seconds=round(time.perf_counter() - t0, 3),
                                    metrics={**rep.metrics, "duplicates_dropped": rep.duplicates}))
         rejects.append(rep.rejects)
+    everyone = voters
     voters = _holdout(ctx, voters, records)
     dnc = read_id_list(ctx.inputs["do_not_contact"]) if "do_not_contact" in ctx.inputs else None
     barriers = gpd.read_file(ctx.inputs["barriers"]).to_crs(4326) if "barriers" in ctx.inputs else None
@@ -653,7 +655,27 @@ def _turfs(ctx: StageContext) -> StageOutput:
                         contact_history=contact_history, exclude_contacted=contact_history is not None,
                         do_not_contact=dnc, barriers=barriers, packets=True, pdf=False)
     records.extend(result.stages)
-    return StageOutput(records=records, publish=publish, rejects=rejects)
+    write_parquet(with_turfs(everyone, ctx.stage_dir), ctx.stage_dir / "voters.parquet")
+    return StageOutput(records=records, publish=["voters.parquet", *publish], rejects=rejects)
+
+
+def with_turfs(voters: Any, turf_dir: Path) -> Any:
+    """``voters`` with ``turf_id`` and ``door_order`` (null for voters behind no door) from a turf stage's
+    ``door_members.parquet`` and ``doors.parquet``; rows, order and index kept."""
+    members = pd.read_parquet(turf_dir / "door_members.parquet", columns=[S.VOTER_ID, "door_id"])
+    doors = pd.read_parquet(turf_dir / "doors.parquet", columns=["door_id", S.TURF_ID, S.DOOR_ORDER])
+    placed = members.merge(doors, on="door_id", how="inner").set_index(S.VOTER_ID)
+    out = voters.copy()
+    ids = pd.Index(out[S.VOTER_ID].astype("str"))
+    pos = pd.Index(placed.index.astype("str")).get_indexer(ids)
+    hit = pos >= 0
+    turf = pd.Series(pd.NA, index=out.index, dtype="string")
+    turf[hit] = placed[S.TURF_ID].astype("string").to_numpy()[pos[hit]]
+    order = pd.Series(pd.NA, index=out.index, dtype="Int64")
+    order[hit] = placed[S.DOOR_ORDER].astype("Int64").to_numpy()[pos[hit]]
+    out[S.TURF_ID] = turf.astype("str")
+    out[S.DOOR_ORDER] = order
+    return out
 
 
 def _exports(ctx: StageContext) -> StageOutput:

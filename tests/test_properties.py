@@ -64,9 +64,11 @@ def test_every_stage_balances_and_keeps_voters_unique(n: int, seed: int, layout:
         voters = gpd.read_parquet(folder / "run" / "stages" / stage / "voters.parquet")
         assert len(voters) == n_voters, stage
         assert voters[S.VOTER_ID].is_unique, stage
-    # the run folder's voters are the last stage's, byte for byte and value for value
-    pd.testing.assert_frame_equal(gpd.read_parquet(folder / "run" / "voters.parquet"),
+    # the run folder's voters are the last stage's: the cluster stage's plus each voter's turf and door order
+    published = gpd.read_parquet(folder / "run" / "voters.parquet")
+    pd.testing.assert_frame_equal(published.drop(columns=[S.TURF_ID, S.DOOR_ORDER]),
                                   gpd.read_parquet(folder / "run" / "stages" / "cluster" / "voters.parquet"))
+    S.validate_voters(published, stage="published")
     members = pd.read_parquet(folder / "run" / "door_members.parquet")
     assert members[S.VOTER_ID].is_unique  # nobody behind two doors
     doors = pd.read_parquet(folder / "run" / "doors.parquet")
@@ -75,6 +77,9 @@ def test_every_stage_balances_and_keeps_voters_unique(n: int, seed: int, layout:
     unit = S.HOUSEHOLD_ID if door_unit == "household" else S.BUILDING_ID
     per_door = members.merge(voters, on=S.VOTER_ID).groupby("door_id")[unit].nunique()
     assert (per_door == 1).all()  # a door is one household (or one building): never split, never merged
+    placed = published[S.TURF_ID].notna()
+    assert set(published.loc[placed, S.VOTER_ID]) == set(members[S.VOTER_ID])  # turf_id exactly for door voters
+    assert published.loc[placed, S.DOOR_ORDER].notna().all()
 
 
 _CONTRACT_FRAMES = data_frames(columns=[

@@ -297,6 +297,9 @@ def test_an_experiment_holdout_is_never_knocked_or_targeted(tmp_path: Path) -> N
     assert statuses["cluster"] == "up-to-date" and statuses["turfs"] == "ran" and statuses["exports"] == "ran"
     members = pd.read_parquet(out / "door_members.parquet")
     assert not set(members["voter_id"]) & held  # no holdout voter behind any door
+    published = gpd.read_parquet(out / "voters.parquet")
+    assert len(published) == len(voters)  # the holdout stays in the voters table, without a turf
+    assert published.loc[published["voter_id"].isin(held), "turf_id"].isna().all()
     records = [r for r in result.manifest.stages if r.name == "holdout"]
     assert len(records) == 2 and all(r.rows_dropped == len(held) and r.balanced for r in records)
     export = next(r for r in result.manifest.stages if r.name == "export")
