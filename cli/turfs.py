@@ -27,18 +27,12 @@ def _read_geo(path: Path, what: str) -> Any:
 
 
 def _ids(path: Path | None) -> set[str] | None:
-    """Ids in the first column of a CSV (header skipped), or one id per line of a text file."""
+    """Ids of a do-not-contact list: its voter_id / household_id / id column, or its only column."""
     if path is None:
         return None
-    import csv
+    from geo_segment.io.ids import read_ids
 
-    if not path.is_file():
-        raise InputFileError("do-not-contact file not found", where=Location(path), fix="check the path")
-    with open(path, encoding="utf-8-sig", newline="") as fh:
-        rows = [r[0].strip() for r in csv.reader(fh) if r and r[0].strip()]
-    if rows and rows[0].lower() in ("voter_id", "household_id", "id"):
-        rows = rows[1:]
-    return set(rows)
+    return set(read_ids(path, columns=("voter_id", "household_id", "id"), what="do-not-contact file"))
 
 
 def _previous_cut(out: Path, parameters: dict[str, Any]) -> Any:

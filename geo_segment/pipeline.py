@@ -246,36 +246,13 @@ def _label_election(history: pd.DataFrame, setting: str) -> str | None:
 
 
 def read_seed_ids(path: str | Path) -> list[str]:
-    """Read lookalike seed voter ids: a CSV with a ``voter_id`` column, or a single column of ids (no header).
+    """Lookalike seed voter ids: a CSV with a ``voter_id`` column, or a single column of ids (no header).
 
-    Raises
-    ------
-    InputNotFoundError
-        No such file.
-    MissingColumnsError
-        Several columns and none named ``voter_id``.
-    InputFileError
-        No ids in the file.
+    See :func:`geo_segment.io.ids.read_ids` for the errors.
     """
-    from geo_segment.errors import InputFileError, InputNotFoundError, Location, MissingColumnsError
+    from geo_segment.io.ids import read_ids
 
-    p = Path(path)
-    if not p.is_file():
-        raise InputNotFoundError("seed file not found", where=Location(p), fix="check the --lookalike path")
-    frame = pd.read_csv(p, dtype="str", keep_default_na=False, header=None, skip_blank_lines=True)
-    first = [str(v).strip().lower() for v in frame.iloc[0]] if len(frame) else []
-    if S.VOTER_ID in first:
-        ids = frame.iloc[1:, first.index(S.VOTER_ID)]
-    elif frame.shape[1] == 1:
-        ids = frame.iloc[:, 0]
-    else:
-        raise MissingColumnsError("seed file has several columns and none named voter_id", where=Location(p, line=1),
-                                  expected="a voter_id column, or one column of ids", found=f"columns {first}",
-                                  fix="name the id column voter_id")
-    out = [v for v in (str(x).strip() for x in ids) if v]
-    if not out:
-        raise InputFileError("seed file holds no voter ids", where=Location(p), fix="list one voter id per line")
-    return list(dict.fromkeys(out))
+    return read_ids(path, columns=(S.VOTER_ID,), what="seed file")
 
 
 @dataclass

@@ -583,26 +583,10 @@ def _cluster(ctx: StageContext) -> StageOutput:
 
 
 def read_id_list(path: str | Path) -> set[str]:
-    """Ids from a CSV: every value of its ``voter_id`` and ``household_id`` columns, or of its only column.
+    """Voter and household ids of a do-not-contact list (see :func:`geo_segment.io.ids.read_ids`)."""
+    from geo_segment.io.ids import read_ids
 
-    Raises
-    ------
-    MissingColumnsError
-        Several columns and neither id column.
-    """
-    from geo_segment.errors import MissingColumnsError
-
-    frame = pd.read_csv(path, dtype="str", keep_default_na=False)
-    cols = [c for c in frame.columns if c.strip().lower() in (S.VOTER_ID, S.HOUSEHOLD_ID)]
-    if not cols and frame.shape[1] == 1:
-        frame = pd.read_csv(path, dtype="str", keep_default_na=False, header=None)
-        cols = list(frame.columns)
-    if not cols:
-        raise MissingColumnsError("id list has no voter_id or household_id column", where=Location(path, line=1),
-                                  expected="a voter_id or household_id column, or one column of ids",
-                                  found=f"columns {list(frame.columns)}", fix="name the id column voter_id")
-    values = pd.concat([frame[c] for c in cols], ignore_index=True).str.strip()
-    return set(values[values != ""])
+    return set(read_ids(path, columns=(S.VOTER_ID, S.HOUSEHOLD_ID), what="id list"))
 
 
 def _holdout(ctx: StageContext, voters: Any, records: list[StageRecord]) -> Any:
