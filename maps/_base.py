@@ -105,6 +105,10 @@ _CSS = """
 .gs-label{white-space:nowrap}
 .gs-label span{display:inline-block;transform:translate(-50%,-50%);background:rgba(255,255,255,.85);padding:0 3px;
  border-radius:3px;font:600 11px system-ui,sans-serif}
+.gs-link{margin-top:4px;font:600 12px system-ui,sans-serif}
+.gs-find input{width:15em;padding:3px 6px;font:13px system-ui,sans-serif;border:1px solid #888;border-radius:4px}
+.gs-back{background:rgba(255,255,255,.94);padding:3px 8px;border-radius:4px;font:600 12px system-ui,sans-serif;
+ box-shadow:0 1px 4px rgba(0,0,0,.3)}
 .gs-door{background:#fff;border:2px solid #0072B2;border-radius:50%;text-align:center;
  font:10px/16px system-ui,sans-serif;color:#000}
 </style>
@@ -193,6 +197,14 @@ class GeoLayer(Layer):
         {{ this.get_name() }}.bindTooltip(function (l) { return gsTip(l.feature.properties, {{ this.spec_name }}); },
                                           {sticky: true});
         {%- endif %}
+        {%- if this.link_key %}
+        /* a click opens a popup with a link to the feature's own page (a turf's map) */
+        function {{ this.get_name() }}_popup(p) {
+            return gsTip(p, {{ this.spec_name }}) + '<div class="gs-link"><a href="' + p[{{ this.link_key|tojson }}]
+                + '">' + {{ this.link_text|tojson }} + '</a></div>';
+        }
+        {{ this.get_name() }}.bindPopup(function (l) { return {{ this.get_name() }}_popup(l.feature.properties); });
+        {%- endif %}
         {%- if this.label_key %}
         var {{ this.get_name() }}_labels = L.layerGroup();
         function {{ this.get_name() }}_syncLabels() {
@@ -228,7 +240,10 @@ class GeoLayer(Layer):
     """)
 
     def __init__(self, data: GeoData, spec: dict[str, Any], *, name: str, overlay: bool, show: bool,
-                 tooltip: bool = True, label_key: str | None = None, label_min_zoom: int = 0) -> None:
+                 tooltip: bool = True, label_key: str | None = None, label_min_zoom: int = 0,
+                 link_key: str | None = None, link_text: str = "") -> None:
+        """``link_key``: a property holding a relative address (escaped in Python); a click on the feature opens
+        a popup with the tooltip's content and a link ``link_text`` (escaped here) to that address."""
         super().__init__(name=esc(name), overlay=overlay, control=True, show=show)
         self._name = "GsLayer"
         self.data = data
@@ -236,6 +251,8 @@ class GeoLayer(Layer):
         self.tooltip = tooltip
         self.label_key = label_key
         self.label_min_zoom = int(label_min_zoom)
+        self.link_key = link_key
+        self.link_text = esc(link_text)
         self.spec_name = self.get_name() + "_spec"
         self.spec = spec
 
@@ -326,27 +343,43 @@ def numeric(frame: pd.DataFrame, col: str) -> np.ndarray:
     return np.array(pd.to_numeric(s, errors="coerce").astype("float64").to_numpy(na_value=np.nan), copy=True)
 
 
-def feature_collection(geoms: np.ndarray, props: dict[str, list[Any]], hidden: np.ndarray) -> str:
-    """FeatureCollection JSON text (script-safe) from geometries and aligned property columns.
+def features_json(geoms: np.ndarray, props: dict[str, list[Any]], hidden: np.ndarray) -> list[str | None]:
+    """One GeoJSON Feature (script-safe JSON text) per row; None for rows without geometry.
 
     Rows flagged in ``hidden`` keep only properties whose key starts with ``h`` (identifiers) plus ``_s: 1``.
-    Rows without geometry are left out.
+    Geometry is serialized for all rows at once (``shapely.to_geojson``); the per-row pieces can be joined into
+    several collections (a county map and a map per turf) without serializing twice.
     """
     keys = list(props)
     cols = [props[k] for k in keys]
     gj = shapely.to_geojson(geoms)
-    parts = []
+    out: list[str | None] = []
     for i, g in enumerate(gj.tolist()):
         if g is None:
+            out.append(None)
             continue
         if hidden[i]:
             p = {k: c[i] for k, c in zip(keys, cols, strict=True) if k.startswith("h") and c[i] is not None}
             p["_s"] = 1
         else:
             p = {k: c[i] for k, c in zip(keys, cols, strict=True) if c[i] is not None}
-        parts.append('{"type":"Feature","geometry":' + g + ',"properties":'
-                     + json.dumps(p, ensure_ascii=False, separators=(",", ":")) + "}")
-    return make_script_safe('{"type":"FeatureCollection","features":[' + ",".join(parts) + "]}")
+        out.append(make_script_safe('{"type":"Feature","geometry":' + g + ',"properties":'
+                                    + json.dumps(p, ensure_ascii=False, separators=(",", ":")) + "}"))
+    return out
+
+
+def collection(features: Sequence[str | None]) -> str:
+    """A FeatureCollection's JSON text from Feature texts (None entries left out)."""
+    return '{"type":"FeatureCollection","features":[' + ",".join(f for f in features if f is not None) + "]}"
+
+
+def feature_collection(geoms: np.ndarray, props: dict[str, list[Any]], hidden: np.ndarray) -> str:
+    """FeatureCollection JSON text (script-safe) from geometries and aligned property columns.
+
+    Rows flagged in ``hidden`` keep only properties whose key starts with ``h`` (identifiers) plus ``_s: 1``.
+    Rows without geometry are left out.
+    """
+    return collection(features_json(geoms, props, hidden))
 
 
 # --- classification -------------------------------------------------------------------------------------------

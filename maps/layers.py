@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import folium
@@ -15,6 +16,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
+from branca.element import MacroElement
 from folium.elements import JSCSSMixin
 from folium.map import Layer
 from folium.template import Template
@@ -35,9 +37,11 @@ from ._base import (
     Legend,
     add_raw_script,
     classify,
+    collection,
     ensure_helpers,
     esc,
     feature_collection,
+    features_json,
     field_spec,
     heading_props,
     hidden_mask,
@@ -46,8 +50,8 @@ from ._base import (
     safe_json,
 )
 
-__all__ = ["DEFAULT_PRECINCT_MEASURES", "add_hex_layer", "add_micro_geo_layer", "add_precinct_layer",
-           "add_turf_layer"]
+__all__ = ["DEFAULT_PRECINCT_MEASURES", "TurfPieces", "add_hex_layer", "add_micro_geo_layer", "add_precinct_layer",
+           "add_turf_layer", "draw_turf_layers", "turf_page_name", "turf_pieces"]
 
 DEFAULT_PRECINCT_MEASURES = ("turnout_last_general", "mean_score", "share_DEM", "share_REP", "engaged_per_km2",
                              "contact_rate")
@@ -383,9 +387,77 @@ class _DoorCluster(JSCSSMixin, Layer):
         return super().render(**kwargs)
 
 
+class _TurfFinder(MacroElement):
+    """A "find a turf" box (top left): pick a turf id, the map zooms to it and opens its popup (with the link)."""
+
+    _template = Template("""
+        {% macro script(this, kwargs) %}
+        var {{ this.get_name() }} = L.control({position: "topleft"});
+        {{ this.get_name() }}.onAdd = function (map) {
+            var div = L.DomUtil.create("div", "gs-find");
+            div.innerHTML = '<input type="search" placeholder="Find a turf" aria-label="Find a turf" list="'
+                + {{ this.get_name()|tojson }} + '_ids"><datalist id="' + {{ this.get_name()|tojson }} + '_ids">'
+                + '</datalist>';
+            L.DomEvent.disableClickPropagation(div);
+            L.DomEvent.disableScrollPropagation(div);
+            var input = div.querySelector("input"), list = div.querySelector("datalist");
+            var feats = {{ this.data.get_name() }}.features, byId = {}, popup = L.popup();
+            /* ids are HTML-escaped in Python (quotes too), so they are safe as attribute values */
+            list.innerHTML = feats.map(function (f) { return '<option value="' + f.properties.t + '">'; }).join("");
+            Array.prototype.forEach.call(list.options, function (o, i) { byId[o.value] = feats[i]; });
+            function go() {
+                var f = byId[input.value.trim()], layer = {{ this.layer.get_name() }};
+                if (!f) return;
+                if (!layer._map) map.addLayer(layer);
+                layer.eachLayer(function (l) {
+                    if (l.feature !== f) return;
+                    map.fitBounds(l.getBounds(), {maxZoom: 17});
+                    popup.setLatLng(l.getBounds().getCenter())
+                        .setContent({{ this.layer.get_name() }}_popup(f.properties)).openOn(map);
+                });
+            }
+            input.addEventListener("change", go);  /* a pick from the list, or Enter */
+            return div;
+        };
+        {{ this.get_name() }}.addTo({{ this.map_name }});
+        {% endmacro %}
+    """)
+
+    def __init__(self, data: GeoData, layer: GeoLayer, map_name: str) -> None:
+        super().__init__()
+        self._name = "GsFind"
+        self.data = data
+        self.layer = layer
+        self.map_name = map_name
+
+
+class _BackLink(MacroElement):
+    """A link (top left) from a turf's own map to the map of all turfs."""
+
+    _template = Template("""
+        {% macro script(this, kwargs) %}
+        var {{ this.get_name() }} = L.control({position: "topleft"});
+        {{ this.get_name() }}.onAdd = function () {
+            var div = L.DomUtil.create("div", "gs-back");
+            div.innerHTML = {{ this.html|tojson }};
+            return div;
+        };
+        {{ this.get_name() }}.addTo({{ this.map_name }});
+        {% endmacro %}
+    """)
+
+    def __init__(self, href: str, text: str, map_name: str) -> None:
+        super().__init__()
+        self._name = "GsBack"
+        self.html = f'<a href="{esc(href)}">{esc(text)}</a>'
+        self.map_name = map_name
+
+
 #: turf maps with more turfs than this label them only from zoom LABEL_MIN_ZOOM
 LABEL_ALL_MAX = 25
 LABEL_MIN_ZOOM = 16
+#: a map of all turfs draws the doors only up to this many (beyond, each turf's own map has them)
+DOORS_ALL_MAX = 20_000
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
@@ -394,10 +466,215 @@ def turf_slug(turf_id: Any) -> str:
     return _SAFE_NAME.sub("_", str(turf_id)).strip("._") or "turf"
 
 
+def turf_page_name(turf_id: Any) -> str:
+    """The file name of a turf's own map: ``turf_<slug>.html`` (see :func:`turf_slug`)."""
+    return f"turf_{turf_slug(turf_id)}.html"
+
+
 def _turf_status(turfs: pd.DataFrame) -> np.ndarray:
     ok = turfs["within_tolerance"].fillna(False).to_numpy(dtype=bool) if "within_tolerance" in turfs.columns \
         else np.ones(len(turfs), dtype=bool)
     return np.where(ok, 0, 1).astype(np.int8)
+
+
+@dataclass
+class TurfPieces:
+    """Everything the turf layers draw, for all turfs at once, as JSON texts (script-safe) per row.
+
+    Computed once (geometry simplified together, serialized in one call); a map of all turfs joins every row,
+    a turf's own map joins the rows of that turf (``*_key`` are codes into ``ids``, -1 for another id).
+    """
+
+    ids: list[str]
+    turf_key: np.ndarray
+    turf_features: list[str | None]
+    turf_bounds: np.ndarray
+    drive: np.ndarray
+    spec: dict[str, Any]
+    route_key: np.ndarray
+    route_features: list[str | None]
+    rspec: dict[str, Any]
+    door_key: np.ndarray
+    door_rows: list[str]
+    door_fields: str
+
+    def rows_of(self, which: str) -> list[np.ndarray]:
+        """Row positions of ``turfs``/``routes``/``doors`` per id (in ``ids`` order, rows in input order)."""
+        key = {"turfs": self.turf_key, "routes": self.route_key, "doors": self.door_key}[which]
+        return _group(key, len(self.ids))
+
+
+def _group(key: np.ndarray, n: int) -> list[np.ndarray]:
+    """Positions of each code 0..n-1 in ``key`` (a stable sort and one split; -1 left out)."""
+    order = np.argsort(key, kind="stable")
+    counts = np.bincount(key[key >= 0], minlength=n) if n else np.zeros(0, dtype=np.int64)
+    start = int((key < 0).sum())
+    return np.split(order[start:], np.cumsum(counts)[:-1]) if n else []
+
+
+def _codes(values: pd.Series, ids: list[str]) -> np.ndarray:
+    return pd.Index(ids).get_indexer(pd.Index(values.astype("string"))).astype(np.int64) if ids else \
+        np.full(len(values), -1, dtype=np.int64)
+
+
+def turf_pieces(
+    turfs: gpd.GeoDataFrame,
+    routes: gpd.GeoDataFrame | None = None,
+    doors: pd.DataFrame | None = None,
+    *,
+    door_fields: Sequence[str] = (),
+    personal: bool = False,
+    links: bool = False,
+) -> TurfPieces:
+    """The turf, route and door data of :func:`add_turf_layer`, computed once for many maps.
+
+    ``links`` adds each turf's page name (``u``, see :func:`turf_page_name`) and its escaped id (``t``) to its
+    properties, for the map of all turfs (a click links to the turf's map; the finder searches the ids).
+    Checks every input before any work (see :func:`add_turf_layer` for what it raises).
+    """
+    _check_geo(turfs, "turfs", [S.TURF_ID])
+    if routes is not None:
+        _check_geo(routes, "routes", [S.TURF_ID])
+    if doors is not None:
+        _check_doors(doors, door_fields=door_fields, personal=personal)
+    frame = turfs.copy()
+    if "route_m" in frame.columns:
+        frame["route_km"] = numeric(frame, "route_m") / 1000.0
+    ids_col = frame[S.TURF_ID].astype("string")
+    ids = [str(t) for t in ids_col.dropna().unique().tolist()]
+    status = _turf_status(frame)
+    drive = frame["drive_flag"].fillna(False).to_numpy(dtype=bool) if "drive_flag" in frame.columns \
+        else np.zeros(len(frame), dtype=bool)
+    raw = frame.geometry.to_numpy()
+    geoms = prepare_geometry(raw, simplify_m=1.0, coverage=True)
+    frame = frame.assign(turf_label="Turf " + ids_col)
+    props, head = heading_props(frame, ["turf_label"])
+    fprops, fspec = field_spec(frame, _TURF_FIELDS)
+    props.update(fprops)
+    props["k0"] = status.tolist()
+    props["d"] = drive.astype(int).tolist()
+    doors_n = numeric(frame, "doors") if "doors" in frame.columns else np.full(len(frame), np.nan)
+    reps = shapely.point_on_surface(geoms)
+    ok = ~shapely.is_missing(reps) & ~shapely.is_empty(reps)
+    x = np.round(shapely.get_x(np.where(ok, reps, None)), 6)
+    y = np.round(shapely.get_y(np.where(ok, reps, None)), 6)
+    props["lp"] = [[b, a] if k else None for a, b, k in zip(x.tolist(), y.tolist(), ok.tolist(), strict=True)]
+    escaped = [esc(t) for t in frame[S.TURF_ID].tolist()]
+    props["lab"] = [t + ("" if np.isnan(n) else f" · {int(n)} doors")
+                    for t, n in zip(escaped, doors_n.tolist(), strict=True)]
+    if links:
+        props["t"] = [t or None for t in escaped]
+        props["u"] = [None if pd.isna(t) else esc(turf_page_name(t)) for t in ids_col.tolist()]
+    features = features_json(geoms, props, np.zeros(len(frame), dtype=bool))
+    palette = [OKABE_ITO[0], OKABE_ITO[1]]
+    spec = {"head": head, "fields": fspec, "hidden": "", "key": "k0", "palette": palette, "categorical": True,
+            "base": {"color": "#222222", "weight": 2, "opacity": 1, "fillOpacity": 0.25},
+            "suppressed": {}, "nodata": {"fillColor": NO_DATA_FILL}, "dash": "d"}
+    rspec = {"head": ["h0"], "fields": [], "hidden": "", "key": None, "palette": [], "categorical": False,
+             "base": {"color": "#111111", "weight": 3, "opacity": 0.85, "dashArray": "6 4"},
+             "suppressed": {}, "nodata": {}}
+    route_key = np.zeros(0, dtype=np.int64)
+    route_features: list[str | None] = []
+    if routes is not None and len(routes):
+        rgeoms = prepare_geometry(routes.geometry.to_numpy(), simplify_m=0.0, coverage=False)
+        rprops, _ = heading_props(routes.assign(route_label="Route of turf " + routes[S.TURF_ID].astype("string")),
+                                  ["route_label"])
+        route_features = features_json(rgeoms, rprops, np.zeros(len(routes), dtype=bool))
+        route_key = _codes(routes[S.TURF_ID], ids)
+    door_key = np.zeros(0, dtype=np.int64)
+    door_rows: list[str] = []
+    if doors is not None and len(doors):
+        door_rows, kept = _door_rows(doors, door_fields)
+        door_key = _codes(doors[S.TURF_ID].iloc[kept], ids)
+    return TurfPieces(ids=ids, turf_key=_codes(ids_col, ids), turf_features=features,
+                      turf_bounds=shapely.bounds(raw), drive=drive, spec=spec, route_key=route_key,
+                      route_features=route_features, rspec=rspec, door_key=door_key, door_rows=door_rows,
+                      door_fields=safe_json([esc(measure_info(c).label) for c in door_fields]))
+
+
+def _check_doors(doors: pd.DataFrame, *, door_fields: Sequence[str], personal: bool) -> None:
+    needed = [S.TURF_ID, S.DOOR_ORDER, S.LAT, S.LNG]
+    missing = [c for c in [*needed, *door_fields] if c not in doors.columns]
+    if missing:
+        raise SchemaError("the doors table lacks columns", expected=f"columns {[*needed, *door_fields]}",
+                          found=f"missing {missing}", fix="pass the doors table written by the turf stage")
+    personal_asked = sorted(set(door_fields) & S.PERSONAL_COLUMNS)
+    if personal_asked and not personal:
+        raise ConfigError("personal door fields were asked for without personal=True",
+                          expected="personal=True (organizers' walk maps only)", found=f"{personal_asked}",
+                          fix="pass personal=True (CLI: --personal) or drop these fields")
+
+
+def _door_rows(doors: pd.DataFrame, door_fields: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    """One JSON array text per door with coordinates: ``[lat, lng, order, escaped turf id, *escaped fields]``.
+
+    Returns the texts and the positions of those doors in ``doors``.
+    """
+    lat = numeric(doors, S.LAT)
+    lng = numeric(doors, S.LNG)
+    kept = np.flatnonzero(np.isfinite(lat) & np.isfinite(lng))
+    order = numeric(doors, S.DOOR_ORDER)[kept]
+    order_txt = ['""' if np.isnan(o) else str(int(o)) for o in order.tolist()]
+    codes, uniques = pd.factorize(doors[S.TURF_ID].iloc[kept].astype("string"), use_na_sentinel=True)
+    id_txt = np.array([*(safe_json(esc(t)) for t in uniques.tolist()), '""'], dtype=object)[codes]
+    extra = [[safe_json(esc(v) or None) for v in doors[c].iloc[kept].tolist()] for c in door_fields]
+    tails = ["".join("," + col[i] for col in extra) for i in range(len(kept))] if extra else [""] * len(kept)
+    rows = [f"[{round(a, 6)!r},{round(b, 6)!r},{o},{t}{x}]" for a, b, o, t, x in
+            zip(lat[kept].tolist(), lng[kept].tolist(), order_txt, id_txt.tolist(), tails, strict=True)]
+    return rows, kept
+
+
+def draw_turf_layers(
+    m: folium.Map,
+    *,
+    turfs_json: str,
+    spec: dict[str, Any],
+    drive: bool,
+    n_turfs: int,
+    routes_json: str | None = None,
+    rspec: dict[str, Any] | None = None,
+    doors_json: str | None = None,
+    door_fields: str = "[]",
+    labels: bool = True,
+    links: bool = False,
+    doors_elsewhere: bool = False,
+) -> list[Layer]:
+    """The turf, route and door layers, legend (and with ``links`` the finder) from prepared JSON texts.
+
+    The texts come from :class:`TurfPieces` (script-safe, every string escaped); ``drive`` adds the legend's
+    drive-turf entry; ``doors_elsewhere`` says in the legend that doors are on each turf's own map.
+    """
+    ensure_helpers(m)
+    data = GeoData(turfs_json)
+    m.add_child(data)
+    palette = spec["palette"]
+    # many turfs: labels from street level only, so the overview stays readable
+    layer = GeoLayer(data, spec, name="Turfs", overlay=True, show=True, label_key="lab" if labels else None,
+                     label_min_zoom=0 if n_turfs <= LABEL_ALL_MAX else LABEL_MIN_ZOOM,
+                     link_key="u" if links else None, link_text="Open this turf's map")
+    m.add_child(layer)
+    entries = [(palette[0], "", "within the balance tolerance"), (palette[1], "", "outside the balance tolerance")]
+    if drive:
+        entries.append(("#ffffff", "border:2px dashed #222", "drive turf (dashed border)"))
+    if doors_elsewhere:
+        entries.append(("#ffffff", "border:2px solid #0072B2;border-radius:50%",
+                        "doors: on each turf's own map (click a turf)"))
+    m.add_child(Legend(layer, "Turfs", entries, m.get_name()))
+    if links:
+        m.add_child(_TurfFinder(data, layer, m.get_name()))
+    layers: list[Layer] = [layer]
+    if routes_json is not None:
+        rdata = GeoData(routes_json)
+        m.add_child(rdata)
+        # many turfs: routes start hidden (one tick away) so the overview stays readable and opens fast
+        rlayer = GeoLayer(rdata, rspec or {}, name="Walking routes", overlay=True, show=n_turfs <= LABEL_ALL_MAX)
+        m.add_child(rlayer)
+        layers.append(rlayer)
+    if doors_json is not None:
+        doors_layer = _DoorCluster(doors_json, door_fields, name="Doors")
+        m.add_child(doors_layer)
+        layers.append(doors_layer)
+    return layers
 
 
 def add_turf_layer(
@@ -441,82 +718,9 @@ def add_turf_layer(
     ConfigError
         When a personal door field is asked for without ``personal=True``, or a door field is missing.
     """
-    _check_geo(turfs, "turfs", [S.TURF_ID])
-    ensure_helpers(m)
-    frame = turfs.copy()
-    if "route_m" in frame.columns:
-        frame["route_km"] = numeric(frame, "route_m") / 1000.0
-    status = _turf_status(frame)
-    drive = frame["drive_flag"].fillna(False).to_numpy(dtype=bool) if "drive_flag" in frame.columns \
-        else np.zeros(len(frame), dtype=bool)
-    geoms = prepare_geometry(frame.geometry.to_numpy(), simplify_m=1.0, coverage=True)
-    frame = frame.assign(turf_label="Turf " + frame[S.TURF_ID].astype("string"))
-    props, head = heading_props(frame, ["turf_label"])
-    fprops, fspec = field_spec(frame, _TURF_FIELDS)
-    props.update(fprops)
-    props["k0"] = status.tolist()
-    props["d"] = drive.astype(int).tolist()
-    doors_n = numeric(frame, "doors") if "doors" in frame.columns else np.full(len(frame), np.nan)
-    reps = shapely.point_on_surface(geoms)
-    props["lp"] = [None if pt is None or pt.is_empty else [round(pt.y, 6), round(pt.x, 6)] for pt in reps.tolist()]
-    props["lab"] = [esc(t) + ("" if np.isnan(n) else f" · {int(n)} doors")
-                    for t, n in zip(frame[S.TURF_ID].tolist(), doors_n.tolist(), strict=True)]
-    data = GeoData(feature_collection(geoms, props, np.zeros(len(frame), dtype=bool)))
-    m.add_child(data)
-    palette = [OKABE_ITO[0], OKABE_ITO[1]]
-    spec = {"head": head, "fields": fspec, "hidden": "", "key": "k0", "palette": palette, "categorical": True,
-            "base": {"color": "#222222", "weight": 2, "opacity": 1, "fillOpacity": 0.25},
-            "suppressed": {}, "nodata": {"fillColor": NO_DATA_FILL}, "dash": "d"}
-    # many turfs: labels from street level only, so the overview stays readable
-    layer = GeoLayer(data, spec, name="Turfs", overlay=True, show=True, label_key="lab" if labels else None,
-                     label_min_zoom=0 if len(frame) <= LABEL_ALL_MAX else LABEL_MIN_ZOOM)
-    m.add_child(layer)
-    entries = [(palette[0], "", "within the balance tolerance"), (palette[1], "", "outside the balance tolerance")]
-    if drive.any():
-        entries.append(("#ffffff", "border:2px dashed #222", "drive turf (dashed border)"))
-    m.add_child(Legend(layer, "Turfs", entries, m.get_name()))
-    layers: list[Layer] = [layer]
-    if routes is not None and len(routes):
-        _check_geo(routes, "routes", [S.TURF_ID])
-        rgeoms = prepare_geometry(routes.geometry.to_numpy(), simplify_m=0.0, coverage=False)
-        rprops, rhead = heading_props(routes.assign(route_label="Route of turf " + routes[S.TURF_ID].astype("string")),
-                                      ["route_label"])
-        rdata = GeoData(feature_collection(rgeoms, rprops, np.zeros(len(routes), dtype=bool)))
-        m.add_child(rdata)
-        rspec = {"head": rhead, "fields": [], "hidden": "", "key": None, "palette": [], "categorical": False,
-                 "base": {"color": "#111111", "weight": 3, "opacity": 0.85, "dashArray": "6 4"},
-                 "suppressed": {}, "nodata": {}}
-        rlayer = GeoLayer(rdata, rspec, name="Walking routes", overlay=True, show=True)
-        m.add_child(rlayer)
-        layers.append(rlayer)
-    if doors is not None and len(doors):
-        layers.append(_add_doors(m, doors, door_fields=door_fields, personal=personal))
-    return layers
-
-
-def _add_doors(m: folium.Map, doors: pd.DataFrame, *, door_fields: Sequence[str], personal: bool) -> Layer:
-    needed = [S.TURF_ID, S.DOOR_ORDER, S.LAT, S.LNG]
-    missing = [c for c in [*needed, *door_fields] if c not in doors.columns]
-    if missing:
-        raise SchemaError("the doors table lacks columns", expected=f"columns {[*needed, *door_fields]}",
-                          found=f"missing {missing}", fix="pass the doors table written by the turf stage")
-    personal_asked = sorted(set(door_fields) & S.PERSONAL_COLUMNS)
-    if personal_asked and not personal:
-        raise ConfigError("personal door fields were asked for without personal=True",
-                          expected="personal=True (organizers' walk maps only)", found=f"{personal_asked}",
-                          fix="pass personal=True (CLI: --personal) or drop these fields")
-    lat = numeric(doors, S.LAT)
-    lng = numeric(doors, S.LNG)
-    ok = np.isfinite(lat) & np.isfinite(lng)
-    order = numeric(doors, S.DOOR_ORDER)
-    rows: list[list[Any]] = []
-    turf_ids = doors[S.TURF_ID].tolist()
-    extra = [doors[c].tolist() for c in door_fields]
-    for i in np.flatnonzero(ok).tolist():
-        rows.append([round(float(lat[i]), 6), round(float(lng[i]), 6),
-                     "" if np.isnan(order[i]) else int(order[i]), esc(turf_ids[i]),
-                     *[esc(col[i]) or None for col in extra]])
-    layer = _DoorCluster(safe_json(rows), safe_json([esc(measure_info(c).label) for c in door_fields]),
-                         name="Doors")
-    m.add_child(layer)
-    return layer
+    p = turf_pieces(turfs, routes, doors, door_fields=door_fields, personal=personal)
+    return draw_turf_layers(
+        m, turfs_json=collection(p.turf_features), spec=p.spec, drive=bool(p.drive.any()), n_turfs=len(turfs),
+        routes_json=collection(p.route_features) if routes is not None and len(routes) else None, rspec=p.rspec,
+        doors_json="[" + ",".join(p.door_rows) + "]" if doors is not None and len(doors) else None,
+        door_fields=p.door_fields, labels=labels)
