@@ -18,6 +18,11 @@ Reported, against each simulation's own planted truth (the mean over the experim
   unbiased estimator meets "< 1 SE" only about 68 % of the time, so ``< 2 SE`` is reported too);
 * with no planted effect: the false-positive rate of the cluster-robust test and of the randomization test
   (``--ri-sims`` simulations with ``--ri-draws`` re-randomizations each), target about 5 %;
+* the bias split exactly into its design part (the analysis's estimator applied to each simulation's *expected*
+  outcomes, minus the truth: what the design and the estimator contribute, measured without the Bernoulli noise of
+  the turnout draws, so to a small fraction of a percent of the effect) and its outcome-noise part (mean zero by
+  construction), and the exact SD of the estimate given the design beside the mean reported SE (see
+  ``benchmarks/experiments_bias.py`` for the suspects one at a time);
 * the balance of the blocked design on the sample county (``/work/demo_ref`` when present): the largest absolute
   standardized difference over 20 seeds (target < 0.05), beside unblocked and blocked-without-threshold designs.
 
@@ -45,6 +50,9 @@ from _machine import machine  # noqa: E402
 
 from geo_segment import schema as S  # noqa: E402
 from geo_segment.experiments import analyze_experiment, design_experiment  # noqa: E402
+from geo_segment.experiments._covariates import build_covariates, history_cutoff  # noqa: E402
+from geo_segment.experiments.analysis import estimate_itt  # noqa: E402
+from geo_segment.experiments.design import ARM_HOLDOUT  # noqa: E402
 from geo_segment.synth import draw_outcome_election, generate_population  # noqa: E402
 
 SAMPLE = Path("/work/demo_ref")
@@ -65,9 +73,72 @@ def county(n_voters: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     return voters, pop.history
 
 
+def covariates(voters: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
+    """The design's ``"auto"`` covariates per voter id, as :func:`analyze_experiment` rebuilds them."""
+    cov = build_covariates(voters, history, covariates="auto", score_col=S.PROPENSITY,
+                           cutoff=history_cutoff(history))
+    return cov[~cov.index.duplicated()]
+
+
+def linear_weights(t: np.ndarray, block: np.ndarray, X: np.ndarray | None) -> np.ndarray:
+    """The weights ``a`` with ``estimate_itt(y, t, block, ..., X).effects[0] == a @ y`` for every ``y``.
+
+    The estimator's WLS / Frisch-Waugh-Lovell algebra written out again (weights ``1/p_b``, ``1/(1-p_b)``;
+    assignment and covariates demeaned within blocks; the assignment residualized on the covariates); the callers
+    check it against ``estimate_itt``. Given the design, ``Var(est) = sum_i a_i^2 Var(Y_i)`` exactly when the
+    outcomes are drawn independently.
+    """
+    b = pd.factorize(block)[0]
+    nb = int(b.max()) + 1
+    n_t = np.bincount(b, weights=t, minlength=nb)
+    n_all = np.bincount(b, minlength=nb).astype(np.float64)
+    pb = (n_t / n_all)[b]
+    w = np.where(t > 0, 1.0 / pb, 1.0 / (1.0 - pb))
+    sw = np.bincount(b, weights=w, minlength=nb)
+
+    def demean(v: np.ndarray) -> np.ndarray:
+        return np.asarray(v - (np.bincount(b, weights=w * v, minlength=nb) / sw)[b])
+
+    tt = demean(t)
+    if X is not None:
+        Xd = np.column_stack([demean(X[:, j]) for j in range(X.shape[1])])
+        Xd = Xd[:, Xd.std(axis=0) > 1e-12]
+        sq = np.sqrt(w)
+        gamma = np.linalg.lstsq(Xd * sq[:, None], tt * sq, rcond=None)[0]
+        tt = tt - Xd @ gamma
+        return np.asarray(w * tt / float((w * tt * demean(t)).sum()))
+    return np.asarray(w * tt / float((w * tt * tt).sum()))
+
+
+def expected_outcome_parts(design: Any, truth: pd.DataFrame, cov: pd.DataFrame, itt: float) -> dict[str, float]:
+    """The estimator on the *expected* outcomes ``p`` (its mean over the outcome draws, given the design and the
+    compliers) and the exact SD of the estimate given them; ``itt`` (the analysis on 0/1 turnout) is reproduced
+    from the same arrays first, so both use the analysis's own estimator."""
+    m = design.members
+    vid = m[S.VOTER_ID].astype(str)
+    a = design.assignment.set_index("unit_id")
+    t = (a["arm"] != ARM_HOLDOUT).reindex(m["unit_id"]).to_numpy().astype(np.float64)
+    block = a["block"].reindex(m["unit_id"]).to_numpy()
+    cluster = m["unit_id"].to_numpy()
+    tr = truth.set_index(S.VOTER_ID)
+    p0, p1 = tr["p0"].reindex(vid).to_numpy(), tr["p1"].reindex(vid).to_numpy()
+    p = np.where((t > 0) & tr["complier"].reindex(vid).to_numpy(bool), p1, p0)
+    y = tr[S.VOTED].reindex(vid).to_numpy(np.float64)
+    X = cov.reindex(vid)[list(design.params["covariates"])].to_numpy(np.float64)
+    est = estimate_itt(np.column_stack([y, p]), t, block, cluster, X)
+    if abs(float(est.effects[0]) - itt) > 1e-9:
+        raise AssertionError(f"the benchmark's estimator ({est.effects[0]}) does not reproduce the analysis ({itt})")
+    wts = linear_weights(t, block, X)
+    if abs(float(wts @ p) - float(est.effects[1])) > 1e-9:
+        raise AssertionError("linear_weights does not reproduce estimate_itt")
+    return {"itt_expected": float(est.effects[1]), "exact_sd": float(np.sqrt((wts**2 * p * (1 - p)).sum()))}
+
+
 def one_simulation(voters: pd.DataFrame, history: pd.DataFrame, *, seed: int, effect: float, contact_rate: float,
-                   holdout_share: float, ri_draws: int = 0, check_draws: int = 50) -> dict[str, Any]:
-    """Design, planted outcome and analysis for one seed; the estimates beside the truth."""
+                   holdout_share: float, ri_draws: int = 0, check_draws: int = 50,
+                   cov: pd.DataFrame | None = None) -> dict[str, Any]:
+    """Design, planted outcome and analysis for one seed; the estimates beside the truth (and, with ``cov``, the
+    estimate on the expected outcomes and the exact SD given the design)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         design = design_experiment(voters, history=history, holdout_share=holdout_share, seed=seed,
@@ -80,10 +151,13 @@ def one_simulation(voters: pd.DataFrame, history: pd.DataFrame, *, seed: int, ef
     res = analyze_experiment(design, voters, updated, outcome_election=out.election_date,
                              contacts=out.contacts, ri_draws=ri_draws, seed=seed)
     o = res.overall
-    return {"seed": seed, "true_itt": out.true_itt, "itt": o["itt"], "se": o["se"], "ci_low": o["ci_low"],
-            "ci_high": o["ci_high"], "p_value": o["p_value"], "ri_p_value": o.get("ri_p_value"),
-            "true_cace": out.true_cace, "cace": o.get("cace"), "cace_ci_low": o.get("cace_ci_low"),
-            "cace_ci_high": o.get("cace_ci_high"), "max_abs_std_diff": design.check["max_abs_std_diff"]}
+    row = {"seed": seed, "true_itt": out.true_itt, "itt": o["itt"], "se": o["se"], "ci_low": o["ci_low"],
+           "ci_high": o["ci_high"], "p_value": o["p_value"], "ri_p_value": o.get("ri_p_value"),
+           "true_cace": out.true_cace, "cace": o.get("cace"), "cace_ci_low": o.get("cace_ci_low"),
+           "cace_ci_high": o.get("cace_ci_high"), "max_abs_std_diff": design.check["max_abs_std_diff"]}
+    if cov is not None:
+        row.update(expected_outcome_parts(design, out.truth, cov, o["itt"]))
+    return row
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -105,6 +179,15 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "reject_rate": float((f["p_value"] < 0.05).mean()),
     }
     out["bias_in_se"] = out["bias"] / out["bias_se"] if out["bias_se"] > 0 else float("nan")
+    if "itt_expected" in f:
+        # bias = design part (estimator on the expected outcomes - truth) + outcome-noise part (mean zero)
+        for part, e in (("bias_design", f["itt_expected"] - f["true_itt"]),
+                        ("bias_outcome_noise", f["itt"] - f["itt_expected"])):
+            out[part] = float(e.mean())
+            out[part + "_se"] = float(e.std(ddof=1) / math.sqrt(n))
+        out["exact_sd"] = math.sqrt(float((f["exact_sd"] ** 2).mean())
+                                    + float((f["itt_expected"] - f["true_itt"]).var(ddof=1)))
+        out["mean_se_over_exact_sd"] = out["mean_se"] / out["exact_sd"]
     if f["cace"].notna().all():
         cerr = f["cace"] - f["true_cace"]
         out.update({
@@ -155,6 +238,7 @@ def run(sims: int, n_voters: int, effect: float, contact_rate: float, holdout_sh
         ri_draws: int, seed: int, *, balance: bool = True) -> dict[str, Any]:
     """The whole benchmark as a dict."""
     voters, history = county(n_voters, seed)
+    cov = covariates(voters, history)
     report: dict[str, Any] = {"machine": machine(), "params": {
         "sims": sims, "voters": n_voters, "households": int(voters[S.HOUSEHOLD_ID].nunique()),
         "precincts": int(voters[S.PRECINCT_ID].nunique()), "effect": effect, "contact_rate": contact_rate,
@@ -163,12 +247,12 @@ def run(sims: int, n_voters: int, effect: float, contact_rate: float, holdout_sh
     planted, null = [], []
     for i in range(sims):
         planted.append(one_simulation(voters, history, seed=seed + i, effect=effect, contact_rate=contact_rate,
-                                      holdout_share=holdout_share))
+                                      holdout_share=holdout_share, cov=cov))
         _progress("planted", i, sims, t0)
     t1 = time.perf_counter()
     for i in range(sims):
         null.append(one_simulation(voters, history, seed=seed + 100_000 + i, effect=0.0, contact_rate=contact_rate,
-                                   holdout_share=holdout_share, ri_draws=ri_draws if i < ri_sims else 0))
+                                   holdout_share=holdout_share, ri_draws=ri_draws if i < ri_sims else 0, cov=cov))
         _progress("null", i, sims, t1)
     t2 = time.perf_counter()
     report["planted"] = summarize(planted)
@@ -196,6 +280,18 @@ def markdown(r: dict[str, Any]) -> str:
             f"| {name} | {s['mean_true_itt']:.4f} | {s['mean_itt']:.4f} | {s['bias']:+.4f} ({s['bias_se']:.4f}) | "
             f"{s['bias_in_se']:+.2f} | {s['sd_estimate']:.4f} | {s['mean_se']:.4f} | "
             f"{s['coverage']:.1%} ({s['coverage_se']:.1%}) | {s['reject_rate']:.1%} |")
+    if "bias_design" in pl:
+        lines += ["", "Bias split exactly into the design part (the analysis's estimator on the expected outcomes "
+                      "given each simulation's design and compliers, minus the truth: what the design and estimator "
+                      "contribute) and the outcome-noise part (0/1 turnout minus expected outcomes; mean zero by "
+                      "construction); the exact SD of the estimate (sum_i a_i^2 p_i (1 - p_i) over the estimator's "
+                      "linear weights a, plus the design part's variance) beside the mean reported SE:", "",
+                  "| scenario | design part (sim SE) | outcome-noise part (sim SE) | exact SD | mean SE / exact SD |",
+                  "|---|---:|---:|---:|---:|"]
+        for name, s in (("planted", pl), ("no effect", nu)):
+            lines.append(f"| {name} | {s['bias_design']:+.5f} ({s['bias_design_se']:.5f}) | "
+                         f"{s['bias_outcome_noise']:+.5f} ({s['bias_outcome_noise_se']:.5f}) | {s['exact_sd']:.4f} | "
+                         f"{s['mean_se_over_exact_sd']:.3f} |")
     nan = float("nan")
     lines += ["", f"CACE (planted): bias {pl.get('cace_bias', nan):+.4f} (sim SE {pl.get('cace_bias_se', nan):.4f}), "
                   f"coverage {pl.get('cace_coverage', nan):.1%}."]
