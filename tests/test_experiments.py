@@ -3,6 +3,7 @@ answers computed independently, attrition and the no-dropping guard, the planted
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from pathlib import Path
@@ -389,6 +390,58 @@ def test_itt_with_blocks_and_covariates_matches_explicit_wls_sandwich() -> None:
     y2 = (rng.random(len(g)) < 0.5).astype(float)
     both = estimate_itt(np.column_stack([y, y2]), t, b, g, x)
     assert both.cov[1, 1] == pytest.approx(estimate_itt(y2, t, b, g, x).cov[0, 0])
+
+
+def _every_blocked_assignment(units_per_block: list[int], share: float):  # type: ignore[no-untyped-def]
+    """Every holdout draw of the design's procedure with its probability, enumerated from its definition (step 3 of
+    ``geo_segment.experiments.design``): per block ``floor(s n)`` units, one more with probability
+    ``s n - floor(s n)``, a uniformly random subset of that size."""
+    per_block = []
+    for n in units_per_block:
+        base = math.floor(share * n)
+        frac = share * n - base
+        options = []
+        for k, pk in ((base, 1 - frac), (base + 1, frac)):
+            if pk > 1e-12:
+                subsets = list(itertools.combinations(range(n), k))
+                options += [(set(c), pk / len(subsets)) for c in subsets]
+        per_block.append(options)
+    for combo in itertools.product(*per_block):
+        yield [c for c, _ in combo], math.prod(pk for _, pk in combo)
+
+
+@pytest.mark.parametrize("share", [0.3, 0.45])
+def test_itt_is_exactly_unbiased_over_every_blocked_household_assignment(share: float) -> None:
+    # blocks of (households, voters per household): unequal block sizes, so the realized voter share treated
+    # varies by block and draw; base turnout and effects differ by block and by voter. Averaged over every possible
+    # assignment (exact enumeration, 1,500 / 2,000 of them), the estimate on the expected outcomes must equal the
+    # planted ITT (the mean over voters of the individual effects), which is what the benchmark's truth is.
+    layout = [(5, 2), (4, 1), (4, 3)]
+    rng = np.random.default_rng(11)
+    block, unit, p0, tau = [], [], [], []
+    for b, (n_units, size) in enumerate(layout):
+        for u in range(n_units):
+            block += [b] * size
+            unit += [f"{b}-{u}"] * size
+            p0 += list(np.clip(0.2 + 0.3 * b + 0.1 * rng.standard_normal(size), 0.01, 0.95))
+            tau += list(0.02 + 0.08 * (b == 1) + 0.03 * rng.random(size))
+    block_a, unit_a, p0_a, tau_a = np.array(block), np.array(unit), np.array(p0), np.array(tau)
+    unit_index = np.array([int(x.split("-")[1]) for x in unit])
+    truth = float(tau_a.mean())
+    mean_est = mean_naive = total = 0.0
+    for holdouts, prob in _every_blocked_assignment([n for n, _ in layout], share):
+        t = np.array([0.0 if unit_index[i] in holdouts[block_a[i]] else 1.0 for i in range(len(unit))])
+        y = p0_a + t * tau_a
+        mean_est += prob * float(estimate_itt(y, t, block_a, unit_a).effects[0])
+        # a plausible slip: blocks weighted by their households instead of their voters
+        by_units = sum(n * (y[(block_a == b) & (t > 0)].mean() - y[(block_a == b) & (t == 0)].mean())
+                       for b, (n, _) in enumerate(layout)) / sum(n for n, _ in layout)
+        mean_naive += prob * float(by_units)
+        total += prob
+    assert total == pytest.approx(1.0, abs=1e-12)
+    assert mean_est == pytest.approx(truth, abs=1e-12)
+    # the check can fail: weighting blocks by households misses the voters' ITT on this population
+    assert abs(mean_naive - truth) > 5e-3
 
 
 def test_blocks_with_one_arm_do_not_contribute() -> None:
