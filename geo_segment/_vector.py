@@ -5,11 +5,42 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["factorize_str", "isin_str", "per_distinct"]
+__all__ = ["STR_DTYPE", "arrow_str", "factorize_str", "index_in_str", "isin_str", "per_distinct", "take_str"]
+
+#: pandas' default string dtype (Arrow-backed, NaN for missing), the column contract's ``str``
+STR_DTYPE = pd.StringDtype("pyarrow", na_value=np.nan)
+
+
+def arrow_str(values: pd.Series | npt.ArrayLike) -> pa.Array:
+    """One contiguous Arrow ``large_string`` array of ``values`` (zero-copy for Arrow-backed strings)."""
+    data = values.array if isinstance(values, pd.Series) else values
+    arr = pa.array(data, from_pandas=True) if len(data) else pa.array([], pa.large_string())  # type: ignore[arg-type]
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if not pa.types.is_large_string(arr.type):
+        arr = arr.cast(pa.large_string())
+    return arr
+
+
+def index_in_str(values: pd.Series | npt.ArrayLike, value_set: pd.Series | npt.ArrayLike) -> np.ndarray:
+    """Position of each string of ``values`` in ``value_set`` (int64, ``-1`` when absent or null), hashed by Arrow.
+
+    The first occurrence wins when ``value_set`` repeats a value.
+    """
+    pos = pc.index_in(arrow_str(values), value_set=arrow_str(value_set))
+    return pc.fill_null(pos, -1).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+
+
+def take_str(values: pd.Series | npt.ArrayLike, positions: np.ndarray, index: pd.Index | None = None) -> pd.Series:
+    """``values[positions]`` as a contract string Series (``-1`` gives null) without Python string objects."""
+    pos = np.asarray(positions, dtype=np.int64)
+    taken = pc.take(arrow_str(values), pa.array(pos, mask=pos < 0))
+    return pd.Series(pd.arrays.ArrowStringArray(taken, dtype=STR_DTYPE), index=index)  # type: ignore[call-arg]
 
 
 def factorize_str(values: pd.Series) -> tuple[np.ndarray, pd.Series]:

@@ -21,12 +21,10 @@ from typing import Any
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from geo_segment import _h3
 from geo_segment import schema as S
-from geo_segment._vector import factorize_str
+from geo_segment._vector import factorize_str, index_in_str
 from geo_segment.errors import ConfigError
 
 __all__ = ["K_MIN", "PARTIES", "VoterCodes", "aggregate_cells", "aggregate_precincts", "decay_weights",
@@ -53,80 +51,107 @@ def _codes(values: pd.Series) -> np.ndarray:
     return factorize_str(values.astype("str"))[0]
 
 
-def _key_codes(keys: np.ndarray, index: pd.Index) -> np.ndarray:
-    """Position of each key in ``index`` (every key must be there); Arrow's hash lookup for strings."""
-    if keys.dtype.kind in "iu":
-        return index.get_indexer(pd.Index(keys))
-    pos = pc.index_in(pa.array(keys, pa.string(), from_pandas=True),
-                      value_set=pa.array(index.to_numpy(), pa.string(), from_pandas=True))
-    return pc.fill_null(pos, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+def _label_codes(values: pd.Series, labels: tuple[str, ...]) -> np.ndarray:
+    """Position of each value in ``labels`` (int64), ``len(labels)`` for anything else or missing."""
+    pos = index_in_str(values.astype("str"), list(labels))
+    pos[pos < 0] = len(labels)
+    return pos
 
 
 def _count_distinct(kc: np.ndarray, codes: np.ndarray, n_keys: int) -> np.ndarray:
     ok = codes >= 0
-    pairs = kc[ok].astype(np.int64) * (int(codes.max()) + 1 if len(codes) else 1) + codes[ok]
-    distinct = pd.unique(pairs)
     width = int(codes.max()) + 1 if len(codes) else 1
+    distinct = pd.unique(kc[ok].astype(np.int64) * width + codes[ok])
     return np.bincount((distinct // width).astype(np.int64), minlength=n_keys)
 
 
-def _base_counts(voters: pd.DataFrame, key: str, index: pd.Index) -> pd.DataFrame:
-    kc = _key_codes(voters[key].to_numpy(), index)
+@dataclass(frozen=True)
+class VoterCodes:
+    """Integer codes of each voter's household and building (``-1`` when missing), computed once per run.
+
+    ``votes``, when the codes were made with a history, holds each vote in one of the last general elections as
+    (voter position, election position) pairs, one per voter and election, and ``vote_dates`` those elections.
+    """
+
+    household: np.ndarray
+    building: np.ndarray
+    votes: tuple[np.ndarray, np.ndarray] | None = None
+    vote_dates: tuple[Any, ...] = ()
+    n_generals: int = 0
+
+
+def _general_votes(voters: pd.DataFrame, history: pd.DataFrame, n_generals: int) -> (
+    tuple[tuple[np.ndarray, np.ndarray], tuple[Any, ...]]
+):
+    """Distinct (voter position, election position) of the votes in the last ``n_generals`` general elections."""
+    none = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+    gen = history[(history[S.ELECTION_TYPE] == "general").to_numpy() & history[S.VOTED].to_numpy(dtype=bool)]
+    if gen.empty or n_generals <= 0:
+        return none, ()
+    dates = tuple(np.sort(gen[S.ELECTION_DATE].dropna().unique())[::-1][:n_generals])
+    gen = gen[gen[S.ELECTION_DATE].isin(dates)]
+    pos = index_in_str(gen[S.VOTER_ID].astype("str"), voters[S.VOTER_ID].astype("str"))
+    ok = pos >= 0
+    date_codes = pd.Index(dates).get_indexer(gen[S.ELECTION_DATE].to_numpy()[ok]).astype(np.int64)
+    distinct = pd.unique(pos[ok] * len(dates) + date_codes)  # one vote per voter and election
+    return (distinct // len(dates), distinct % len(dates)), dates
+
+
+def voter_codes(voters: pd.DataFrame, history: pd.DataFrame | None = None, *, n_generals: int = 4) -> VoterCodes:
+    """Factorize ``household_id`` and ``building_id`` (and match the history's general votes) once, to share
+    between the cell and precinct aggregates of the same voters."""
+    votes, dates = (None, ())
+    if history is not None and len(history):
+        votes, dates = _general_votes(voters, history, n_generals)
+    return VoterCodes(household=_codes(voters[S.HOUSEHOLD_ID]), building=_codes(voters[S.BUILDING_ID]),
+                      votes=votes, vote_dates=dates, n_generals=n_generals if votes is not None else 0)
+
+
+def _base_counts(voters: pd.DataFrame, unit: np.ndarray, index: pd.Index, codes: VoterCodes) -> pd.DataFrame:
+    has = unit >= 0
+    kc = unit[has]
     n = len(index)
     out = pd.DataFrame(index=index)
     out["voters"] = np.bincount(kc, minlength=n)
-    out["households"] = _count_distinct(kc, voters["_hh"].to_numpy(), n)
-    out["buildings"] = _count_distinct(kc, voters["_bld"].to_numpy(), n)
+    out["households"] = _count_distinct(kc, codes.household[has], n)
+    out["buildings"] = _count_distinct(kc, codes.building[has], n)
     if S.PARTY in voters.columns:
         labels = (*PARTIES, "other")
-        party_codes = pd.Index(PARTIES).get_indexer(pd.Index(voters[S.PARTY].astype("str").fillna("")))
-        party_codes = party_codes.astype(np.int64)
-        party_codes[party_codes < 0] = len(PARTIES)  # unknown or missing party
-        table = np.bincount(kc * len(labels) + party_codes, minlength=n * len(labels)).reshape(n, len(labels))
+        party = _label_codes(voters[S.PARTY], PARTIES)[has]
+        table = np.bincount(kc * len(labels) + party, minlength=n * len(labels)).reshape(n, len(labels))
         for j, p in enumerate(labels):
             out[f"party_{p}"] = table[:, j]
     return out
 
 
-def _turnout(voters: pd.DataFrame, history: pd.DataFrame, key: str, index: pd.Index, n_generals: int) -> (
-    pd.DataFrame
-):
-    gen = history[(history[S.ELECTION_TYPE] == "general") & history[S.VOTED]]
+def _turnout(unit: np.ndarray, index: pd.Index, codes: VoterCodes) -> pd.DataFrame:
     out = pd.DataFrame(index=index)
-    if gen.empty or n_generals <= 0:
+    if codes.votes is None or not codes.vote_dates:
         return out
-    dates = np.sort(gen[S.ELECTION_DATE].dropna().unique())[::-1][:n_generals]
-    gen = gen[gen[S.ELECTION_DATE].isin(dates)]
-    vids = pa.array(np.asarray(voters[S.VOTER_ID].to_numpy(), dtype=object), pa.string(), from_pandas=True)
-    pos = pc.index_in(pa.array(gen[S.VOTER_ID].astype("str").array, from_pandas=True), value_set=vids)
-    pos_np = pc.fill_null(pos, -1).to_numpy(zero_copy_only=False)
-    ok = pos_np >= 0
-    date_codes, date_values = pd.factorize(gen[S.ELECTION_DATE].to_numpy()[ok])
-    n_dates = max(len(date_values), 1)
-    # one vote per voter and election, then count per (unit, election)
-    distinct = pd.unique(pos_np[ok].astype(np.int64) * n_dates + date_codes)
-    voter_pos, d_code = distinct // n_dates, distinct % n_dates
-    unit = _key_codes(voters[key].to_numpy(), index)[voter_pos]
-    table = np.bincount(unit * n_dates + d_code, minlength=len(index) * n_dates).reshape(len(index), n_dates)
-    for d in sorted(dates, reverse=True):
-        col = f"voted_general_{pd.Timestamp(d).date().isoformat()}"
-        hit = np.flatnonzero(np.asarray(date_values) == d)
-        out[col] = table[:, hit[0]] if len(hit) else 0
+    voter_pos, d_code = codes.votes
+    n_dates = len(codes.vote_dates)
+    u = unit[voter_pos]
+    ok = u >= 0
+    table = np.bincount(u[ok] * n_dates + d_code[ok], minlength=len(index) * n_dates).reshape(len(index), n_dates)
+    for j, d in enumerate(codes.vote_dates):
+        out[f"voted_general_{pd.Timestamp(d).date().isoformat()}"] = table[:, j]
     return out
 
 
-def _signals(signals: pd.DataFrame, key: str, index: pd.Index, half_life_days: float, as_of: pd.Timestamp) -> (
-    pd.DataFrame
-):
+def _signals(signals: pd.DataFrame, unit: np.ndarray, index: pd.Index, half_life_days: float,
+             as_of: pd.Timestamp) -> pd.DataFrame:
+    """Decayed signal weights per unit and kind; ``unit`` is each signal's unit position (``-1``: none)."""
     out = pd.DataFrame(index=index)
-    sig = signals[signals[key].notna()]
-    if key == S.H3_CELL:
-        sig = sig[sig[key] != 0]
-    decayed = decay_weights(sig[S.TIMESTAMP], sig[S.WEIGHT], half_life_days=half_life_days, as_of=as_of)
-    frame = pd.DataFrame({"k": sig[key].to_numpy(), "kind": sig[S.KIND].astype("str").to_numpy(), "w": decayed})
-    table = frame.groupby(["k", "kind"])["w"].sum().unstack().fillna(0.0).reindex(index, fill_value=0.0)
-    for kind in S.SIGNAL_KINDS:
-        out[f"signals_{kind}"] = table[kind].to_numpy() if kind in table.columns else 0.0
+    ok = unit >= 0
+    decayed = decay_weights(signals[S.TIMESTAMP][ok], signals[S.WEIGHT][ok], half_life_days=half_life_days,
+                            as_of=as_of)
+    kinds = tuple(S.SIGNAL_KINDS)
+    kind = _label_codes(signals[S.KIND][ok], kinds)
+    known = kind < len(kinds)
+    table = np.bincount(unit[ok][known] * len(kinds) + kind[known], weights=decayed[known],
+                        minlength=len(index) * len(kinds)).astype(np.float64).reshape(len(index), len(kinds))
+    for j, k in enumerate(kinds):
+        out[f"signals_{k}"] = table[:, j]
     return out
 
 
@@ -144,44 +169,25 @@ def suppress_small(frame: pd.DataFrame, *, k_min: int = K_MIN, count_col: str = 
     return out
 
 
-@dataclass(frozen=True)
-class VoterCodes:
-    """Integer codes of each voter's household and building (``-1`` when missing), computed once per run."""
-
-    household: np.ndarray
-    building: np.ndarray
-
-
-def voter_codes(voters: pd.DataFrame) -> VoterCodes:
-    """Factorize ``household_id`` and ``building_id`` once, to share between the cell and precinct aggregates."""
-    return VoterCodes(household=_codes(voters[S.HOUSEHOLD_ID]), building=_codes(voters[S.BUILDING_ID]))
-
-
-def _slim(voters: pd.DataFrame, mask: np.ndarray, key: np.ndarray, codes: VoterCodes | None) -> pd.DataFrame:
-    """Only the columns the counts need, for the rows in ``mask`` (no copy of geometry or personal columns)."""
-    c = codes or voter_codes(voters)
-    data: dict[str, Any] = {
-        S.VOTER_ID: voters[S.VOTER_ID].to_numpy()[mask],
-        "_key": key,
-        "_hh": c.household[mask],
-        "_bld": c.building[mask],
-    }
-    for col in (S.PARTY, S.PRECINCT_METHOD):
-        if col in voters.columns:
-            data[col] = voters[col].to_numpy()[mask]
-    return pd.DataFrame(data)
+def _codes_for(voters: pd.DataFrame, history: pd.DataFrame | None, n_generals: int,
+               codes: VoterCodes | None) -> VoterCodes:
+    """The caller's codes when they fit this history request, else fresh ones."""
+    wants_votes = history is not None and len(history) > 0 and n_generals > 0
+    if codes is not None and (not wants_votes or (codes.votes is not None and codes.n_generals == n_generals)):
+        return codes if wants_votes else VoterCodes(codes.household, codes.building)
+    if codes is not None:
+        votes, dates = _general_votes(voters, history, n_generals)  # type: ignore[arg-type]
+        return VoterCodes(codes.household, codes.building, votes, dates, n_generals)
+    return voter_codes(voters, history if wants_votes else None, n_generals=n_generals)
 
 
-def _assemble(voters: pd.DataFrame, key: str, index: pd.Index, history: pd.DataFrame | None,
-              signals: pd.DataFrame | None, n_generals: int, half_life_days: float,
+def _assemble(voters: pd.DataFrame, unit: np.ndarray, index: pd.Index, codes: VoterCodes,
+              signals: pd.DataFrame | None, signal_unit: np.ndarray | None, half_life_days: float,
               as_of: pd.Timestamp | None) -> pd.DataFrame:
-    parts = [_base_counts(voters, key, index)]
-    if history is not None and len(history):
-        turnout = _turnout(voters, history, key, index, n_generals)
-        parts.append(turnout)
-    if signals is not None and len(signals) and key in signals.columns:
+    parts = [_base_counts(voters, unit, index, codes), _turnout(unit, index, codes)]
+    if signals is not None and signal_unit is not None and len(signals):
         ref = as_of if as_of is not None else pd.to_datetime(signals[S.TIMESTAMP], utc=True).max()
-        parts.append(_signals(signals, key, index, half_life_days, ref))
+        parts.append(_signals(signals, signal_unit, index, half_life_days, ref))
     out = pd.concat(parts, axis=1)
     voted = [c for c in out.columns if c.startswith("voted_general_")]
     if voted:
@@ -191,6 +197,26 @@ def _assemble(voters: pd.DataFrame, key: str, index: pd.Index, history: pd.DataF
         if pd.api.types.is_integer_dtype(out[c]):
             out[c] = out[c].astype("Int64")
     return out
+
+
+def _parents(cells: np.ndarray, resolution: int) -> np.ndarray:
+    """Parents of the non-zero cells at ``resolution``; ``0`` (no cell) stays ``0``."""
+    out = np.zeros(len(cells), dtype=np.uint64)
+    nz = cells != 0
+    out[nz] = _h3.cell_parents(cells[nz], resolution)
+    return out
+
+
+def _cell_units(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct non-zero cells and each cell's position among them (``-1`` for ``0``, no cell)."""
+    codes, uniq = pd.factorize(cells)
+    uniq = np.asarray(uniq, dtype=np.uint64)
+    keep = uniq != 0
+    order = np.argsort(uniq[keep], kind="stable")
+    rank = np.full(len(uniq), -1, dtype=np.int64)
+    rank[np.flatnonzero(keep)[order]] = np.arange(len(order))
+    unit = rank[codes] if len(codes) else np.zeros(0, np.int64)
+    return uniq[keep][order], unit
 
 
 def aggregate_cells(
@@ -234,20 +260,23 @@ def aggregate_cells(
     """
     if S.H3_CELL not in voters.columns:
         raise ConfigError("voters have no h3_cell column", fix="run add_h3_cells (the join stage) first")
-    mask = voters[S.H3_CELL].to_numpy() != 0
-    key_values = voters[S.H3_CELL].to_numpy(dtype=np.uint64)[mask]
-    sig = signals
+    key_values = voters[S.H3_CELL].to_numpy(dtype=np.uint64)
     if resolution is not None:
-        key_values = _h3.cell_parents(key_values, resolution)
-        if sig is not None and S.H3_CELL in sig.columns:
-            sig = sig.assign(**{S.H3_CELL: _h3.cell_parents(sig[S.H3_CELL].to_numpy(dtype=np.uint64), resolution)})
-    v = _slim(voters, mask, key_values, codes)
-    index = pd.Index(np.sort(pd.unique(key_values)), name=S.H3_CELL)
-    if sig is not None and S.H3_CELL in sig.columns:
-        sig = sig.rename(columns={S.H3_CELL: "_key"})
-    table = _assemble(v, "_key", index, history, sig, n_generals, half_life_days, as_of)
+        key_values = _parents(key_values, resolution)
+    cells, unit = _cell_units(key_values)
+    index = pd.Index(cells, name=S.H3_CELL)
+    sig_unit = None
+    if signals is not None and S.H3_CELL in signals.columns:
+        sig_cells = signals[S.H3_CELL].to_numpy(dtype=np.uint64)
+        if resolution is not None:
+            sig_cells = _parents(sig_cells, resolution)
+        sig_unit = np.searchsorted(cells, sig_cells).astype(np.int64)
+        inside = sig_unit < len(cells)
+        inside[inside] = cells[sig_unit[inside]] == sig_cells[inside]
+        sig_unit[~inside | (sig_cells == 0)] = -1
+    table = _assemble(voters, unit, index, _codes_for(voters, history, n_generals, codes), signals, sig_unit,
+                      half_life_days, as_of)
     table = suppress_small(table, k_min=k_min)
-    cells = index.to_numpy(dtype=np.uint64)
     out = gpd.GeoDataFrame(table.reset_index(drop=True), geometry=_h3.cell_polygons(cells), crs=S.CRS_STORAGE)
     out.insert(0, S.H3_CELL, cells)
     return out
@@ -276,16 +305,17 @@ def aggregate_precincts(
         raise ConfigError("voters have no precinct_id column", fix="run assign_precincts (the join stage) first")
     ids = precincts[id_col].astype("str")
     index = pd.Index(ids.to_numpy(), name=S.PRECINCT_ID)
-    mask = voters[S.PRECINCT_ID].notna().to_numpy()
-    v = _slim(voters, mask, voters[S.PRECINCT_ID].to_numpy()[mask], codes)
-    sig = signals.rename(columns={S.PRECINCT_ID: "_key"}) if signals is not None else None
-    table = _assemble(v, "_key", index, history, sig, n_generals, half_life_days, as_of)
-    if S.PRECINCT_METHOD in v.columns:
+    unit = index_in_str(voters[S.PRECINCT_ID].astype("str"), ids)
+    sig_unit = None
+    if signals is not None and S.PRECINCT_ID in signals.columns:
+        sig_unit = index_in_str(signals[S.PRECINCT_ID].astype("str"), ids)
+    table = _assemble(voters, unit, index, _codes_for(voters, history, n_generals, codes), signals, sig_unit,
+                      half_life_days, as_of)
+    if S.PRECINCT_METHOD in voters.columns:
         kinds = ("within", "boundary", "nearest")
-        kc = _key_codes(v["_key"].to_numpy(), index)
-        mc = pd.Index(kinds).get_indexer(pd.Index(v[S.PRECINCT_METHOD].astype("str")))
-        ok = mc >= 0
-        counts = np.bincount(kc[ok] * len(kinds) + mc[ok], minlength=len(index) * len(kinds))
+        mc = _label_codes(voters[S.PRECINCT_METHOD], kinds)
+        ok = (unit >= 0) & (mc < len(kinds))
+        counts = np.bincount(unit[ok] * len(kinds) + mc[ok], minlength=len(index) * len(kinds))
         counts = counts.reshape(len(index), len(kinds))
         for j, m in enumerate(kinds):
             table[f"assigned_{m}"] = pd.array(counts[:, j], dtype="Int64")

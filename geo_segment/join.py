@@ -35,6 +35,7 @@ import shapely
 
 from geo_segment import _h3
 from geo_segment import schema as S
+from geo_segment._vector import take_str
 from geo_segment.errors import ConfigError, InputFileError, MissingColumnsError
 from geo_segment.io.manifest import StageRecord
 
@@ -102,7 +103,7 @@ def add_h3_cells(
     _require_4326(frame, "points")
     res = _h3.check_resolution(resolution)
     x, y = _xy(frame)
-    out = frame.copy()
+    out = frame.copy(deep=False)  # copy-on-write: the caller's frame is never changed
     cells = _h3.latlng_to_cells(y, x, res)
     out[column] = cells
     for p in parents:
@@ -335,11 +336,9 @@ def assign_areas(
 
     res = join_areas(x, y, areas.geometry.values, ids, tolerance_m=tolerance_m, fast_resolution=fast_resolution,
                      cells=cells)
-    out = points.copy()
-    chosen = res.index
-    out[out_id] = pd.Series(np.where(chosen >= 0, ids[np.maximum(chosen, 0)], None), index=points.index,
-                            dtype="str")
-    out[out_method] = pd.Series(np.asarray(METHODS, dtype=object)[res.method], index=points.index, dtype="str")
+    out = points.copy(deep=False)  # copy-on-write: the caller's frame is never changed
+    out[out_id] = take_str(ids, res.index, index=points.index)
+    out[out_method] = take_str(list(METHODS), res.method.astype(np.int64), index=points.index)
     return out, res.metrics
 
 

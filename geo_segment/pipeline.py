@@ -194,10 +194,24 @@ def join_and_aggregate(
     history: pd.DataFrame | None = None,
     signals: Any = None,
     config: Config | None = None,
+    as_of: pd.Timestamp | None = None,
 ) -> JoinResult:
     """H3 cells and exactly one precinct for voters and signals, then aggregates per cell and per precinct.
 
-    Stage records ``join`` (voters), ``join_signals`` and ``aggregate`` (cells and precincts, with suppression).
+    The one in-memory join-and-aggregate: ``geo-segment join``, ``run``/``demo`` and the local engine
+    (:func:`geo_segment.engines.join_aggregate_local`) all call it. Stage records ``join`` (voters),
+    ``join_signals`` and ``aggregate`` (cells and precincts, with suppression).
+
+    Parameters
+    ----------
+    voters, precincts
+        Voters and the precinct layer (EPSG:4326); ``id_col`` is the layer's id column.
+    history, signals
+        Long vote history and signals, optional.
+    config
+        The run's settings (``[join]``: resolution, tolerance, k, elections, half-life).
+    as_of
+        Reference time of the signals' decay (default: the newest signal).
     """
     from geo_segment._vector import isin_str
     from geo_segment.aggregates import aggregate_cells, aggregate_metrics, aggregate_precincts, voter_codes
@@ -221,14 +235,16 @@ def join_and_aggregate(
         stages.append(StageRecord("join_signals", rows_in=len(signals), rows_out=len(sig_out), rows_rejected=0,
                                   seconds=round(time.perf_counter() - t0, 3), metrics=sig_metrics))
     t0 = time.perf_counter()
-    codes = voter_codes(joined)
-    cells = aggregate_cells(joined, history, sig_out, resolution=cfg.cell_resolution, k_min=cfg.k_min,
-                            n_generals=cfg.n_generals, half_life_days=cfg.half_life_days, codes=codes)
-    pre = aggregate_precincts(joined, precincts, history, sig_out, id_col=id_col, k_min=cfg.k_min,
-                              n_generals=cfg.n_generals, half_life_days=cfg.half_life_days, codes=codes)
+    # households, buildings and general-election votes matched once for both tables
+    codes = voter_codes(joined, history, n_generals=cfg.n_generals)
+    opts: dict[str, Any] = {"k_min": cfg.k_min, "n_generals": cfg.n_generals,
+                            "half_life_days": cfg.half_life_days, "as_of": as_of, "codes": codes}
+    cells = aggregate_cells(joined, history, sig_out, resolution=cfg.cell_resolution, **opts)
+    pre = aggregate_precincts(joined, precincts, history, sig_out, id_col=id_col, **opts)
     metrics = aggregate_metrics(cells, pre)
     metrics["k_min"] = cfg.k_min
-    geocoded = int(joined[S.GEOCODED].sum())
+    geocoded = int(joined[S.GEOCODED].sum()) if S.GEOCODED in joined.columns else int(
+        (joined[S.H3_CELL].to_numpy() != 0).sum())
     metrics["geocode_rate"] = round(geocoded / len(joined), 4) if len(joined) else None
     stages.append(StageRecord("aggregate", rows_in=geocoded, rows_out=geocoded, rows_rejected=0,
                               seconds=round(time.perf_counter() - t0, 3), metrics=metrics))

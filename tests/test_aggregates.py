@@ -101,3 +101,48 @@ def test_suppress_small_keeps_rows_and_nulls_counts() -> None:
     assert out["suppressed"].tolist() == [True, False]
     assert out.loc[0, ["voters", "party_DEM", "signals_rsvp"]].isna().all()
     assert out.loc[1, "voters"] == 20
+
+
+def _signals(precinct_ids: list[str | None]) -> pd.DataFrame:
+    """Signals of the given precincts: one ping, a day-old RSVP, an unknown kind, all weight 1 or 2."""
+    n = len(precinct_ids)
+    kinds = (["ping", "rsvp", "telepathy"] * n)[:n]
+    ts = pd.to_datetime(["2024-10-02"] * n, utc=True) - pd.to_timedelta([i % 2 for i in range(n)], unit="D")
+    return pd.DataFrame({S.PRECINCT_ID: pd.Series(precinct_ids, dtype="str"), S.KIND: kinds, S.TIMESTAMP: ts,
+                         S.WEIGHT: [1.0, 2.0] * (n // 2) + [1.0] * (n % 2)})
+
+
+def test_precinct_signals_decay_by_kind(precincts: gpd.GeoDataFrame) -> None:
+    voters = assign_precincts(add_h3_cells(_voters()), precincts, id_col="pid")
+    sig = _signals(["P1", "P1", "P1", "P2", None, "P9"])  # P9 is in no layer: ignored, like the null one
+    out = aggregate_precincts(voters, precincts, None, sig, id_col="pid", k_min=1, half_life_days=1.0,
+                              as_of=pd.Timestamp("2024-10-02", tz="UTC")).set_index(S.PRECINCT_ID)
+    # P1: ping weight 1 age 0 -> 1.0; rsvp weight 2 age 1 day -> 1.0; telepathy not a kind. P2: ping weight 2 age 1
+    assert out.loc["P1", "signals_ping"] == pytest.approx(1.0)
+    assert out.loc["P1", "signals_rsvp"] == pytest.approx(1.0)
+    assert out.loc["P2", "signals_ping"] == pytest.approx(1.0)
+    assert out.loc["P2", "signals_rsvp"] == 0.0
+    assert out["signals_web_visit"].dtype == np.float64
+
+
+def test_signals_columns_are_float_even_without_voters(precincts: gpd.GeoDataFrame) -> None:
+    voters = assign_precincts(add_h3_cells(_voters()), precincts, id_col="pid").iloc[:0]
+    out = aggregate_precincts(voters, precincts, None, _signals(["P1", "P2"]), id_col="pid", k_min=0)
+    assert {str(out[c].dtype) for c in out.columns if c.startswith("signals_")} == {"float64"}
+
+
+@pytest.mark.parametrize("n_generals", [1, 2, 4])
+def test_shared_codes_give_the_same_tables(precincts: gpd.GeoDataFrame, n_generals: int) -> None:
+    from geo_segment.aggregates import voter_codes
+
+    voters = assign_precincts(add_h3_cells(_voters()), precincts, id_col="pid")
+    history = _history()
+    # codes made for another n_generals, without history, and for this request: all give the fresh answer
+    for codes in (voter_codes(voters), voter_codes(voters, history, n_generals=2),
+                  voter_codes(voters, history, n_generals=n_generals)):
+        for fn in (lambda c: aggregate_precincts(voters, precincts, history, id_col="pid", k_min=1,
+                                                 n_generals=n_generals, codes=c),
+                   lambda c: aggregate_cells(voters, history, k_min=1, n_generals=n_generals, codes=c)):
+            pd.testing.assert_frame_equal(fn(codes), fn(None))
+    cols = aggregate_cells(voters, history, k_min=1, n_generals=n_generals).columns
+    assert sum(c.startswith("voted_general_") for c in cols) == min(n_generals, 2)

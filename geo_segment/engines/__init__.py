@@ -27,9 +27,9 @@ import geopandas as gpd
 import pandas as pd
 
 from geo_segment import schema as S
-from geo_segment.aggregates import K_MIN, aggregate_cells, aggregate_metrics, aggregate_precincts
+from geo_segment.aggregates import K_MIN, aggregate_metrics
 from geo_segment.errors import ConfigError, InputNotFoundError, Location
-from geo_segment.join import add_h3_cells, assign_areas, join_stage
+from geo_segment.join import add_h3_cells, assign_areas
 
 if TYPE_CHECKING:  # pragma: no cover
     from types import ModuleType
@@ -166,28 +166,28 @@ def join_aggregate_local(
     >>> metrics["join"]["unassigned"]  # doctest: +SKIP
     30
     """
+    from geo_segment.config import Config, JoinConfig
+    from geo_segment.pipeline import join_and_aggregate
+
     t0 = time.perf_counter()
     frame = _read_geoparquet(voters)
     hist = _read_table(history)
     sig_in = None if signals is None else _read_geoparquet(signals)
     t_read = time.perf_counter()
-    joined, stage = join_stage(frame, precincts, id_col=id_col, tolerance_m=tolerance_m, resolution=resolution)
-    sig = None if sig_in is None else join_signals(sig_in, precincts, id_col=id_col, resolution=resolution,
-                                                   tolerance_m=tolerance_m)
-    t_join = time.perf_counter()
-    opts: dict[str, Any] = {"k_min": k_min, "n_generals": n_generals, "half_life_days": half_life_days,
-                            "as_of": as_of}
-    cells = aggregate_cells(joined, hist, sig, **opts)
-    areas = aggregate_precincts(joined, precincts, hist, sig, id_col=id_col, **opts)
+    cfg = Config(join=JoinConfig(h3_resolution=resolution, tolerance_m=tolerance_m, k_min=k_min,
+                                 n_generals=n_generals, half_life_days=half_life_days, cell_resolution=None))
+    res = join_and_aggregate(frame, precincts, id_col=id_col, history=hist, signals=sig_in, config=cfg, as_of=as_of)
+    seconds = {r.name: r.seconds for r in res.stages}
     t_end = time.perf_counter()
     metrics: dict[str, Any] = {
         "engine": "local",
-        "join": stage.metrics,
-        "aggregate": aggregate_metrics(cells, areas),
-        "seconds": {"read": round(t_read - t0, 3), "join": round(t_join - t_read, 3),
-                    "aggregate": round(t_end - t_join, 3), "total": round(t_end - t0, 3)},
+        "join": res.stages[0].metrics,
+        "aggregate": aggregate_metrics(res.cells, res.precincts),
+        "seconds": {"read": round(t_read - t0, 3),
+                    "join": round(seconds["join"] + seconds.get("join_signals", 0.0), 3),
+                    "aggregate": seconds["aggregate"], "total": round(t_end - t0, 3)},
     }
-    return joined, cells, areas, metrics
+    return res.voters, res.cells, res.precincts, metrics
 
 
 def load_engine(name: str) -> ModuleType | None:
