@@ -6,10 +6,12 @@ A crash or kill during a write leaves the old file intact and no partial file be
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
+import secrets
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ import pandas as pd
 
 from geo_segment.errors import OutputPathError
 
-__all__ = ["atomic_path", "safe_output_path", "write_csv", "write_json", "write_parquet"]
+__all__ = ["atomic_path", "safe_output_path", "write_csv", "write_files", "write_json", "write_parquet"]
 
 
 def safe_output_path(folder: str | Path, name: str) -> Path:
@@ -85,3 +87,88 @@ def write_json(obj: Any, path: str | Path) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n", encoding="utf-8")
     return Path(path)
+
+
+def _sync_file_system(folder: Path, written: list[Path]) -> None:
+    """Flush the file system holding ``folder`` once (Linux ``syncfs``), else ``os.sync``, else fsync each file."""
+    syncfs = getattr(ctypes.CDLL(None), "syncfs", None) if os.name == "posix" else None
+    if syncfs is not None:
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            if syncfs(fd) == 0:
+                return
+        finally:
+            os.close(fd)
+    if hasattr(os, "sync"):
+        os.sync()
+        return
+    for path in written:  # pragma: no cover - platforms without sync()
+        with open(path, "rb+") as fh:
+            os.fsync(fh.fileno())
+
+
+def write_files(folder: str | Path, files: Mapping[str, str | bytes], *, encoding: str = "utf-8") -> dict[str, Path]:
+    """Write many files into ``folder``, each atomically, with one flush of the file system for all of them.
+
+    Every file is first written to a temporary file beside its target (``.<name>.<token>.tmp``); once all are
+    written the file system is flushed once (``syncfs``) and each temporary file is moved over its target
+    (``os.replace``). A crash leaves every target either as it was or complete, like :func:`atomic_path`, but
+    thousands of small files (walk lists, packets) cost one flush instead of one ``fsync`` each. Other files in
+    ``folder`` are left alone.
+
+    Parameters
+    ----------
+    folder
+        The output folder (created when missing).
+    files
+        File name (relative to ``folder``, checked by :func:`safe_output_path`) to text or bytes.
+    encoding
+        Encoding of text contents.
+
+    Returns
+    -------
+    dict
+        File name to the path written.
+
+    Raises
+    ------
+    OutputPathError
+        A name would leave ``folder``; nothing is written then.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     paths = write_files(d, {"a.csv": "x\\n1\\n", "b.csv": "x\\n2\\n"})
+    ...     paths["b.csv"].read_text()
+    'x\\n2\\n'
+    """
+    base = Path(folder)
+    base.mkdir(parents=True, exist_ok=True)
+    root = base.resolve()
+    targets: dict[str, Path] = {}
+    for name in files:
+        plain = name not in ("", ".", "..") and "/" not in name and os.sep not in name and (
+            os.altsep is None or os.altsep not in name)
+        targets[name] = root / name if plain else safe_output_path(root, name)
+    token = f"{os.getpid()}-{secrets.token_hex(4)}"
+    temps: list[Path] = []
+    try:
+        for name, content in files.items():
+            target = targets[name]
+            if target.parent != root:
+                target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.{token}.tmp")
+            data = content.encode(encoding) if isinstance(content, str) else content
+            with open(tmp, "xb") as fh:
+                temps.append(tmp)
+                fh.write(data)
+        _sync_file_system(root, temps)
+        for name, tmp in zip(files, temps, strict=True):
+            os.replace(tmp, targets[name])
+        temps = []
+    finally:
+        for tmp in temps:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+    return targets

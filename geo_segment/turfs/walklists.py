@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 
 from geo_segment import schema as S
-from geo_segment.io.atomic import safe_output_path, write_csv
+from geo_segment.io.atomic import write_files
 
-__all__ = ["WALKLIST_COLUMNS", "file_stem", "neutralize", "walklist_rows", "write_walklists"]
+__all__ = ["WALKLIST_COLUMNS", "file_stem", "neutralize", "walklist_rows", "walklist_texts", "write_walklists"]
 
 #: columns of ``walklists/<turf_id>.csv``, in order
 WALKLIST_COLUMNS = ("list_number", S.TURF_ID, S.DOOR_ORDER, S.HOUSEHOLD_ID, S.BUILDING_ID, S.VOTER_ID,
@@ -98,13 +98,65 @@ def walklist_rows(
     return out[list(WALKLIST_COLUMNS)]
 
 
-def write_walklists(rows: pd.DataFrame, out_dir: str | Path) -> dict[str, Path]:
-    """Write ``<out_dir>/<turf_id>.csv`` per turf (atomically), text cells neutralized; return turf id to path."""
+def walklist_texts(rows: pd.DataFrame, *, chunk_rows: int = 100_000) -> dict[str, str]:
+    """The CSV text of every turf's walk list, keyed by turf id (sorted), text cells neutralized.
+
+    Each text is what ``frame.to_csv(index=False, lineterminator="\\n")`` writes for the turf's rows (in their
+    order in ``rows``), but the whole table is neutralized and rendered in a few large ``to_csv`` calls and then
+    cut at the turfs' row boundaries, instead of one call per turf. Rows without a turf id are left out.
+
+    Examples
+    --------
+    >>> rows = pd.DataFrame({"turf_id": ["B", "A", "B"], "last_name": ["=1+1", "Doe", "Roe"]})
+    >>> walklist_texts(rows)
+    {'A': 'turf_id,last_name\\nA,Doe\\n', 'B': "turf_id,last_name\\nB,'=1+1\\nB,Roe\\n"}
+    """
+    if len(rows) == 0:
+        return {}
     text_cols = [c for c in rows.columns if pd.api.types.is_string_dtype(rows[c]) or rows[c].dtype == object]
-    paths: dict[str, Path] = {}
-    for turf_id, frame in rows.groupby(S.TURF_ID, sort=True):
-        safe = frame.copy()
-        for col in text_cols:
-            safe[col] = neutralize(safe[col])
-        paths[str(turf_id)] = write_csv(safe, safe_output_path(out_dir, f"{file_stem(str(turf_id))}.csv"))
-    return paths
+    key = rows[S.TURF_ID]
+    ok = key.notna().to_numpy(dtype=bool)
+    ids = key.astype(object).to_numpy()[ok].astype(str)
+    pos = np.flatnonzero(ok)
+    order = np.argsort(ids, kind="stable")  # the groups of groupby(turf_id, sort=True), rows kept in order
+    ids, pos = ids[order], pos[order]
+    safe = rows.iloc[pos].reset_index(drop=True)
+    for col in text_cols:
+        safe[col] = neutralize(safe[col])
+    header = safe.iloc[:0].to_csv(index=False, lineterminator="\n")
+    starts = np.r_[0, np.flatnonzero(ids[1:] != ids[:-1]) + 1]
+    ends = np.r_[starts[1:], len(ids)]
+    texts: dict[str, str] = {}
+    g = 0
+    while g < len(starts):
+        # a chunk of whole turfs, about chunk_rows rows
+        last = int(np.searchsorted(ends, starts[g] + max(1, chunk_rows), side="right"))
+        last = max(last, g + 1)
+        a, b = int(starts[g]), int(ends[last - 1])
+        part = safe.iloc[a:b]
+        body = part.to_csv(index=False, header=False, lineterminator="\n")
+        lines = body.split("\n")
+        if len(lines) == b - a + 1:  # one line per row
+            first = np.arange(a, b + 1) - a
+        else:  # a quoted cell holds a line break: count them to find where each row starts
+            extra = np.zeros(b - a, dtype=np.int64)
+            for col in text_cols:
+                extra += part[col].str.count("\n").to_numpy(dtype=np.int64)
+            first = np.r_[0, np.cumsum(1 + extra)]
+        for i in range(g, last):
+            lo, hi = int(first[starts[i] - a]), int(first[ends[i] - a])
+            texts[str(ids[starts[i]])] = header + "\n".join(lines[lo:hi]) + "\n"
+        g = last
+    return texts
+
+
+def write_walklists(rows: pd.DataFrame, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``<out_dir>/<turf_id>.csv`` per turf, text cells neutralized; return turf id to path.
+
+    All lists are rendered by :func:`walklist_texts` and written by :func:`geo_segment.io.atomic.write_files`
+    (each file atomic, one file-system flush for all). Other files in ``out_dir`` are left as they are.
+    """
+    texts = walklist_texts(rows)
+    names = {tid: f"{file_stem(tid)}.csv" for tid in texts}
+    written = write_files(out_dir, {names[tid]: text for tid, text in texts.items()})
+    return {tid: written[names[tid]] for tid in texts}
