@@ -18,18 +18,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import shapely
 
 from geo_segment import schema as S
 from geo_segment.config import TurfsConfig
 from geo_segment.errors import GeoSegmentError
-from geo_segment.io.atomic import atomic_path, safe_output_path
-from geo_segment.turfs.scripts import fill, match_scripts
+from geo_segment.io.atomic import atomic_path, safe_output_path, write_files
+from geo_segment.turfs.scripts import fill_all, match_scripts
 from geo_segment.turfs.walklists import file_stem
 
 __all__ = ["CHROMIUM_FLAGS", "PacketRenderError", "find_chromium", "packet_sections", "print_pdfs",
-           "turf_map_svg", "write_packets"]
+           "turf_map_svg", "turf_map_svgs", "write_packets"]
 
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -87,63 +88,128 @@ def turf_map_svg(
 ) -> str:
     """An inline SVG of the turf: its polygon, the walking route and numbered doors, with a 100 m scale bar.
 
-    Coordinates are EPSG:4326, drawn in a local equirectangular projection (north up).
+    Coordinates are EPSG:4326, drawn in a local equirectangular projection (north up). One turf of
+    :func:`turf_map_svgs`.
     """
-    lng = np.asarray(door_lng, dtype=float)
-    lat = np.asarray(door_lat, dtype=float)
-    lat0 = float(np.nanmean(lat)) if len(lat) else 0.0
-    kx = 111_320.0 * np.cos(np.radians(lat0))
+    n = len(np.asarray(door_lng))
+    return turf_map_svgs([polygon], [route], np.zeros(n, dtype=np.int64), door_lng, door_lat, labels,
+                         width=width, height=height)[0]
+
+
+def _pairs(x: npt.NDArray[np.float64], y: npt.NDArray[np.float64]) -> list[str]:
+    return ["%.1f,%.1f" % xy for xy in zip(x.tolist(), y.tolist(), strict=True)]  # noqa: UP031 - fast path
+
+
+def _joined(pieces: list[str], group: npt.NDArray[np.int64], n: int, sep: str) -> list[str]:
+    """``sep.join`` of ``pieces`` per group ``0..n-1`` (``group`` sorted); empty text for groups without any."""
+    bounds = np.searchsorted(group, np.arange(n + 1)).tolist()
+    return [sep.join(pieces[bounds[i]:bounds[i + 1]]) for i in range(n)]
+
+
+def turf_map_svgs(
+    polygons: Sequence[Any], routes: Sequence[Any], door_turf: Any, door_lng: Any, door_lat: Any,
+    labels: Sequence[Any], *, width: int = 600, height: int = 380,
+) -> list[str]:
+    """The maps of many turfs at once (:func:`turf_map_svg` of each), numbers formatted in a few array passes.
+
+    Parameters
+    ----------
+    polygons, routes
+        The turf polygon and walking route (EPSG:4326) of each turf; ``None`` or empty to leave one out.
+    door_turf
+        The turf (position in ``polygons``) of each door; doors are drawn in their order within a turf.
+    door_lng, door_lat, labels
+        Door coordinates (EPSG:4326) and the number printed beside each door.
+
+    Returns
+    -------
+    list of str
+        One ``<svg>`` element per turf.
+    """
+    polys = np.empty(len(polygons), dtype=object)
+    polys[:] = list(polygons)
+    rts = np.empty(len(routes), dtype=object)
+    rts[:] = list(routes)
+    n = len(polys)
+    order = np.argsort(np.asarray(door_turf, dtype=np.int64), kind="stable")
+    dturf = np.asarray(door_turf, dtype=np.int64)[order]
+    lng = np.asarray(door_lng, dtype=float)[order]
+    lat = np.asarray(door_lat, dtype=float)[order]
+    labs = np.empty(len(order), dtype=object)
+    labs[:] = list(labels)
+    labs = labs[order]
+    has_poly = ~shapely.is_missing(polys) & ~shapely.is_empty(polys)
+    has_route = ~shapely.is_missing(rts) & ~shapely.is_empty(rts)
+    dbound = np.searchsorted(dturf, np.arange(n + 1)).tolist()
     ky = 110_540.0
-    geoms = [g for g in (polygon, route) if g is not None and not shapely.is_empty(g)]
-    if geoms:
-        b = shapely.bounds(shapely.union_all(geoms))
-        minx, miny, maxx, maxy = (b[0], b[1], b[2], b[3])
-    else:
-        minx, miny, maxx, maxy = float(lng.min()), float(lat.min()), float(lng.max()), float(lat.max())
-    wm = max((maxx - minx) * kx, 50.0)
-    hm = max((maxy - miny) * ky, 50.0)
     pad = 14.0
-    scale = min((width - 2 * pad) / wm, (height - 2 * pad) / hm)
-    ox = pad + ((width - 2 * pad) - wm * scale) / 2
-    oy = pad + ((height - 2 * pad) - hm * scale) / 2
+    # the frame of each turf: bounds of its polygon and route, metres per degree at its doors' mean latitude
+    par = np.zeros((n, 6))  # minx, miny, kx, scale, ox, oy
+    for i in range(n):
+        lo, la = lng[dbound[i]:dbound[i + 1]], lat[dbound[i]:dbound[i + 1]]
+        lat0 = float(np.nanmean(la)) if len(la) else 0.0
+        kx = 111_320.0 * np.cos(np.radians(lat0))
+        geoms = [g for g, ok in ((polys[i], has_poly[i]), (rts[i], has_route[i])) if ok]
+        if geoms:
+            b = shapely.bounds(shapely.union_all(geoms))
+            minx, miny, maxx, maxy = (b[0], b[1], b[2], b[3])
+        else:
+            minx, miny, maxx, maxy = float(lo.min()), float(la.min()), float(lo.max()), float(la.max())
+        wm = max((maxx - minx) * kx, 50.0)
+        hm = max((maxy - miny) * ky, 50.0)
+        scale = min((width - 2 * pad) / wm, (height - 2 * pad) / hm)
+        ox = pad + ((width - 2 * pad) - wm * scale) / 2
+        oy = pad + ((height - 2 * pad) - hm * scale) / 2
+        par[i] = (minx, miny, kx, scale, ox, oy)
 
-    def xy(lon: np.ndarray, la: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return ox + (lon - minx) * kx * scale, height - (oy + (la - miny) * ky * scale)
+    def xy(t: npt.NDArray[np.int64], lon: npt.NDArray[np.float64],
+           la: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        p = par[t]
+        return p[:, 4] + (lon - p[:, 0]) * p[:, 2] * p[:, 3], height - (p[:, 5] + (la - p[:, 1]) * ky * p[:, 3])
 
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="100%" '
-             f'role="img" aria-label="turf map">', f'<rect width="{width}" height="{height}" fill="#fff"/>']
-    if polygon is not None and not shapely.is_empty(polygon):
-        for ring_poly in shapely.get_parts(polygon):
-            c = shapely.get_coordinates(shapely.get_exterior_ring(ring_poly))
-            px, py = xy(c[:, 0], c[:, 1])
-            pts = " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(px, py, strict=True))
-            parts.append(f'<polygon points="{pts}" fill="#f1f1f1" stroke="#000" stroke-width="1.6" '
-                         'stroke-dasharray="6 3"/>')
-    if route is not None and not shapely.is_empty(route):
-        c = shapely.get_coordinates(route)
-        px, py = xy(c[:, 0], c[:, 1])
-        pts = " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(px, py, strict=True))
-        parts.append(f'<polyline points="{pts}" fill="none" stroke="#1f5fbf" stroke-width="2.2" '
-                     'stroke-linejoin="round"/>')
-        parts.append(f'<circle cx="{px[0]:.1f}" cy="{py[0]:.1f}" r="7" fill="none" stroke="#0a7d2c" '
-                     'stroke-width="2.5"/>')
-        parts.append(f'<text x="{px[0] + 9:.1f}" y="{py[0] - 8:.1f}" font-size="12" font-weight="bold" '
-                     'fill="#0a7d2c">START</text>')
-    dx, dy = xy(lng, lat)
-    seen: set[tuple[int, int]] = set()
-    for a, b, lab in zip(dx, dy, labels, strict=True):
-        parts.append(f'<circle cx="{a:.1f}" cy="{b:.1f}" r="2.6" fill="#000"/>')
-        key = (int(a // 14), int(b // 11))
-        if key not in seen:  # one label per small area keeps numbers readable
-            seen.add(key)
-            parts.append(f'<text x="{a + 3.5:.1f}" y="{b - 3:.1f}" font-size="10" fill="#000">{_e(lab)}</text>')
-    bar = 100.0 * scale
-    parts.append(f'<line x1="{pad}" y1="{height - 8}" x2="{pad + bar:.1f}" y2="{height - 8}" stroke="#000" '
-                 'stroke-width="3"/>')
-    parts.append(f'<text x="{pad}" y="{height - 12}" font-size="11">100 m</text>')
-    parts.append(f'<text x="{width - 22}" y="22" font-size="15" font-weight="bold">N↑</text>')
-    parts.append("</svg>")
-    return "".join(parts)
+    # polygons: one <polygon> per part, drawn from its exterior ring
+    parts, pidx = shapely.get_parts(polys[has_poly], return_index=True)
+    part_turf = np.flatnonzero(has_poly)[pidx]
+    coords, cidx = shapely.get_coordinates(shapely.get_exterior_ring(parts), return_index=True)
+    px, py = xy(part_turf[cidx], coords[:, 0], coords[:, 1])
+    ring_pts = _joined(_pairs(px, py), cidx, len(parts), " ")
+    poly_el = [f'<polygon points="{pts}" fill="#f1f1f1" stroke="#000" stroke-width="1.6" stroke-dasharray="6 3"/>'
+               for pts in ring_pts]
+    poly_html = _joined(poly_el, part_turf, n, "")
+    # routes: the polyline and a START circle at its first point
+    route_turf = np.flatnonzero(has_route)
+    coords, ridx = shapely.get_coordinates(rts[has_route], return_index=True)
+    rx, ry = xy(route_turf[ridx], coords[:, 0], coords[:, 1])
+    route_pts = _joined(_pairs(rx, ry), ridx, len(route_turf), " ")
+    first = np.searchsorted(ridx, np.arange(len(route_turf)))
+    route_html = [""] * n
+    for k, t in enumerate(route_turf.tolist()):
+        a, b = float(rx[first[k]]), float(ry[first[k]])
+        route_html[t] = (f'<polyline points="{route_pts[k]}" fill="none" stroke="#1f5fbf" stroke-width="2.2" '
+                         f'stroke-linejoin="round"/><circle cx="{a:.1f}" cy="{b:.1f}" r="7" fill="none" '
+                         f'stroke="#0a7d2c" stroke-width="2.5"/><text x="{a + 9:.1f}" y="{b - 8:.1f}" font-size="12" '
+                         'font-weight="bold" fill="#0a7d2c">START</text>')
+    # doors: a dot each, and the number of the first door in each small area (keeps numbers readable)
+    dx, dy = xy(dturf, lng, lat)
+    cell = pd.DataFrame({"t": dturf, "cx": np.floor_divide(dx, 14).astype(np.int64),
+                         "cy": np.floor_divide(dy, 11).astype(np.int64)})
+    labelled = ~cell.duplicated(keep="first").to_numpy()
+    dots = ['<circle cx="%.1f" cy="%.1f" r="2.6" fill="#000"/>' % ab  # noqa: UP031 - fast path
+            for ab in zip(dx.tolist(), dy.tolist(), strict=True)]
+    for k in np.flatnonzero(labelled).tolist():
+        dots[k] += (f'<text x="{dx[k] + 3.5:.1f}" y="{dy[k] - 3:.1f}" font-size="10" fill="#000">'
+                    f"{_e(labs[k])}</text>")
+    door_html = _joined(dots, dturf, n, "")
+    head = (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="100%" '
+            f'role="img" aria-label="turf map"><rect width="{width}" height="{height}" fill="#fff"/>')
+    tail = (f'<text x="{pad}" y="{height - 12}" font-size="11">100 m</text>'
+            f'<text x="{width - 22}" y="22" font-size="15" font-weight="bold">N↑</text></svg>')
+    out = []
+    for i in range(n):
+        bar = 100.0 * par[i, 3]
+        out.append(f'{head}{poly_html[i]}{route_html[i]}{door_html[i]}<line x1="{pad}" y1="{height - 8}" '
+                   f'x2="{pad + bar:.1f}" y2="{height - 8}" stroke="#000" stroke-width="3"/>{tail}')
+    return out
 
 
 def _minutes(m: float) -> str:
@@ -167,6 +233,9 @@ def packet_sections(
 ) -> dict[str, str]:
     """The HTML ``<section>`` of every turf's packet, keyed by turf id.
 
+    Built for all turfs at once: the household blocks from one pass over the walk-list rows (households are
+    runs of rows), the maps by :func:`turf_map_svgs`, then one f-string per turf.
+
     Parameters
     ----------
     turfs, routes, doors
@@ -181,83 +250,167 @@ def packet_sections(
     key_rows = "".join(f"<tr><td><b>{_e(c)}</b></td><td>{_e(label)}</td></tr>" for c, label in codes)
     survey = [(q, [a.strip() for a in answers.split("|") if a.strip()]) for q, answers in cfg.survey.items()]
     survey_key = "".join(f"<div>{_e(q)}</div>" for q, _ in survey)
-    # the script of each household, chosen by its lead voter (highest score), fields filled per household
-    r = rows.copy()
-    r["_score"] = pd.to_numeric(r["score"], errors="coerce")
-    lead = r.sort_values(["_score"], ascending=False, kind="stable").drop_duplicates(
-        [S.TURF_ID, S.DOOR_ORDER, S.HOUSEHOLD_ID])
-    seg = pd.DataFrame({"score": lead["_score"], "party": lead[S.PARTY], "age": lead["age"],
-                        "precinct": lead[S.TURF_ID].str.rsplit("-", n=1).str[0]}, index=lead.index)
-    lead = lead.assign(script_text=match_scripts(seg, cfg.script, cfg.scripts))
-    names = r.groupby([S.TURF_ID, S.DOOR_ORDER, S.HOUSEHOLD_ID], sort=False, dropna=False)[S.FIRST_NAME].agg(
-        lambda s: " and ".join(dict.fromkeys(str(x).title() for x in s if isinstance(x, str) and x)))
-    door_keys = list(zip(doors[S.TURF_ID].astype(str), doors[S.DOOR_ORDER].astype(int), strict=True))
-    street_of = dict(zip(door_keys, doors[S.STREET].fillna("").astype(str), strict=True))
-    number_of = dict(zip(door_keys, doors[S.HOUSE_NUMBER].fillna("").astype(str), strict=True))
-    script_of: dict[tuple[Any, Any, Any], str] = {}
-    for rec in lead.itertuples(index=False):
-        k = (getattr(rec, S.TURF_ID), getattr(rec, S.DOOR_ORDER), getattr(rec, S.HOUSEHOLD_ID))
-        first = getattr(rec, S.FIRST_NAME)
-        values = {"first_name": str(first).title() if isinstance(first, str) else "",
-                  "last_name": str(getattr(rec, S.LAST_NAME) or "").title(),
-                  "names": names.get(k, ""), "address": getattr(rec, S.ADDRESS), "unit": getattr(rec, S.UNIT),
-                  "turf_id": k[0], "precinct_id": str(k[0]).rsplit("-", 1)[0],
-                  "street": street_of.get((str(k[0]), int(k[1])), "").title(),
-                  "house_number": number_of.get((str(k[0]), int(k[1])), "")}
-        script_of[k] = fill(str(rec.script_text), values)
-    door_html = _door_blocks(rows, script_of, [c for c, _ in codes], survey)
+    door_html = _door_blocks(rows, doors, cfg, [c for c, _ in codes], survey)
+    tids = turfs[S.TURF_ID].astype(str).tolist()
+    pos_of = {tid: i for i, tid in enumerate(tids)}
     route_of = dict(zip(routes[S.TURF_ID].astype(str), routes.geometry, strict=True))
+    d_turf = doors[S.TURF_ID].astype(object).to_numpy()
+    d_pos = np.array([pos_of.get(t, -1) if isinstance(t, str) else -1 for t in d_turf], dtype=np.int64)
+    d_order = doors[S.DOOR_ORDER].to_numpy(dtype=float, na_value=np.nan)
+    keep = np.flatnonzero(d_pos >= 0)
+    keep = keep[np.lexsort((d_order[keep], d_pos[keep]))]  # each turf's doors in walking order
+    svgs = turf_map_svgs(list(turfs.geometry), [route_of.get(tid) for tid in tids], d_pos[keep],
+                         doors[S.LNG].to_numpy(dtype=float)[keep], doors[S.LAT].to_numpy(dtype=float)[keep],
+                         doors[S.DOOR_ORDER].astype(object).to_numpy()[keep].tolist())
+    side = (f'<div class="side"><h3>Results key</h3><table>{key_rows}</table>'
+            f"<h3>Survey</h3>{survey_key}<h3>Walking</h3><div>Start at the green circle; follow the blue "
+            "line; door numbers match the list.</div></div>")
     out: dict[str, str] = {}
-    doors_by_turf = {str(t): g for t, g in doors.groupby(S.TURF_ID, sort=False)}
-    t: Any
-    for t in turfs.itertuples(index=False):
-        tid = str(getattr(t, S.TURF_ID))
+    cols = [turfs[c].tolist() for c in ("list_number", "doors", "people", "est_minutes", "route_m", "drive_flag")]
+    for i, (tid, list_number, n_doors, people, minutes, route_m, drive_flag) in enumerate(zip(tids, *cols,
+                                                                                           strict=True)):
         anchor = "t-" + file_stem(tid)
-        tdoors = doors_by_turf.get(tid, doors.iloc[:0]).sort_values(S.DOOR_ORDER)
-        svg = turf_map_svg(t.geometry, route_of.get(tid), tdoors[S.LNG].to_numpy(), tdoors[S.LAT].to_numpy(),
-                           tdoors[S.DOOR_ORDER].tolist())
-        drive = '<span class="flag">DRIVE: doors far apart</span>' if bool(t.drive_flag) else ""
+        drive = '<span class="flag">DRIVE: doors far apart</span>' if bool(drive_flag) else ""
         head = (f'<header class="ph"><div class="title"><a href="#{anchor}">Turf {_e(tid)}</a> &middot; '
-                f"List {_e(t.list_number)}</div>"
-                f'<div class="stats">{_e(t.doors)} doors &middot; {_e(t.people)} people &middot; about '
-                f"{_e(_minutes(t.est_minutes))} &middot; walk {float(t.route_m) / 1000:.1f} km{drive}</div>"
+                f"List {_e(list_number)}</div>"
+                f'<div class="stats">{_e(n_doors)} doors &middot; {_e(people)} people &middot; about '
+                f"{_e(_minutes(minutes))} &middot; walk {float(route_m) / 1000:.1f} km{drive}</div>"
                 '<div class="fill">Canvasser ____________________ Date ________ Start ______ '
                 "End ______</div></header>")
-        side = (f'<div class="side"><h3>Results key</h3><table>{key_rows}</table>'
-                f"<h3>Survey</h3>{survey_key}<h3>Walking</h3><div>Start at the green circle; follow the blue "
-                "line; door numbers match the list.</div></div>")
-        out[tid] = (f'<section class="packet" id="{anchor}">{head}<div class="top">{svg}{side}</div>'
+        out[tid] = (f'<section class="packet" id="{anchor}">{head}<div class="top">{svgs[i]}{side}</div>'
                     f'<ol class="doors">{door_html.get(tid, "")}</ol></section>')
     return out
 
 
+_ESCAPES = (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ('"', "&quot;"), ("'", "&#x27;"))
+
+
 def _esc_col(values: pd.Series) -> pd.Series:
-    return values.astype(object).map(_e)
+    """:func:`html.escape` of every value (missing values become empty text), as whole-column replaces."""
+    s = values.astype("string").fillna("")
+    for old, new in _ESCAPES:
+        s = s.str.replace(old, new, regex=False)
+    return s
 
 
-def _door_blocks(rows: pd.DataFrame, script_of: Mapping[tuple[Any, Any, Any], str], codes: Sequence[str],
+def _text(values: pd.Series) -> npt.NDArray[np.object_]:
+    """Values as Python strings, missing values as empty text."""
+    return values.astype("string").fillna("").to_numpy(dtype=object)
+
+
+def _objects(values: pd.Series) -> npt.NDArray[np.object_]:
+    """Values as Python objects, missing values as ``None``."""
+    return np.asarray(values.astype(object).where(values.notna(), None).to_numpy(), dtype=object)
+
+
+def _runs(group: npt.NDArray[np.int64], n: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Row order that puts each group's rows together (keeping their order) and the start of each group."""
+    order = np.argsort(group, kind="stable")
+    return order, np.searchsorted(group[order], np.arange(n))
+
+
+def _concat(pieces: npt.NDArray[np.object_], starts: npt.NDArray[np.int64]) -> npt.NDArray[np.object_]:
+    """Concatenate consecutive runs of strings (each run non-empty) starting at ``starts``."""
+    if len(pieces) == 0:
+        return np.empty(0, dtype=object)
+    return np.asarray(np.add.reduceat(pieces, starts), dtype=object)
+
+
+def _door_blocks(rows: pd.DataFrame, doors: pd.DataFrame, cfg: TurfsConfig, codes: Sequence[str],
                  survey: Sequence[tuple[str, list[str]]]) -> dict[str, str]:
-    """The household blocks of every turf, in walking order (vectorized string building)."""
+    """The household blocks of every turf, in walking order (vectorized string building).
+
+    A household is a run of rows with the same turf, door number and household id (in order of first row);
+    its script is chosen by its lead voter (highest score, the first such row on ties).
+    """
     if len(rows) == 0:
         return {}
-    bubbles = _bubbles(codes)
     r = rows.reset_index(drop=True)
+    keys = [S.TURF_ID, S.DOOR_ORDER, S.HOUSEHOLD_ID]
+    hh = np.asarray(r.groupby(keys, sort=False, dropna=False).ngroup().to_numpy(), dtype=np.int64)
+    nh = int(hh.max()) + 1
+    order, starts = _runs(hh, nh)
+    # the voters of each household, in row order
+    bubbles = _bubbles(codes)
     voter = ('<div class="voter"><span class="who">' + _esc_col(r[S.LAST_NAME]) + ", " + _esc_col(r[S.FIRST_NAME])
              + " (" + _esc_col(r["age"]) + ", " + _esc_col(r[S.PARTY]) + ")</span>" + bubbles + "</div>")
-    keys = [S.TURF_ID, S.DOOR_ORDER, S.HOUSEHOLD_ID]
-    frame = r[keys + [S.ADDRESS, S.UNIT]].assign(voter=voter)
-    g = frame.groupby(keys, sort=False, dropna=False)
-    doors = g.agg(address=(S.ADDRESS, "first"), unit=(S.UNIT, "first"), voters=("voter", "".join)).reset_index()
-    unit = doors["unit"].astype(object).where(doors["unit"].notna(), "").astype(str)
-    unit_html = np.where(unit != "", ", unit " + _esc_col(unit), "")
-    say = [script_of.get((t, o, h), "") for t, o, h in zip(doors[S.TURF_ID], doors[S.DOOR_ORDER],
-                                                            doors[S.HOUSEHOLD_ID], strict=True)]
+    voters = _concat(voter.to_numpy(dtype=object)[order], starts)
+    # per household: its first row, the first address and unit given, the lead voter
+    first_row = order[starts]
+    address = _first_given(r[S.ADDRESS], order, hh, nh)
+    unit = _first_given(r[S.UNIT], order, hh, nh)
+    score = pd.to_numeric(r["score"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    lead_order = np.lexsort((np.arange(len(r)), np.where(np.isnan(score), np.inf, -score), hh))
+    lead = lead_order[np.searchsorted(hh[lead_order], np.arange(nh))]
+    say = _household_scripts(r, doors, cfg, hh, nh, order, starts, lead)
+    unit_html = np.where(unit != "", ", unit " + _esc_col(pd.Series(unit, dtype="string")).to_numpy(dtype=object),
+                         "")
     surv = "".join(f"<span>{_e(q)} {_bubbles(a)}</span>" for q, a in survey)
-    block = ('<li class="door"><div class="addr"><span class="num">' + _esc_col(doors[S.DOOR_ORDER]) + "</span>"
-             + _esc_col(doors["address"]) + unit_html + "</div>" + doors["voters"]
-             + '<div class="say">&ldquo;' + pd.Series(say, index=doors.index).map(_e) + '&rdquo;</div><div class="row">'
-             + surv + '<span class="notes">Notes: ______________________________</span></div></li>')
-    return {str(t): "".join(b) for t, b in block.groupby(doors[S.TURF_ID].astype(str), sort=False)}
+    num = _esc_col(r[S.DOOR_ORDER].iloc[first_row]).to_numpy(dtype=object)
+    block = ('<li class="door"><div class="addr"><span class="num">' + num + "</span>"
+             + _esc_col(pd.Series(address, dtype="string")).to_numpy(dtype=object) + unit_html + "</div>" + voters
+             + '<div class="say">&ldquo;' + _esc_col(pd.Series(say, dtype="string")).to_numpy(dtype=object)
+             + '&rdquo;</div><div class="row">' + surv
+             + '<span class="notes">Notes: ______________________________</span></div></li>')
+    # households are numbered in order of first row, so a turf's households keep that order
+    turf_of = r[S.TURF_ID].astype(str).to_numpy(dtype=object)[first_row]
+    tcode, tnames = pd.factorize(turf_of, sort=False)
+    t_order, t_starts = _runs(tcode.astype(np.int64), len(tnames))
+    joined = _concat(block[t_order], t_starts)
+    return {str(t): str(b) for t, b in zip(tnames, joined, strict=True)}
+
+
+def _first_given(values: pd.Series, order: npt.NDArray[np.int64], group: npt.NDArray[np.int64],
+                 n: int) -> npt.NDArray[np.object_]:
+    """The first non-missing value of each group (``groupby().first()``), empty text where there is none."""
+    v = _objects(values)[order]
+    given = np.array([x is not None for x in v], dtype=bool)
+    out = np.full(n, "", dtype=object)
+    g = group[order][given]
+    firsts = np.r_[True, g[1:] != g[:-1]] if len(g) else np.zeros(0, dtype=bool)
+    out[g[firsts]] = [str(x) for x in v[given][firsts]]
+    return out
+
+
+def _household_scripts(r: pd.DataFrame, doors: pd.DataFrame, cfg: TurfsConfig, hh: npt.NDArray[np.int64], nh: int,
+                       order: npt.NDArray[np.int64], starts: npt.NDArray[np.int64],
+                       lead: npt.NDArray[np.int64]) -> npt.NDArray[np.object_]:
+    """The filled-in script of each household: chosen by its lead voter's segment, fields of the household."""
+    lr = r.iloc[lead]
+    turf = lr[S.TURF_ID].astype(str).to_numpy(dtype=object)
+    precinct = np.array([t.rsplit("-", 1)[0] for t in turf], dtype=object)
+    lr = lr.reset_index(drop=True)
+    seg = pd.DataFrame({"score": pd.to_numeric(lr["score"], errors="coerce"), "party": lr[S.PARTY],
+                        "age": lr["age"], "precinct": pd.Series(precinct, dtype=object)})
+    templates = match_scripts(seg, cfg.script, cfg.scripts).to_numpy(dtype=object)
+    # {names}: the household's distinct first names, title-cased, in row order
+    first = _objects(r[S.FIRST_NAME])[order]
+    named = np.array([isinstance(x, str) and x != "" for x in first], dtype=bool)
+    g = hh[order][named]
+    titled = np.array([x.title() for x in first[named]], dtype=object)
+    fresh = ~pd.DataFrame({"g": g, "n": titled}).duplicated().to_numpy()
+    g, titled = g[fresh], titled[fresh]
+    lead_name = np.r_[True, g[1:] != g[:-1]] if len(g) else np.zeros(0, dtype=bool)
+    titled = np.where(lead_name, titled, " and " + titled) if len(g) else titled
+    names = np.full(nh, "", dtype=object)
+    if len(g):
+        names[g[lead_name]] = _concat(titled, np.flatnonzero(lead_name))
+    # street and house number of the household's door
+    dkey = pd.MultiIndex.from_arrays([doors[S.TURF_ID].astype(str).to_numpy(dtype=object),
+                                      doors[S.DOOR_ORDER].to_numpy(dtype=float, na_value=np.nan)])
+    last = ~dkey.duplicated(keep="last")
+    at = dkey[last].get_indexer(pd.MultiIndex.from_arrays(
+        [turf, lr[S.DOOR_ORDER].to_numpy(dtype=float, na_value=np.nan)]))
+    street = np.append(doors[S.STREET].fillna("").astype(str).to_numpy(dtype=object)[last], "")[at]
+    number = np.append(doors[S.HOUSE_NUMBER].fillna("").astype(str).to_numpy(dtype=object)[last], "")[at]
+    lead_first = _objects(lr[S.FIRST_NAME])
+    values: dict[str, Sequence[Any] | npt.NDArray[Any]] = {
+        "first_name": [x.title() if isinstance(x, str) else "" for x in lead_first],
+        "last_name": [x.title() for x in _text(lr[S.LAST_NAME])],
+        "names": names, "address": _text(lr[S.ADDRESS]), "unit": _text(lr[S.UNIT]),
+        "turf_id": turf, "precinct_id": precinct, "street": [x.title() for x in street],
+        "house_number": number}
+    return fill_all(templates, values)
 
 
 def _document(sections: Iterable[str], title: str) -> str:
@@ -353,14 +506,12 @@ def write_packets(
 ) -> dict[str, dict[str, Path]]:
     """Write ``<out_dir>/<turf_id>.html`` for every packet (and ``.pdf`` with ``pdf=True``).
 
-    Returns ``{"html": {turf_id: path}, "pdf": {turf_id: path}}``.
+    The HTML files are written by :func:`geo_segment.io.atomic.write_files` (each atomic, one file-system flush
+    for all). Returns ``{"html": {turf_id: path}, "pdf": {turf_id: path}}``.
     """
     out = Path(out_dir)
-    html_paths: dict[str, Path] = {}
-    for tid, section in sections.items():
-        target = safe_output_path(out, f"{file_stem(tid)}.html")
-        with atomic_path(target) as tmp:
-            tmp.write_text(_document([section], f"Turf {tid}"), encoding="utf-8")
-        html_paths[tid] = target
+    names = {tid: f"{file_stem(tid)}.html" for tid in sections}
+    written = write_files(out, {names[tid]: _document([section], f"Turf {tid}") for tid, section in sections.items()})
+    html_paths = {tid: written[names[tid]] for tid in sections}
     pdf_paths = print_pdfs(sections, out, chromium=chromium, batch=batch) if pdf and sections else {}
     return {"html": html_paths, "pdf": pdf_paths}

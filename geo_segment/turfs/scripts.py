@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import re
 import string
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from geo_segment.errors import ConfigError
 
-__all__ = ["FIELDS", "check_templates", "fill", "match_scripts"]
+__all__ = ["FIELDS", "check_templates", "fill", "fill_all", "match_scripts"]
 
 #: fields a script may use
 FIELDS = frozenset({"first_name", "last_name", "names", "address", "street", "house_number", "unit", "precinct_id",
@@ -112,3 +113,38 @@ def fill(text: str, values: Mapping[str, Any]) -> str:
     clean = _Fields({k: "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
                      for k, v in values.items()})
     return text.format_map(clean)
+
+
+def fill_all(templates: Sequence[str] | npt.NDArray[np.object_],
+             values: Mapping[str, Sequence[Any] | npt.NDArray[Any]]) -> npt.NDArray[np.object_]:
+    """:func:`fill` for many rows at once: row ``i`` fills ``templates[i]`` with ``values[field][i]``.
+
+    Each distinct template is parsed once and its rows are built by concatenating its literal parts and the
+    columns of its fields (missing values and fields become empty text, as in :func:`fill`).
+
+    Examples
+    --------
+    >>> fill_all(["Hi {first_name}!", "Hello {names} {{x}}"], {"first_name": ["Ana", "Bo"], "names": ["", None]})
+    array(['Hi Ana!', 'Hello  {x}'], dtype=object)
+    """
+    tpl = np.asarray(templates, dtype=object)
+    n = len(tpl)
+    out = np.full(n, "", dtype=object)
+    if n == 0:
+        return out
+    cols: dict[str, npt.NDArray[np.object_]] = {}
+    for key, col in values.items():
+        arr = np.empty(n, dtype=object)
+        arr[:] = ["" if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)) else str(v) for v in col]
+        cols[key] = arr
+    codes, uniques = pd.factorize(tpl)
+    for k, text in enumerate(uniques):
+        rows = np.flatnonzero(codes == k)
+        acc = np.full(len(rows), "", dtype=object)
+        for literal, name, _spec, _conv in string.Formatter().parse(str(text)):
+            if literal:
+                acc = acc + literal
+            if name is not None:
+                acc = acc + (cols[name][rows] if name in cols else "")
+        out[rows] = acc
+    return out
