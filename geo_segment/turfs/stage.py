@@ -219,16 +219,17 @@ def cut_turfs(
         so = np.argsort(grank[p_idx], kind="stable")
         street_rank[p_idx[so]] = np.arange(1, len(so) + 1)
         s_len = path_length(x[p_idx], y[p_idx], so)
-        atoms_here = np.unique(atom[p_idx])
-        a_side = np.zeros(na, dtype=np.int64)
-        a_side[atom[p_idx]] = side_code[p_idx]
-        ro = atoms_here[route_order(ax[atoms_here], ay[atoms_here], a_side[atoms_here],
-                                    side_penalty_m=cfg.side_penalty_m, n_starts=1)]
-        pos_of_atom = np.zeros(na, dtype=np.int64)
-        pos_of_atom[ro] = np.arange(len(ro))
+        atoms_here, a_loc = np.unique(atom[p_idx], return_inverse=True)
+        side_here = np.zeros(len(atoms_here), dtype=np.int64)
+        side_here[a_loc] = side_code[p_idx]  # an atom's side: that of its last door, as before
+        ro_loc = route_order(ax[atoms_here], ay[atoms_here], side_here, side_penalty_m=cfg.side_penalty_m,
+                             n_starts=1)
+        ro = atoms_here[ro_loc]
+        pos_here = np.zeros(len(atoms_here), dtype=np.int64)
+        pos_here[ro_loc] = np.arange(len(ro_loc))
         srank = np.empty(len(p_idx), dtype=np.int64)
         srank[so] = np.arange(len(so))
-        route_doors = np.lexsort((srank, pos_of_atom[atom[p_idx]]))
+        route_doors = np.lexsort((srank, pos_here[a_loc]))
         r_len = path_length(ax[ro], ay[ro])
         if cfg.walk_order == "route":
             use = route_doors
@@ -240,10 +241,15 @@ def cut_turfs(
         px, py = x[p_idx[use]], y[p_idx[use]]
         gaps = np.hypot(np.diff(px), np.diff(py))
         stats[p] = (s_len, r_len, used_len, float(gaps.max()) if len(gaps) else 0.0)
-        coords = np.column_stack([lng[p_idx[use]], lat[p_idx[use]]])
-        if len(coords) == 1:
-            coords = np.vstack([coords, coords])
-        route_geoms[p] = shapely.linestrings(coords)
+    # routes: the doors in walking order, one LineString per turf (a single door is drawn twice)
+    by_walk = np.lexsort((door_order, dpart))
+    tp = dpart[by_walk]
+    single = np.bincount(dpart, minlength=npart) == 1
+    take = np.concatenate([by_walk, by_walk[single[tp]]])
+    line_of = np.concatenate([tp, tp[single[tp]]])
+    sort_lines = np.argsort(line_of, kind="stable")
+    route_geoms[:] = shapely.linestrings(np.column_stack([lng[take], lat[take]])[sort_lines],
+                                         indices=line_of[sort_lines])
     d[S.DOOR_ORDER] = pd.Series(door_order, dtype="Int64")
     d["street_rank"] = street_rank
     t_walk = time.perf_counter() - t0 - t_cut
