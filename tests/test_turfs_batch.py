@@ -1,0 +1,225 @@
+"""The batched turf outputs (walk lists, maps, packets, scripts, many files written with one flush) and the faster
+cutting helpers give exactly what the one-turf-at-a-time code gave (kept in ``tests/_turfs_reference.py``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import shapely
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from geo_segment.config import TurfsConfig
+from geo_segment.errors import OutputPathError
+from geo_segment.io.atomic import write_files
+from geo_segment.turfs import build_doors, cut_turfs
+from geo_segment.turfs.cut import _best_per_group
+from geo_segment.turfs.packets import packet_sections, turf_map_svg, turf_map_svgs, write_packets
+from geo_segment.turfs.scripts import fill, fill_all
+from geo_segment.turfs.walk import route_order
+from geo_segment.turfs.walklists import walklist_rows, walklist_texts, write_walklists
+from tests._turfs_reference import ref_packet_sections, ref_turf_map_svg, ref_write_walklists
+from tests.test_turfs_outputs import street_voters
+
+TRICKY = ["Ana", "=1+1", "-2", "@SUM(A1)", "li\nne", "two\n\nbreaks", 'q"uote', "a,b", "\rcr", "\ttab", "", None,
+          "Zoë", "<b>&amp;</b>"]
+
+
+def tricky_rows(n: int = 400, seed: int = 0) -> pd.DataFrame:
+    """Walk-list-like rows in no particular order: text with formulas, line breaks, quotes, missing values."""
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({
+        "list_number": pd.array(rng.integers(1, 9, n), dtype="Int64"),
+        "turf_id": pd.Series(rng.choice(["P1-01", "P1-02", "P10-01", "P2-01", "Q 7"], n), dtype="string"),
+        "door_order": pd.array(np.where(rng.random(n) < 0.05, -1, rng.integers(1, 60, n)), dtype="Int64"),
+        "last_name": pd.Series(rng.choice(np.array(TRICKY, dtype=object), n), dtype="string"),
+        "first_name": pd.Series(rng.choice(np.array(TRICKY, dtype=object), n), dtype="str"),
+        "score": np.where(rng.random(n) < 0.1, np.nan, rng.random(n).round(3)),
+        "lat": rng.normal(41.8, 0.01, n).round(6),
+    })
+
+
+def cut_streets(target: int = 10) -> tuple[object, pd.DataFrame, pd.DataFrame]:
+    doors, members, _ = build_doors(street_voters())
+    cut = cut_turfs(doors, config=TurfsConfig(target_doors=target))
+    return cut, members, walklist_rows(cut.doors, members, cut.turfs, as_of_year=2026)
+
+
+# --- walk lists ---------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("chunk_rows", [1, 7, 100, 100_000])
+def test_walklist_texts_are_the_per_turf_csvs(tmp_path: Path, chunk_rows: int) -> None:
+    rows = tricky_rows()
+    ref = ref_write_walklists(rows, tmp_path)
+    texts = walklist_texts(rows, chunk_rows=chunk_rows)
+    assert list(texts) == list(ref) == sorted(ref)
+    for tid, path in ref.items():
+        assert texts[tid].encode("utf-8") == path.read_bytes(), tid
+
+
+def test_write_walklists_bytes_and_other_files_kept(tmp_path: Path) -> None:
+    _cut, _members, rows = cut_streets()
+    ref = ref_write_walklists(rows, tmp_path / "ref")
+    out = tmp_path / "new"
+    out.mkdir()
+    (out / "KEEP.csv").write_text("someone else's list\n", encoding="utf-8")
+    paths = write_walklists(rows, out)
+    assert list(paths) == list(ref)
+    for tid in ref:
+        assert paths[tid].read_bytes() == ref[tid].read_bytes()
+    assert (out / "KEEP.csv").read_text(encoding="utf-8") == "someone else's list\n"
+    assert sorted(p.name for p in out.iterdir()) == sorted(["KEEP.csv", *(p.name for p in paths.values())])
+
+
+def test_walklists_of_no_rows(tmp_path: Path) -> None:
+    rows = tricky_rows().iloc[:0]
+    assert walklist_texts(rows) == {} and write_walklists(rows, tmp_path / "w") == {}
+
+
+# --- many files, one flush ----------------------------------------------------------------------------------------
+
+def test_write_files_replaces_and_leaves_no_temp_files(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("old", encoding="utf-8")
+    paths = write_files(tmp_path, {"a.txt": "new", "b.bin": b"\x00\x01", "sub/c.txt": "deep"})
+    assert paths["a.txt"].read_text(encoding="utf-8") == "new"
+    assert paths["b.bin"].read_bytes() == b"\x00\x01"
+    assert (tmp_path / "sub" / "c.txt").read_text(encoding="utf-8") == "deep"
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_write_files_refuses_a_name_outside_the_folder_and_writes_nothing(tmp_path: Path) -> None:
+    with pytest.raises(OutputPathError, match="an output name would leave the output folder"):
+        write_files(tmp_path / "out", {"ok.txt": "x", "../evil.txt": "y"})
+    assert not (tmp_path / "evil.txt").exists() and not (tmp_path / "out" / "ok.txt").exists()
+
+
+def test_write_files_cleans_up_after_a_failed_write(tmp_path: Path) -> None:
+    (tmp_path / "taken").mkdir()  # a folder where a file should go: its rename fails
+    with pytest.raises(OSError):
+        write_files(tmp_path, {"a.txt": "x", "taken": "y"})
+    assert sorted(p.name for p in tmp_path.iterdir()) in (["a.txt", "taken"], ["taken"])
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
+
+
+# --- maps and packets ---------------------------------------------------------------------------------------------
+
+def test_turf_maps_at_once_are_the_maps_one_by_one() -> None:
+    cut, _members, _rows = cut_streets(target=6)
+    turfs, doors = cut.turfs, cut.doors  # type: ignore[attr-defined]
+    routes = dict(zip(cut.routes["turf_id"], cut.routes.geometry, strict=True))  # type: ignore[attr-defined]
+    polys = list(turfs.geometry)
+    rts = [routes[t] for t in turfs["turf_id"]]
+    # odd cases: no route, an empty polygon, a polygon in two parts, no polygon at all
+    rts[0] = None
+    polys[1] = shapely.Polygon()
+    x0, y0, _, _ = shapely.bounds(polys[2])
+    polys[2] = shapely.union(polys[2], shapely.box(x0 - 0.002, y0 - 0.002, x0 - 0.001, y0 - 0.001))
+    if len(polys) > 3:
+        polys[3] = None
+    pos = {t: i for i, t in enumerate(turfs["turf_id"])}
+    d = doors.assign(_t=doors["turf_id"].map(pos)).sort_values(["_t", "door_order"])
+    maps = turf_map_svgs(polys, rts, d["_t"].to_numpy(), d["lng"].to_numpy(), d["lat"].to_numpy(),
+                         d["door_order"].tolist())
+    for i, tid in enumerate(turfs["turf_id"]):
+        td = d[d["turf_id"] == tid]
+        want = ref_turf_map_svg(polys[i], rts[i], td["lng"].to_numpy(), td["lat"].to_numpy(),
+                                td["door_order"].tolist())
+        assert maps[i] == want
+        assert turf_map_svg(polys[i], rts[i], td["lng"], td["lat"], td["door_order"].tolist()) == want
+    assert shapely.get_num_geometries(polys[2]) == 2 and maps[2].count("<polygon") == 2
+
+
+@pytest.mark.parametrize("door_unit", ["household", "building"])
+def test_packets_are_the_per_turf_packets(door_unit: str) -> None:
+    v = street_voters()
+    v.loc[0, "first_name"] = "<script>alert(1)</script>"
+    v.loc[1, "address"] = '1 "MAIN" & <ST>'
+    v.loc[2, "first_name"] = None  # no first name: left out of {names}
+    v.loc[3, "engagement_score"] = np.nan
+    v.loc[5, "first_name"] = v.loc[4, "first_name"]  # the same name twice in a household: said once
+    v.loc[5, "household_id"] = v.loc[4, "household_id"]
+    doors, members, _ = build_doors(v, door_unit=door_unit)
+    scripts = {"party = REP & score >= 0.3": "Hello {names} at {address}{unit}!",
+               "age > 40 & party = DEM": "{first_name} {last_name}, {street} {house_number} ({precinct_id}/{turf_id}) "
+                                         "{{ok}}"}
+    cfg = TurfsConfig(target_doors=6, scripts=scripts,
+                      survey={"Support <Prop 1>?": "Yes | No", "Sign?": "Yes|No|Maybe"})
+    cut = cut_turfs(doors, config=cfg)
+    rows = walklist_rows(cut.doors, members, cut.turfs, as_of_year=2026)
+    new = packet_sections(cut.turfs, cut.routes, cut.doors, rows, config=cfg)
+    ref = ref_packet_sections(cut.turfs, cut.routes, cut.doors, rows, config=cfg)
+    assert list(new) == list(ref)
+    for tid in ref:
+        assert new[tid] == ref[tid], tid
+    assert "Hello " in "".join(new.values()) and "{ok}" in "".join(new.values())
+
+
+def test_packets_of_a_subset_of_turfs_and_the_html_files(tmp_path: Path) -> None:
+    cut, _members, rows = cut_streets(target=6)
+    some = cut.turfs.iloc[1:3]  # type: ignore[attr-defined]
+    part = rows[rows["turf_id"].isin(some["turf_id"])]
+    new = packet_sections(some, cut.routes, cut.doors, part)  # type: ignore[attr-defined]
+    assert new == ref_packet_sections(some, cut.routes, cut.doors, part)  # type: ignore[attr-defined]
+    written = write_packets(new, tmp_path)
+    assert sorted(written["html"]) == sorted(new) and written["pdf"] == {}
+    for tid, path in written["html"].items():
+        text = path.read_text(encoding="utf-8")
+        assert text.startswith("<!DOCTYPE html>") and f"<title>Turf {tid}</title>" in text and new[tid] in text
+
+
+def test_a_missing_last_name_or_address_is_empty_in_the_script() -> None:
+    v = street_voters()
+    v["last_name"] = v["last_name"].astype("string")
+    v["address"] = v["address"].astype("string")
+    v.loc[:, "last_name"] = pd.NA  # the per-turf code failed here (bool of NA), and printed <NA> for an address
+    v.loc[:, "address"] = pd.NA
+    doors, members, _ = build_doors(v)
+    cfg = TurfsConfig(target_doors=10, script="Hi {last_name}|{address}|{first_name}")
+    cut = cut_turfs(doors, config=cfg)
+    html = "".join(packet_sections(cut.turfs, cut.routes, cut.doors,
+                                   walklist_rows(cut.doors, members, cut.turfs, as_of_year=2026), config=cfg).values())
+    assert "Hi ||Ana" in html and "&lt;NA&gt;" not in html
+
+
+# --- scripts ------------------------------------------------------------------------------------------------------
+
+FIELD_VALUES = st.one_of(st.none(), st.just(float("nan")), st.text(max_size=6), st.integers(-5, 5))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["Hi {first_name}!", "{names} and {unit}", "{{x}} {turf_id}{street}",
+                                           "plain"]), FIELD_VALUES, FIELD_VALUES), max_size=12))
+def test_fill_all_is_fill_row_by_row(rows: list[tuple[str, object, object]]) -> None:
+    templates = [r[0] for r in rows]
+    values = {"first_name": [r[1] for r in rows], "names": [r[2] for r in rows], "unit": [r[1] for r in rows],
+              "turf_id": [r[2] for r in rows], "street": [r[1] for r in rows]}
+    got = fill_all(templates, values)
+    want = [fill(t, {k: v[i] for k, v in values.items()}) for i, t in enumerate(templates)]
+    assert got.tolist() == want
+
+
+# --- cutting helpers ----------------------------------------------------------------------------------------------
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 4), st.sampled_from([0.0, 0.5, 1.0, 2.0]),
+                          st.sampled_from([-1.0, -0.0, 0.0, 3.5, 3.5, float("inf")])), min_size=1, max_size=40),
+       st.booleans())
+def test_best_per_group_is_the_first_of_a_lexsort(rows: list[tuple[int, float, float]], with_nan: bool) -> None:
+    group = np.array([r[0] for r in rows], dtype=np.int64)
+    v = np.array([r[1] for r in rows])
+    cost = np.array([r[2] for r in rows])
+    if with_nan:
+        cost[0] = np.nan
+    o = np.lexsort((cost, v, group))
+    want = o[np.r_[True, group[o][1:] != group[o][:-1]]]
+    got = _best_per_group(group, v, cost, 5)
+    assert sorted(got.tolist()) == sorted(want.tolist())
+
+
+def test_route_order_unchanged_on_a_street() -> None:
+    x = np.array([0.0, 30.0, 10.0, 20.0, 40.0, 50.0])
+    y = np.array([0.0, 0.0, 0.0, 0.0, 20.0, 20.0])
+    assert route_order(x, y).tolist() == [0, 2, 3, 1, 4, 5]
