@@ -19,7 +19,7 @@ from geo_segment.turfs import build_doors, cut_turfs
 from geo_segment.turfs.cut import _best_per_group
 from geo_segment.turfs.packets import packet_sections, turf_map_svg, turf_map_svgs, write_packets
 from geo_segment.turfs.scripts import fill, fill_all
-from geo_segment.turfs.walk import route_order
+from geo_segment.turfs.walk import route_order, route_orders
 from geo_segment.turfs.walklists import walklist_rows, walklist_texts, write_walklists
 from tests._turfs_reference import ref_packet_sections, ref_turf_map_svg, ref_write_walklists
 from tests.test_turfs_outputs import street_voters
@@ -223,3 +223,33 @@ def test_route_order_unchanged_on_a_street() -> None:
     x = np.array([0.0, 30.0, 10.0, 20.0, 40.0, 50.0])
     y = np.array([0.0, 0.0, 0.0, 0.0, 20.0, 20.0])
     assert route_order(x, y).tolist() == [0, 2, 3, 1, 4, 5]
+
+
+POINT_SETS = st.lists(st.tuples(st.integers(1, 14), st.integers(0, 2), st.booleans(), st.integers(0, 10_000)),
+                      min_size=1, max_size=12)
+
+
+@settings(max_examples=40, deadline=None)
+@given(POINT_SETS, st.sampled_from([0.0, 15.0, 40.0]))
+def test_route_orders_at_once_are_route_order_one_by_one(sets: list[tuple[int, int, bool, int]],
+                                                         penalty: float) -> None:
+    """Many turfs of a few sizes (so several are solved in one array), on a line, rounded to ties, with sides."""
+    xs, ys, gs, ss = [], [], [], []
+    for k, (n, sides, line, seed) in enumerate(sets):
+        rng = np.random.default_rng(seed)
+        xs.append(rng.normal(0, 60, n).round(0))
+        ys.append(np.zeros(n) if line else rng.normal(0, 40, n).round(1))
+        gs.append(np.full(n, k))
+        ss.append(rng.integers(0, sides + 1, n))
+    x, y, g, side = (np.concatenate(a) for a in (xs, ys, gs, ss))
+    shuffle = np.random.default_rng(len(x)).permutation(len(x))
+    x, y, g, side = x[shuffle], y[shuffle], g[shuffle], side[shuffle]
+    pos = route_orders(x, y, g, side, side_penalty_m=penalty, max_cells=300)
+    for k in range(len(sets)):
+        idx = np.flatnonzero(g == k)
+        order = route_order(x[idx], y[idx], side[idx], side_penalty_m=penalty, n_starts=1)
+        assert pos[idx][order].tolist() == list(range(len(idx)))
+
+
+def test_route_orders_of_nothing() -> None:
+    assert route_orders(np.zeros(0), np.zeros(0), np.zeros(0, dtype=np.int64)).tolist() == []

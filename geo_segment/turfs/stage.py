@@ -17,7 +17,7 @@ from scipy.spatial import cKDTree
 from geo_segment import schema as S
 from geo_segment.config import TurfsConfig
 from geo_segment.turfs.cut import atoms_of, cut_atoms, door_adjacency, metric_crs, stable_hash, to_metric
-from geo_segment.turfs.walk import path_length, route_order, street_order
+from geo_segment.turfs.walk import path_length, route_orders, street_order
 
 __all__ = ["TURF_COLUMNS", "TurfCut", "cut_turfs"]
 
@@ -213,23 +213,21 @@ def cut_turfs(
     global_street = street_order(d, both_sides=cfg.both_sides, group=dpart)
     grank = np.empty(n, dtype=np.int64)
     grank[global_street] = np.arange(n)
+    # the route through each turf's buildings, all turfs at once; an atom's side is that of its last door
+    atom_side = np.zeros(na, dtype=np.int64)
+    atom_side[atom] = side_code
+    apos = route_orders(ax, ay, part, atom_side, side_penalty_m=cfg.side_penalty_m)
     _, groups = _group_slices(dpart)
     for p_idx in groups:
         p = int(dpart[p_idx[0]])
         so = np.argsort(grank[p_idx], kind="stable")
         street_rank[p_idx[so]] = np.arange(1, len(so) + 1)
         s_len = path_length(x[p_idx], y[p_idx], so)
-        atoms_here, a_loc = np.unique(atom[p_idx], return_inverse=True)
-        side_here = np.zeros(len(atoms_here), dtype=np.int64)
-        side_here[a_loc] = side_code[p_idx]  # an atom's side: that of its last door, as before
-        ro_loc = route_order(ax[atoms_here], ay[atoms_here], side_here, side_penalty_m=cfg.side_penalty_m,
-                             n_starts=1)
-        ro = atoms_here[ro_loc]
-        pos_here = np.zeros(len(atoms_here), dtype=np.int64)
-        pos_here[ro_loc] = np.arange(len(ro_loc))
+        atoms_here = np.unique(atom[p_idx])
+        ro = atoms_here[np.argsort(apos[atoms_here])]
         srank = np.empty(len(p_idx), dtype=np.int64)
         srank[so] = np.arange(len(so))
-        route_doors = np.lexsort((srank, pos_here[a_loc]))
+        route_doors = np.lexsort((srank, apos[atom[p_idx]]))
         r_len = path_length(ax[ro], ay[ro])
         if cfg.walk_order == "route":
             use = route_doors

@@ -227,3 +227,191 @@ def route_order(
     if path_length(x, y, sided) <= (1 + max_side_cost) * path_length(x, y, plain) + 1e-9:
         return sided
     return plain
+
+
+def _improve_many(dd: FloatArray, mask: npt.NDArray[np.bool_], tours: IntArray) -> IntArray:
+    """:func:`_improve` of many tours of one length ``m`` at once (``dd``: B x m x m, ``tours``: B x m).
+
+    Every tour goes through exactly the moves :func:`_improve` makes on it (2-opt to the end, then one or-opt
+    move, again until no move helps or the same iteration limits are reached): each step takes the best move of
+    every tour still improving from the same matrices, in one array pass.
+    """
+    tours = tours.copy()
+    nb, m = tours.shape
+    idx = np.arange(m)
+    nxt = (idx + 1) % m
+    prv = (idx - 1) % m
+    phase = np.zeros(nb, dtype=np.int8)  # 0: 2-opt, 1: or-opt, 2: done
+    k2 = np.zeros(nb, dtype=np.int64)
+    outer = np.zeros(nb, dtype=np.int64)
+    unmasked = ~mask
+    while True:
+        two = np.flatnonzero(phase == 0)
+        one = np.flatnonzero(phase == 1)
+        if len(two) == 0 and len(one) == 0:
+            break
+        if len(two):
+            spent = k2[two] >= 20 * m
+            phase[two[spent]] = 1
+            g = two[~spent]
+            if len(g):
+                a = tours[g]
+                p = dd[g[:, None, None], a[:, :, None], a[:, None, :]]
+                dab = p[:, idx, nxt]
+                delta = p + p[:, nxt][:, :, nxt] - dab[:, :, None] - dab[:, None, :]
+                delta[:, unmasked] = 0.0
+                flat = np.argmin(delta.reshape(len(g), m * m), axis=1)
+                val = delta.reshape(len(g), m * m)[np.arange(len(g)), flat]
+                move = ~(val > -1e-7)
+                phase[g[~move]] = 1
+                gm, fm = g[move], flat[move]
+                if len(gm):
+                    i, j = np.divmod(fm, m)
+                    q = idx[None, :]
+                    rev = (q > i[:, None]) & (q <= j[:, None])
+                    src = np.where(rev, i[:, None] + 1 + j[:, None] - q, q)
+                    tours[gm] = np.take_along_axis(tours[gm], src, axis=1)
+                    k2[gm] += 1
+        if len(one):
+            g = one
+            t = tours[g]
+            p = dd[g[:, None, None], t[:, :, None], t[:, None, :]]
+            gain = p[:, prv, idx] + p[:, idx, nxt] - p[:, prv, nxt]
+            dab = p[:, idx, nxt]
+            cost = p.transpose(0, 2, 1) + p[:, :, nxt] - dab[:, None, :]
+            cost[:, idx, idx] = np.inf
+            cost[:, idx, prv] = np.inf
+            delta = cost - gain[:, :, None]
+            flat = np.argmin(delta.reshape(len(g), m * m), axis=1)
+            val = delta.reshape(len(g), m * m)[np.arange(len(g)), flat]
+            move = ~(val > -1e-7)
+            phase[g[~move]] = 2
+            gm, fm = g[move], flat[move]
+            if len(gm):
+                i, k = np.divmod(fm, m)
+                q = idx[None, :]
+                ii, kk = i[:, None], k[:, None]
+                later = kk > ii  # the point moves forward: the ones between shift back by one
+                src = np.where(later & (q >= ii) & (q < kk), q + 1, q)
+                src = np.where(later & (q == kk), ii, src)
+                src = np.where(~later & (q >= kk + 2) & (q <= ii), q - 1, src)
+                src = np.where(~later & (q == kk + 1), ii, src)
+                tours[gm] = np.take_along_axis(tours[gm], src, axis=1)
+                outer[gm] += 1
+                again = outer[gm] < 4 * m
+                phase[gm[again]] = 0
+                k2[gm[again]] = 0
+                phase[gm[~again]] = 2
+    return tours
+
+
+def _nearest_neighbour_many(d: FloatArray, start: IntArray) -> IntArray:
+    """The nearest-neighbour path of :func:`_solve` for many point sets of one size (``d``: B x n x n)."""
+    nb, n = d.shape[0], d.shape[1]
+    rows = np.arange(nb)
+    visited = np.zeros((nb, n), dtype=bool)
+    path = np.empty((nb, n), dtype=np.int64)
+    cur = start.astype(np.int64)
+    path[:, 0] = cur
+    visited[rows, cur] = True
+    for step in range(1, n):
+        row = np.where(visited, np.inf, d[rows, cur])
+        cur = np.argmin(row, axis=1)
+        visited[rows, cur] = True
+        path[:, step] = cur
+    return path
+
+
+def route_orders(
+    x: FloatArray,
+    y: FloatArray,
+    group: npt.ArrayLike,
+    side: IntArray | None = None,
+    *,
+    side_penalty_m: float = 15.0,
+    max_side_cost: float = 0.05,
+    max_cells: int = 2_000_000,
+) -> IntArray:
+    """:func:`route_order` (one start, the westmost point) of every group of points at once.
+
+    Groups of the same size are solved together: the distance matrices of a few hundred turfs are one array and
+    every nearest-neighbour, 2-opt and or-opt step is one array operation for all of them, making exactly the
+    moves :func:`route_order` makes on each (so the orders are the same).
+
+    Parameters
+    ----------
+    x, y
+        Coordinates in metres.
+    group
+        A group code per point (the turf); points of a group are ordered among themselves.
+    side, side_penalty_m, max_side_cost
+        As in :func:`route_order`.
+    max_cells
+        Largest number of distance-matrix cells solved in one array (memory).
+
+    Returns
+    -------
+    ndarray
+        For every point, its position (0-based) in its group's walking order.
+
+    Examples
+    --------
+    >>> route_orders(np.array([0.0, 30.0, 10.0, 20.0, 5.0]), np.zeros(5), np.array([0, 0, 0, 0, 1])).tolist()
+    [0, 3, 1, 2, 0]
+    """
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    g = np.asarray(group, dtype=np.int64)
+    sd = np.zeros(len(x), dtype=np.int64) if side is None else np.asarray(side, dtype=np.int64)
+    order = np.argsort(g, kind="stable")
+    gs = g[order]
+    starts = np.r_[0, np.flatnonzero(gs[1:] != gs[:-1]) + 1] if len(gs) else np.zeros(0, dtype=np.int64)
+    sizes = np.diff(np.r_[starts, len(gs)])
+    pos = np.zeros(len(x), dtype=np.int64)
+    for size in np.unique(sizes).tolist():
+        which = np.flatnonzero(sizes == size)
+        members = order[starts[which][:, None] + np.arange(size)[None, :]]  # B x size, point indices
+        if size <= 2:
+            pos[members] = np.arange(size)[None, :]
+            continue
+        per = max(1, max_cells // ((size + 1) * (size + 1)))
+        for c0 in range(0, len(which), per):
+            pos_chunk = _route_chunk(x[members[c0:c0 + per]], y[members[c0:c0 + per]], sd[members[c0:c0 + per]],
+                                     side_penalty_m, max_side_cost)
+            pos[members[c0:c0 + per]] = pos_chunk
+    return pos
+
+
+def _route_chunk(x: FloatArray, y: FloatArray, side: IntArray, side_penalty_m: float,
+                 max_side_cost: float) -> IntArray:
+    """Walking positions for B point sets of n points each (B x n arrays)."""
+    nb, n = x.shape
+    d = np.hypot(x[:, :, None] - x[:, None, :], y[:, :, None] - y[:, None, :])
+    if side_penalty_m > 0:
+        sided = np.array([len(np.unique(s)) >= 2 for s in side], dtype=bool)
+    else:
+        sided = np.zeros(nb, dtype=bool)
+    solve_d = d.copy()
+    if sided.any():
+        solve_d[sided] = d[sided] + side_penalty_m * (side[sided][:, :, None] != side[sided][:, None, :])
+    path = _nearest_neighbour_many(solve_d, np.argmin(x, axis=1))
+    m = n + 1
+    dd = np.zeros((nb, m, m))
+    dd[:, :n, :n] = solve_d
+    _, mask = _closed(np.zeros((n, n)))
+    tours = _improve_many(dd, mask, np.column_stack([np.full(nb, n, dtype=np.int64), path]))
+    if sided.any():
+        plain_dd = np.zeros((int(sided.sum()), m, m))
+        plain_dd[:, :n, :n] = d[sided]
+        plain_tours = _improve_many(plain_dd, mask, tours[sided])
+    out = np.zeros((nb, n), dtype=np.int64)
+    k = 0
+    for b in range(nb):
+        chosen = _open(tours[b], n, x[b], y[b])
+        if sided[b]:
+            plain = _open(plain_tours[k], n, x[b], y[b])
+            k += 1
+            if not path_length(x[b], y[b], chosen) <= (1 + max_side_cost) * path_length(x[b], y[b], plain) + 1e-9:
+                chosen = plain
+        out[b, chosen] = np.arange(n)
+    return out
