@@ -11,7 +11,7 @@ import json
 import os
 import secrets
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +107,10 @@ def _sync_file_system(folder: Path, written: list[Path]) -> None:
             os.fsync(fh.fileno())
 
 
-def write_files(folder: str | Path, files: Mapping[str, str | bytes], *, encoding: str = "utf-8") -> dict[str, Path]:
+def write_files(
+    folder: str | Path, files: Mapping[str, str | bytes] | Iterable[tuple[str, str | bytes]], *,
+    encoding: str = "utf-8",
+) -> dict[str, Path]:
     """Write many files into ``folder``, each atomically, with one flush of the file system for all of them.
 
     Every file is first written to a temporary file beside its target (``.<name>.<token>.tmp``); once all are
@@ -121,7 +124,8 @@ def write_files(folder: str | Path, files: Mapping[str, str | bytes], *, encodin
     folder
         The output folder (created when missing).
     files
-        File name (relative to ``folder``, checked by :func:`safe_output_path`) to text or bytes.
+        File name (relative to ``folder``, checked by :func:`safe_output_path`) to text or bytes, as a mapping or
+        as ``(name, content)`` pairs (a generator keeps only one file's content in memory at a time).
     encoding
         Encoding of text contents.
 
@@ -133,7 +137,7 @@ def write_files(folder: str | Path, files: Mapping[str, str | bytes], *, encodin
     Raises
     ------
     OutputPathError
-        A name would leave ``folder``; nothing is written then.
+        A name would leave ``folder``; no file is written or replaced then.
 
     Examples
     --------
@@ -146,27 +150,27 @@ def write_files(folder: str | Path, files: Mapping[str, str | bytes], *, encodin
     base = Path(folder)
     base.mkdir(parents=True, exist_ok=True)
     root = base.resolve()
+    pairs = files.items() if isinstance(files, Mapping) else files
     targets: dict[str, Path] = {}
-    for name in files:
-        plain = name not in ("", ".", "..") and "/" not in name and os.sep not in name and (
-            os.altsep is None or os.altsep not in name)
-        targets[name] = root / name if plain else safe_output_path(root, name)
     token = f"{os.getpid()}-{secrets.token_hex(4)}"
-    temps: list[Path] = []
+    temps: dict[Path, Path] = {}  # temporary file -> target
     try:
-        for name, content in files.items():
-            target = targets[name]
+        for name, content in pairs:
+            plain = name not in ("", ".", "..") and "/" not in name and os.sep not in name and (
+                os.altsep is None or os.altsep not in name)
+            target = root / name if plain else safe_output_path(root, name)
+            targets[name] = target
             if target.parent != root:
                 target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_name(f".{target.name}.{token}.tmp")
             data = content.encode(encoding) if isinstance(content, str) else content
-            with open(tmp, "xb") as fh:
-                temps.append(tmp)
+            with open(tmp, "wb") as fh:
+                temps[tmp] = target
                 fh.write(data)
-        _sync_file_system(root, temps)
-        for name, tmp in zip(files, temps, strict=True):
-            os.replace(tmp, targets[name])
-        temps = []
+        _sync_file_system(root, list(temps))
+        for tmp, target in list(temps.items()):
+            os.replace(tmp, target)
+            del temps[tmp]
     finally:
         for tmp in temps:
             with contextlib.suppress(FileNotFoundError):

@@ -511,7 +511,7 @@ def write_packets(
     """
     out = Path(out_dir)
     names = {tid: f"{file_stem(tid)}.html" for tid in sections}
-    written = write_files(out, {names[tid]: _document([section], f"Turf {tid}") for tid, section in sections.items()})
+    written = write_files(out, ((names[tid], _document([section], f"Turf {tid}")) for tid, section in sections.items()))
     html_paths = {tid: written[names[tid]] for tid in sections}
     pdf_paths = print_pdfs(sections, out, chromium=chromium, batch=batch) if pdf and sections else {}
     return {"html": html_paths, "pdf": pdf_paths}

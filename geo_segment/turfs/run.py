@@ -113,7 +113,10 @@ def turf_stage(
     cfg = config or TurfsConfig()
     out = Path(out_dir)
     t0 = time.perf_counter()
-    chosen, ucounts = select_universe(voters, universe, history=history)
+    # only the columns the filters, doors and walk lists read (a voter file has many more; copies stay small)
+    used = {*_USED_COLUMNS, (universe or Universe()).score_col}
+    chosen, ucounts = select_universe(pd.DataFrame(voters[[c for c in voters.columns if c in used]]), universe,
+                                      history=history)
     removed_u = sum(v for k, v in ucounts.items() if k.startswith("removed_"))
     stages = [StageRecord("universe", rows_in=len(voters), rows_out=len(chosen), rows_rejected=0,
                           rows_dropped=removed_u, seconds=round(time.perf_counter() - t0, 3), metrics=ucounts)]
@@ -154,6 +157,12 @@ def turf_stage(
                               metrics={"walklists": len(lists), "packets_html": n_html, "packets_pdf": n_pdf}))
     counts = {**ucounts, **dcounts, **{k: v for k, v in cut.metrics.items() if not k.startswith("seconds")}}
     return TurfStageResult(outputs=outputs, stages=stages, cut=cut, rows=rows, counts=counts)
+
+
+#: voter columns the turf stage reads (universe filters, regions, doors, walk lists)
+_USED_COLUMNS = (S.VOTER_ID, S.HOUSEHOLD_ID, S.BUILDING_ID, S.LAT, S.LNG, S.PRECINCT_ID, S.MICRO_GEO, S.STREET,
+                 S.HOUSE_NUMBER, S.UNIT, S.ADDRESS, S.LAST_NAME, S.FIRST_NAME, S.PARTY, S.BIRTH_YEAR,
+                 S.ENGAGEMENT_SCORE)
 
 
 def _door_output(doors: pd.DataFrame) -> gpd.GeoDataFrame:
