@@ -32,6 +32,15 @@ Sections:
 * **packets**: HTML and PDF (headless Chromium) of ``--packets`` turfs.
 
 Prints Markdown tables and saves benchmarks/results/turfs.json and turfs.md with the machine's facts and load.
+
+Stage mode: ``python benchmarks/turfs.py --stage RUN_FOLDER [--before REV] [--size-label 1M]`` runs the whole turf
+stage as ``geo-segment run`` does (``turf_stage`` with walk lists and HTML packets, then ``with_turfs``) on a run
+folder's scored voters (``voters.parquet``, ``precincts.parquet``, e.g. ``out/run/stages/cluster`` with the join
+stage's precincts beside it), each implementation in its own process: this tree, and the code of git revision
+``REV`` (the previous implementation, extracted with ``git archive``). It reports seconds (wall and CPU) per
+sub-step (universe, doors, cut, walking order, walk-list rows, parquet files, walk-list CSVs, packet HTML, packet
+files, voters with turfs) and peak RSS of each, and checks that both wrote the same bytes (every walk list and
+packet, the parquet files). Saves benchmarks/results/turfs_stage.json and turfs_stage.md.
 """
 
 from __future__ import annotations
@@ -52,7 +61,8 @@ from _machine import machine
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path.insert(0, str(ROOT))
+if "--stage-child" not in sys.argv:  # the child runs the code on its PYTHONPATH
+    sys.path.insert(0, str(ROOT))
 
 import geopandas as gpd  # noqa: E402
 import shapely  # noqa: E402
@@ -202,7 +212,125 @@ def table(rows: list[dict[str, Any]], cols: list[str]) -> str:
     return "\n".join(out)
 
 
+STEPS = ("select_universe", "build_doors", "cut_turfs", "walklist_rows", "write_parquet", "write_walklists",
+         "packet_sections", "write_packets")
+
+
+def stage_child(folder: Path, out: Path) -> None:
+    """Run the turf stage on ``folder`` into ``out`` (the code on ``sys.path`` first), print timings as JSON."""
+    import resource
+
+    import geo_segment.turfs.run as run_mod
+    from geo_segment.io.atomic import write_parquet
+    from geo_segment.runner import with_turfs
+
+    times: dict[str, list[float]] = {k: [0.0, 0.0] for k in STEPS}
+
+    def timed(name: str, fn: Any) -> Any:
+        def inner(*a: Any, **k: Any) -> Any:
+            w, c = time.perf_counter(), time.process_time()
+            try:
+                return fn(*a, **k)
+            finally:
+                times[name][0] += time.perf_counter() - w
+                times[name][1] += time.process_time() - c
+        return inner
+
+    for name in STEPS:
+        setattr(run_mod, name, timed(name, getattr(run_mod, name)))
+    voters = gpd.read_parquet(folder / "voters.parquet")
+    precincts = gpd.read_parquet(folder / "precincts.parquet")
+    w, c = time.perf_counter(), time.process_time()
+    res = run_mod.turf_stage(voters, precincts, out, TurfsConfig(), packets=True, pdf=False, as_of_year=2026)
+    stage = (time.perf_counter() - w, time.process_time() - c)
+    w2, c2 = time.perf_counter(), time.process_time()
+    write_parquet(with_turfs(voters, out), out / "voters.parquet")
+    times["with_turfs"] = [time.perf_counter() - w2, time.process_time() - c2]
+    m = res.cut.metrics
+    times["cut (cutting)"] = [float(m["seconds_cut"]), float("nan")]
+    times["cut (walking order)"] = [float(m["seconds_walk"]), float("nan")]
+    print(json.dumps({"code": run_mod.__file__, "stage_wall": stage[0], "stage_cpu": stage[1],
+                      "total_wall": stage[0] + times["with_turfs"][0], "total_cpu": stage[1] + times["with_turfs"][1],
+                      "steps": times, "turfs": len(res.cut.turfs), "doors": len(res.cut.doors),
+                      "voters": len(voters), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def same_outputs(a: Path, b: Path) -> dict[str, Any]:
+    """Byte-for-byte comparison of two turf stage folders."""
+    out: dict[str, Any] = {}
+    for sub in ("walklists", "packets"):
+        fa = sorted(p.name for p in (a / sub).iterdir())
+        fb = sorted(p.name for p in (b / sub).iterdir())
+        differ = sum((a / sub / n).read_bytes() != (b / sub / n).read_bytes() for n in set(fa) & set(fb))
+        out[sub] = {"files": len(fa), "same_names": fa == fb, "differ": differ}
+    for name in ("turfs.parquet", "routes.parquet", "doors.parquet", "door_members.parquet", "voters.parquet"):
+        out[name] = (a / name).read_bytes() == (b / name).read_bytes()
+    out["identical"] = all(v["same_names"] and v["differ"] == 0 for k, v in out.items() if isinstance(v, dict)) \
+        and all(v for v in out.values() if isinstance(v, bool))
+    return out
+
+
+def stage_main(folder: Path, before: str | None, label: str) -> None:
+    import subprocess
+
+    result: dict[str, Any] = {"machine": machine(), "load_start": os.getloadavg()[0], "folder": str(folder),
+                              "before": before, "runs": {}}
+    with tempfile.TemporaryDirectory(prefix="turfs_stage_") as tmp:
+        codes = {"after": str(ROOT)}
+        if before:
+            old = Path(tmp) / "before_code"
+            old.mkdir()
+            archive = subprocess.run(["git", "-C", str(ROOT), "archive", before, "geo_segment"], check=True,
+                                     capture_output=True).stdout
+            subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
+            codes = {"before": str(old), **codes}
+        for name, code in codes.items():
+            env = {**os.environ, "PYTHONPATH": code}
+            proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--stage-child", str(folder),
+                                   str(Path(tmp) / name)], env=env, capture_output=True, text=True, check=True)
+            result["runs"][name] = json.loads(proc.stdout.strip().splitlines()[-1])
+        if before:
+            result["same_outputs"] = same_outputs(Path(tmp) / "before", Path(tmp) / "after")
+    result["load_end"] = os.getloadavg()[0]
+    runs = result["runs"]
+    names = list(runs)
+    first = runs[names[0]]
+    lines = [f"# Turf stage at {label}: {first['voters']:,} voters, {first['doors']:,} doors, {first['turfs']:,} turfs",
+             "", f"Machine: {result['machine']['cpu']}, {result['machine']['cores']} cores; load average "
+             f"{result['load_start']:.2f} at start, {result['load_end']:.2f} at the end. Seconds wall (CPU).", "",
+             "| step | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    rows = [*STEPS[:3], "cut (cutting)", "cut (walking order)", *STEPS[3:], "with_turfs"]
+    for step in rows:
+        cells = []
+        for n in names:
+            wall, cpu = runs[n]["steps"][step]
+            cells.append(f"{wall:.1f}" + ("" if cpu != cpu else f" ({cpu:.1f})"))
+        lines.append(f"| {step} | " + " | ".join(cells) + " |")
+    lines.append("| **stage + with_turfs** | " + " | ".join(
+        f"**{runs[n]['total_wall']:.1f}** ({runs[n]['total_cpu']:.1f})" for n in names) + " |")
+    lines.append("| peak RSS MB | " + " | ".join(f"{runs[n]['peak_rss_mb']:,.0f}" for n in names) + " |")
+    if "same_outputs" in result:
+        lines += ["", f"Same outputs (every walk list and packet, the parquet files, byte for byte): "
+                  f"**{result['same_outputs']['identical']}** ({result['same_outputs']})."]
+    text = "\n".join(lines)
+    print(text)
+    (HERE / "results").mkdir(exist_ok=True)
+    (HERE / "results" / "turfs_stage.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    (HERE / "results" / "turfs_stage.md").write_text(text + "\n", encoding="utf-8")
+
+
 def main() -> None:
+    if len(sys.argv) == 4 and sys.argv[1] == "--stage-child":
+        stage_child(Path(sys.argv[2]), Path(sys.argv[3]))
+        return
+    if "--stage" in sys.argv:
+        sp = argparse.ArgumentParser()
+        sp.add_argument("--stage", type=Path, required=True)
+        sp.add_argument("--before", default=None)
+        sp.add_argument("--size-label", default="")
+        sa = sp.parse_args()
+        stage_main(sa.stage, sa.before, sa.size_label or str(sa.stage))
+        return
     ap = argparse.ArgumentParser()
     ap.add_argument("--voters", type=int, default=110_000)
     ap.add_argument("--seed", type=int, default=3)

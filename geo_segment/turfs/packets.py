@@ -194,11 +194,12 @@ def turf_map_svgs(
     cell = pd.DataFrame({"t": dturf, "cx": np.floor_divide(dx, 14).astype(np.int64),
                          "cy": np.floor_divide(dy, 11).astype(np.int64)})
     labelled = ~cell.duplicated(keep="first").to_numpy()
-    dots = ['<circle cx="%.1f" cy="%.1f" r="2.6" fill="#000"/>' % ab  # noqa: UP031 - fast path
-            for ab in zip(dx.tolist(), dy.tolist(), strict=True)]
-    for k in np.flatnonzero(labelled).tolist():
-        dots[k] += (f'<text x="{dx[k] + 3.5:.1f}" y="{dy[k] - 3:.1f}" font-size="10" fill="#000">'
-                    f"{_e(labs[k])}</text>")
+    text = np.full(len(dx), "", dtype=object)
+    tx, ty = (dx[labelled] + 3.5).tolist(), (dy[labelled] - 3).tolist()
+    text[labelled] = [f'<text x="{a:.1f}" y="{b:.1f}" font-size="10" fill="#000">{_e(lab)}</text>'
+                      for a, b, lab in zip(tx, ty, labs[labelled].tolist(), strict=True)]
+    dots = [f'<circle cx="{a:.1f}" cy="{b:.1f}" r="2.6" fill="#000"/>{t}'
+            for a, b, t in zip(dx.tolist(), dy.tolist(), text.tolist(), strict=True)]
     door_html = _joined(dots, dturf, n, "")
     head = (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="100%" '
             f'role="img" aria-label="turf map"><rect width="{width}" height="{height}" fill="#fff"/>')
@@ -309,11 +310,11 @@ def _runs(group: npt.NDArray[np.int64], n: int) -> tuple[npt.NDArray[np.int64], 
     return order, np.searchsorted(group[order], np.arange(n))
 
 
-def _concat(pieces: npt.NDArray[np.object_], starts: npt.NDArray[np.int64]) -> npt.NDArray[np.object_]:
+def _concat(pieces: Sequence[str] | npt.NDArray[np.object_], starts: npt.NDArray[np.int64]) -> list[str]:
     """Concatenate consecutive runs of strings (each run non-empty) starting at ``starts``."""
-    if len(pieces) == 0:
-        return np.empty(0, dtype=object)
-    return np.asarray(np.add.reduceat(pieces, starts), dtype=object)
+    seq = pieces.tolist() if isinstance(pieces, np.ndarray) else list(pieces)
+    bounds = [*np.asarray(starts).tolist(), len(seq)]
+    return ["".join(seq[bounds[i]:bounds[i + 1]]) for i in range(len(bounds) - 1)]
 
 
 def _door_blocks(rows: pd.DataFrame, doors: pd.DataFrame, cfg: TurfsConfig, codes: Sequence[str],
@@ -332,9 +333,10 @@ def _door_blocks(rows: pd.DataFrame, doors: pd.DataFrame, cfg: TurfsConfig, code
     order, starts = _runs(hh, nh)
     # the voters of each household, in row order
     bubbles = _bubbles(codes)
-    voter = ('<div class="voter"><span class="who">' + _esc_col(r[S.LAST_NAME]) + ", " + _esc_col(r[S.FIRST_NAME])
-             + " (" + _esc_col(r["age"]) + ", " + _esc_col(r[S.PARTY]) + ")</span>" + bubbles + "</div>")
-    voters = _concat(voter.to_numpy(dtype=object)[order], starts)
+    who = zip(*(_esc_col(r[c]).to_numpy(dtype=object)[order].tolist() for c in (S.LAST_NAME, S.FIRST_NAME, "age",
+                                                                                  S.PARTY)), strict=True)
+    voters = _concat([f'<div class="voter"><span class="who">{last}, {first} ({age}, {party})</span>{bubbles}</div>'
+                      for last, first, age, party in who], starts)
     # per household: its first row, the first address and unit given, the lead voter
     first_row = order[starts]
     address = _first_given(r[S.ADDRESS], order, hh, nh)
@@ -343,21 +345,22 @@ def _door_blocks(rows: pd.DataFrame, doors: pd.DataFrame, cfg: TurfsConfig, code
     lead_order = np.lexsort((np.arange(len(r)), np.where(np.isnan(score), np.inf, -score), hh))
     lead = lead_order[np.searchsorted(hh[lead_order], np.arange(nh))]
     say = _household_scripts(r, doors, cfg, hh, nh, order, starts, lead)
-    unit_html = np.where(unit != "", ", unit " + _esc_col(pd.Series(unit, dtype="string")).to_numpy(dtype=object),
-                         "")
+    unit_esc = _esc_col(pd.Series(unit, dtype="string")).tolist()
     surv = "".join(f"<span>{_e(q)} {_bubbles(a)}</span>" for q, a in survey)
-    num = _esc_col(r[S.DOOR_ORDER].iloc[first_row]).to_numpy(dtype=object)
-    block = ('<li class="door"><div class="addr"><span class="num">' + num + "</span>"
-             + _esc_col(pd.Series(address, dtype="string")).to_numpy(dtype=object) + unit_html + "</div>" + voters
-             + '<div class="say">&ldquo;' + _esc_col(pd.Series(say, dtype="string")).to_numpy(dtype=object)
-             + '&rdquo;</div><div class="row">' + surv
-             + '<span class="notes">Notes: ______________________________</span></div></li>')
+    tail = f'&rdquo;</div><div class="row">{surv}<span class="notes">Notes: ______________________________</span>' \
+        "</div></li>"
+    parts = zip(_esc_col(r[S.DOOR_ORDER].iloc[first_row]).tolist(),
+                _esc_col(pd.Series(address, dtype="string")).tolist(), unit_esc, voters,
+                _esc_col(pd.Series(say, dtype="string")).tolist(), strict=True)
+    block = [f'<li class="door"><div class="addr"><span class="num">{num}</span>{addr}'
+             f'{", unit " + u if u != "" else ""}</div>{v}<div class="say">&ldquo;{sc}{tail}'
+             for num, addr, u, v, sc in parts]
     # households are numbered in order of first row, so a turf's households keep that order
     turf_of = r[S.TURF_ID].astype(str).to_numpy(dtype=object)[first_row]
     tcode, tnames = pd.factorize(turf_of, sort=False)
     t_order, t_starts = _runs(tcode.astype(np.int64), len(tnames))
-    joined = _concat(block[t_order], t_starts)
-    return {str(t): str(b) for t, b in zip(tnames, joined, strict=True)}
+    joined = _concat(np.asarray(block, dtype=object)[t_order], t_starts)
+    return {str(t): b for t, b in zip(tnames, joined, strict=True)}
 
 
 def _first_given(values: pd.Series, order: npt.NDArray[np.int64], group: npt.NDArray[np.int64],
