@@ -5,26 +5,29 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
-from typing import Any
 
 import folium
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 
 from geo_segment import schema as S
 from geo_segment.aggregates import K_MIN
-from geo_segment.io.atomic import safe_output_path
+from geo_segment.io.atomic import safe_output_path, write_files
 from geo_segment.map_measures import map_measures
 
-from ._base import finish_map, new_map, save_map, union_bounds
+from ._base import collection, finish_map, new_map, save_map, union_bounds
+from ._turf_pages import turf_pages
 from .layers import (
     DEFAULT_PRECINCT_MEASURES,
+    DOORS_ALL_MAX,
+    TurfPieces,
     add_hex_layer,
     add_micro_geo_layer,
     add_outline_layer,
     add_precinct_layer,
-    add_turf_layer,
-    turf_slug,
+    draw_turf_layers,
+    turf_pieces,
 )
 
 __all__ = ["build_maps", "hex_map", "micro_geo_map", "precinct_map", "turf_maps"]
@@ -168,24 +171,79 @@ def turf_maps(
     -------
     dict
         ``"all"`` and each turf id -> folium Map, or the path written.
+
+    Notes
+    -----
+    The data of every turf, route and door is prepared once (:func:`~geo_segment.maps.layers.turf_pieces`).
+    With ``out_dir`` the map of all turfs links each turf to its own map (click a turf) and has a "find a turf"
+    box; with more than ``DOORS_ALL_MAX`` (20,000) doors it leaves the doors to the turfs' own maps (its legend
+    says so). The turfs' own maps are rendered through folium once per page shape and filled per turf
+    (``geo_segment.maps._turf_pages``), and written with one flush of the file system per batch; each links back
+    to ``turfs.html``.
     """
+    files = out_dir is not None
+    pieces = turf_pieces(turfs, routes, doors, door_fields=door_fields, personal=personal, links=files)
+    has_routes = routes is not None and len(routes) > 0
+    many_doors = files and len(pieces.door_rows) > DOORS_ALL_MAX
+    m = new_map(title=title, data_date=data_date, tiles=tiles)
+    draw_turf_layers(
+        m, turfs_json=collection(pieces.turf_features), spec=pieces.spec, drive=bool(pieces.drive.any()),
+        n_turfs=len(turfs), routes_json=collection(pieces.route_features) if has_routes else None,
+        rspec=pieces.rspec,
+        doors_json="[" + ",".join(pieces.door_rows) + "]" if doors is not None and len(doors) and not many_doors
+        else None, door_fields=pieces.door_fields, links=files, doors_elsewhere=many_doors)
+    finish_map(m, union_bounds(turfs))
     result: dict[str, folium.Map | Path] = {}
+    if not files:
+        result["all"] = m
+        for k, tid in enumerate(pieces.ids):
+            result[tid] = _one_turf_map(pieces, k, title=f"{title}: turf {tid}", data_date=data_date, tiles=tiles)
+        return result
+    folder = Path(out_dir)  # type: ignore[arg-type]
+    result["all"] = save_map(m, safe_output_path(folder, "turfs.html"), self_contained=self_contained,
+                             assets_beside=assets_beside)
+    batch: dict[str, str] = {}
+    ids: dict[str, str] = {}
 
-    def one(key: str, t: gpd.GeoDataFrame, r: Any, d: Any, name: str, ttl: str) -> None:
-        m = new_map(title=ttl, data_date=data_date, tiles=tiles)
-        add_turf_layer(m, t, r, d, door_fields=door_fields, personal=personal)
-        finish_map(m, union_bounds(t))
-        result[key] = m if out_dir is None else save_map(m, safe_output_path(out_dir, name),
-                                                          self_contained=self_contained, assets_beside=assets_beside)
+    def flush() -> None:
+        for name, path in write_files(folder, batch).items():
+            result[ids[name]] = path
+        batch.clear()
+        ids.clear()
 
-    one("all", turfs, routes, doors, "turfs.html", title)
-    ids = turfs[S.TURF_ID].astype("string")
-    for tid in ids.dropna().unique().tolist():
-        sel = turfs[ids == tid]
-        r = routes[routes[S.TURF_ID].astype("string") == tid] if routes is not None else None
-        d = doors[doors[S.TURF_ID].astype("string") == tid] if doors is not None else None
-        one(str(tid), sel, r, d, f"turf_{turf_slug(tid)}.html", f"{title}: turf {tid}")
+    for tid, name, text in turf_pages(pieces, title=title, data_date=data_date, tiles=tiles, folder=folder,
+                                      self_contained=self_contained, assets_beside=assets_beside):
+        batch[name] = text
+        ids[name] = tid
+        if len(batch) >= _PAGE_BATCH:
+            flush()
+    flush()
     return result
+
+
+#: turf pages held in memory before they are written (one file-system flush per batch)
+_PAGE_BATCH = 2000
+
+
+def _one_turf_map(pieces: TurfPieces, k: int, *, title: str, data_date: str | date | None,
+                  tiles: bool) -> folium.Map:
+    """The folium Map of turf ``pieces.ids[k]`` (for callers that want Map objects, not files)."""
+    rows = pieces.rows_of("turfs")[k]
+    routes = pieces.rows_of("routes")[k]
+    doors = pieces.rows_of("doors")[k]
+    m = new_map(title=title, data_date=data_date, tiles=tiles)
+    draw_turf_layers(
+        m, turfs_json=collection([pieces.turf_features[i] for i in rows.tolist()]), spec=pieces.spec,
+        drive=bool(pieces.drive[rows].any()), n_turfs=len(rows),
+        routes_json=collection([pieces.route_features[i] for i in routes.tolist()]) if len(routes) else None,
+        rspec=pieces.rspec,
+        doors_json="[" + ",".join(pieces.door_rows[i] for i in doors.tolist()) + "]" if len(doors) else None,
+        door_fields=pieces.door_fields)
+    b = pieces.turf_bounds[rows]
+    ok = np.isfinite(b).all(axis=1)
+    bounds = [float(b[ok, 0].min()), float(b[ok, 1].min()), float(b[ok, 2].max()), float(b[ok, 3].max())] \
+        if ok.any() else None
+    return finish_map(m, bounds)
 
 
 def build_maps(

@@ -321,7 +321,16 @@ def test_build_maps_writes_the_run_folder(tmp_path: Path) -> None:
         else:
             assert "<script src=" not in text
     assets = sorted(str(f.relative_to(tmp_path / "maps" / "assets")) for f in (tmp_path / "maps" / "assets").rglob("*")
-                    if f.is_file())
+                    if f.is_file() and f.parent.name != "gs")
+    # the turf pages' shared script and styles, one each per page shape (T01 plain, T 02/<b> a drive turf)
+    shared = sorted(f.name for f in (tmp_path / "maps" / "assets" / "gs").iterdir())
+    assert len(shared) == 4 and all(re.fullmatch(r"turf-page-[0-9a-f]{16}\.(js|css)", n) for n in shared)
+    for p in paths[4:]:
+        text = read(p)
+        assert re.search(r'<script src="assets/gs/(turf-page-[0-9a-f]{16}\.js)"></script>', text).group(1) in shared
+        assert re.search(r'<link rel="stylesheet" href="assets/gs/(turf-page-[0-9a-f]{16}\.css)"/>',
+                         text).group(1) in shared
+        assert "<style>" not in text
     assert assets == ["leaflet-1.9.3/images/layers-2x.png", "leaflet-1.9.3/images/layers.png",
                       "leaflet-1.9.3/leaflet.css", "leaflet-1.9.3/leaflet.js",
                       "leaflet.markercluster-1.1.0/MarkerCluster.Default.css",
@@ -361,3 +370,139 @@ def test_cli_writes_maps_and_reports_errors(tmp_path: Path) -> None:
     assert not (tmp_path / "t").exists()
     missing = runner.invoke(app, ["map", "micro-geos", str(tmp_path / "nope.parquet")])
     assert missing.exit_code == 4 and "micro_geos file not found" in missing.output
+
+
+# --- turf pages at scale: prepared once, one template per page shape ------------------------------------------
+
+def _door_rows_of(html: str) -> list[list[Any]]:
+    found = re.findall(r"var gs_doors_[0-9a-f]+_rows = (\[.*?\]);\n", html, re.S)
+    return [row for blob in found for row in json.loads(blob)]
+
+
+def test_turf_page_holds_its_own_data_like_the_folium_build(tmp_path: Path) -> None:
+    turfs, routes, doors = turf_inputs()
+    written = turf_maps(turfs, routes, doors, out_dir=tmp_path, door_fields=["household_id"])
+    maps = turf_maps(turfs, routes, doors, door_fields=["household_id"])  # folium Maps, built one by one
+    for tid in ("T01", "T 02/<b>"):
+        page = read(written[tid])
+        built = maps[tid].get_root().render()
+        blobs = data_blobs(page)
+        for f in blobs[0]["features"]:  # the link and search keys, shared with the map of all turfs
+            assert f["properties"].pop("u") == written[tid].name
+            assert f["properties"].pop("t") == html_escape(tid)
+        assert blobs == data_blobs(built)
+        assert _door_rows_of(page) == _door_rows_of(built)
+        assert len(_door_rows_of(page)) == 3 and {r[3] for r in _door_rows_of(page)} == {html_escape(tid)}
+        assert f"<title>Turfs: turf {html_escape(tid)}</title>" in page
+        assert "gsslot" not in page  # every slot filled
+        b = turfs.loc[turfs["turf_id"] == tid].total_bounds.tolist()
+        assert f".fitBounds([[{b[1]!r},{b[0]!r}],[{b[3]!r},{b[2]!r}]]," in page
+        assert '\\u003ca href=\\"turfs.html\\"\\u003e' in page  # back to the map of all turfs
+
+
+def _shared_data(html: str) -> dict[str, Any]:
+    found = re.findall(r"<script>\nvar GS = (\{.*?\});\n</script>\n<script src=\"assets/gs/", html, re.S)
+    assert len(found) == 1
+    return dict(json.loads(found[0]))
+
+
+def test_turf_pages_with_assets_beside_share_their_script(tmp_path: Path) -> None:
+    turfs, routes, doors = turf_inputs()
+    inline = turf_maps(turfs, routes, doors, out_dir=tmp_path / "inline")
+    beside = turf_maps(turfs, routes, doors, out_dir=tmp_path / "beside", assets_beside=True)
+    for tid in ("T01", "T 02/<b>"):
+        page, alone = read(beside[tid]), read(inline[tid])
+        data = _shared_data(page)
+        assert [data["turfs"], data["routes"]] == data_blobs(alone)
+        assert data["doors"] == _door_rows_of(alone)
+        b = turfs.loc[turfs["turf_id"] == tid].total_bounds.tolist()
+        assert data["fit"] == [[b[1], b[0]], [b[3], b[2]]]
+        assert "var gs_data_" not in page and len(page) < len(alone) / 2
+    scripts = list((tmp_path / "beside" / "assets" / "gs").iterdir())
+    again = turf_maps(turfs, routes, doors, out_dir=tmp_path / "beside", assets_beside=True)
+    assert read(again["T01"]).count("assets/gs/turf-page-") == 2  # its script and its styles
+    assert all(f.is_file() for f in scripts)  # earlier scripts are left for pages that may still use them
+
+
+def html_escape(text: str) -> str:
+    import html
+
+    return html.escape(text, quote=True)
+
+
+def test_turf_pages_of_different_shapes(tmp_path: Path) -> None:
+    """T01 keeps doors but loses its route; T 02/<b> keeps its route but has no door with coordinates."""
+    turfs, routes, doors = turf_inputs()
+    routes = routes[routes["turf_id"] != "T01"]
+    doors.loc[doors["turf_id"] != "T01", ["lat", "lng"]] = np.nan
+    written = turf_maps(turfs, routes, doors, out_dir=tmp_path)
+    one, two = read(written["T01"]), read(written["T 02/<b>"])
+    assert [len(b["features"]) for b in data_blobs(one)] == [1]  # turf only: no route layer
+    assert len(_door_rows_of(one)) == 3 and "Walking routes" not in one
+    assert [len(b["features"]) for b in data_blobs(two)] == [1, 1] and _door_rows_of(two) == []
+    assert "drive turf" not in one and "drive turf" in two  # the legend entry follows the turf's own flag
+
+
+def test_a_repeated_turf_id_shares_one_page(tmp_path: Path) -> None:
+    turfs, routes, doors = turf_inputs()
+    twice = pd.concat([turfs, turfs.iloc[[0]]], ignore_index=True)
+    written = turf_maps(twice, routes, doors, out_dir=tmp_path)
+    assert sorted(map(str, written)) == ["T 02/<b>", "T01", "all"]
+    assert len(data_blobs(read(written["T01"]))[0]["features"]) == 2
+
+
+def test_template_syntax_in_a_turf_id_reaches_the_page_as_text(tmp_path: Path) -> None:
+    turfs, routes, doors = turf_inputs()
+    for frame in (turfs, routes, doors):
+        frame["turf_id"] = frame["turf_id"].replace({"T01": JINJA})
+    written = turf_maps(turfs, routes, doors, out_dir=tmp_path)
+    page = read(written[JINJA])
+    assert "Two 49" not in page and "{{ 7*7 }}" not in page
+    assert "<title>Turfs: turf Two &#123;&#123; 7*7 &#125;&#125; &#123;% raw %&#125;</title>" in page
+    assert written[JINJA].name == "turf_Two_7_7_raw.html"
+
+
+def test_map_of_all_turfs_links_each_turf_and_leaves_many_doors_to_them(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import geo_segment.maps.builders as builders
+
+    turfs, routes, doors = turf_inputs()
+    small = read(turf_maps(turfs, routes, doors, out_dir=tmp_path / "small")["all"])
+    assert len(_door_rows_of(small)) == 6 and "own map (click a turf)" not in small
+    assert 'L.DomUtil.create("div", "gs-find")' in small
+    props = {f["properties"]["t"]: f["properties"]["u"] for f in data_blobs(small)[0]["features"]}
+    assert props == {"T01": "turf_T01.html", "T 02/&lt;b&gt;": "turf_T_02_b.html"}
+    monkeypatch.setattr(builders, "DOORS_ALL_MAX", 5)
+    written = turf_maps(turfs, routes, doors, out_dir=tmp_path / "big")
+    big = read(written["all"])
+    assert _door_rows_of(big) == [] and "doors: on each turf\\u0026#x27;s own map (click a turf)" in big
+    assert len(_door_rows_of(read(written["T01"]))) == 3  # each turf's map keeps its doors
+    plain = turf_maps(turfs, routes, doors)["all"].get_root().render()
+    assert '"u":' not in plain and 'L.DomUtil.create("div", "gs-find")' not in plain  # no files, no links
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.integers(-1, 4), max_size=40))
+def test_group_keeps_every_position_once_in_input_order(keys: list[int]) -> None:
+    from geo_segment.maps.layers import _group
+
+    key = np.array(keys, dtype=np.int64)
+    groups = _group(key, 5)
+    assert len(groups) == 5
+    for k, rows in enumerate(groups):
+        assert rows.tolist() == [i for i, v in enumerate(keys) if v == k]
+
+
+def test_door_rows_match_a_plain_json_encoding() -> None:
+    from geo_segment.maps.layers import _door_rows
+
+    doors = pd.DataFrame({"turf_id": pd.array(["A<", None, "B", "A<"], dtype="string"),
+                          "door_order": pd.array([1, 2, None, 4], dtype="Int64"),
+                          "lat": [41.1234567, 41.5, 41.25, np.nan], "lng": [-71.0000004, -71.5, -71.25, -71.0],
+                          "note": ["x & y", None, "{{ z }}", "w"]})
+    rows, kept = _door_rows(doors, ["note"])
+    expected = [[41.123457, -71.0, 1, "A&lt;", "x &amp; y"], [41.5, -71.5, 2, "", None],
+                [41.25, -71.25, "", "B", "&#123;&#123; z &#125;&#125;"]]
+    assert kept.tolist() == [0, 1, 2]
+    assert json.loads("[" + ",".join(rows) + "]") == expected
+    assert "<" not in "".join(rows) and "&lt;" not in json.dumps(expected).replace("&lt;", "")

@@ -80,6 +80,7 @@ def _hover(page: Any, lat: float, lng: float) -> str:
                     "Micro-geographies: Registered voters": (2, 0)}),
     ("turfs", {"Turfs": (2, 1), "Walking routes": (2, 1)}),
     ("turf_one", {"Turfs": (1, 1), "Walking routes": (1, 1)}),
+    ("turf_beside", {"Turfs": (1, 1), "Walking routes": (1, 1)}),  # data in the page, script in assets/gs/
 ])
 def test_map_opens_without_errors_and_draws_every_feature(browser: Any, maps: dict[str, Path], kind: str,
                                                             expected: dict[str, tuple[int, int]],
@@ -177,3 +178,35 @@ def test_screenshot_and_pdf_helpers(browser: Any, maps: dict[str, Path], tmp_pat
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     pdf = print_pdf(maps["turf_one"], tmp_path / "turf.pdf", browser=browser)
     assert pdf.read_bytes()[:5] == b"%PDF-"
+
+
+def test_turf_finder_zooms_to_a_turf_whose_popup_opens_its_own_map(browser: Any, maps: dict[str, Path]) -> None:
+    with open_page(maps["turfs"], browser=browser) as opened:
+        page = opened.page
+        assert page.evaluate("() => Array.from(document.querySelectorAll('.gs-find option')).map(o => o.value)") \
+            == ["T01", "T 02/<b>"]  # ids decoded from their escaped form, as the organizer typed them
+        page.fill(".gs-find input", "T 02/<b>")
+        page.press(".gs-find input", "Enter")
+        popup = page.locator(".leaflet-popup-content")
+        assert "Turf T 02/<b>" in popup.inner_text() and page.locator(".leaflet-popup-content b b").count() == 0
+        zoom = page.evaluate(f"() => window[{_MAP}].getZoom()")
+        assert zoom >= 14
+        link = popup.locator(".gs-link a")
+        assert link.get_attribute("href") == "turf_T_02_b.html"
+        link.click()
+        page.wait_for_load_state("load")
+        assert page.url.endswith("/turf_T_02_b.html")
+        assert page.locator(".gs-title").inner_text().startswith("Turfs: turf T 02/<b>")
+        assert page.locator(".gs-back a").get_attribute("href") == "turfs.html"
+        assert opened.errors == [] and opened.blocked == []
+
+
+def test_a_click_on_a_turf_opens_the_link_to_its_map(browser: Any, maps: dict[str, Path]) -> None:
+    with open_page(maps["turfs"], browser=browser) as opened:
+        page = opened.page
+        point = page.evaluate(f"() => {{ const m = window[{_MAP}]; const p = m.latLngToContainerPoint("
+                              f"[{Y0 - 0.8 * D}, {X0 + 0.2 * D}]); return [p.x, p.y]; }}")
+        page.mouse.click(point[0], point[1])
+        page.wait_for_selector(".leaflet-popup-content .gs-link a", timeout=3000)
+        assert page.locator(".leaflet-popup-content .gs-link a").get_attribute("href") == "turf_T01.html"
+        assert opened.errors == []
