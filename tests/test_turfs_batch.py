@@ -253,3 +253,20 @@ def test_route_orders_at_once_are_route_order_one_by_one(sets: list[tuple[int, i
 
 def test_route_orders_of_nothing() -> None:
     assert route_orders(np.zeros(0), np.zeros(0), np.zeros(0, dtype=np.int64)).tolist() == []
+
+
+def test_stage_packets_in_chunks_are_the_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import geo_segment.turfs.run as run_mod
+    from geo_segment.turfs import turf_stage
+
+    cfg = TurfsConfig(target_doors=4)
+    whole = turf_stage(street_voters(), None, tmp_path / "whole", cfg, as_of_year=2026)
+    monkeypatch.setattr(run_mod, "_PACKET_CHUNK", 2)
+    chunked = turf_stage(street_voters(), None, tmp_path / "chunked", cfg, as_of_year=2026)
+    names = sorted(p.name for p in (tmp_path / "whole" / "packets").iterdir())
+    assert len(names) == len(whole.cut.turfs) > 4
+    assert names == sorted(p.name for p in (tmp_path / "chunked" / "packets").iterdir())
+    for name in names:
+        assert (tmp_path / "whole" / "packets" / name).read_bytes() == \
+            (tmp_path / "chunked" / "packets" / name).read_bytes()
+    assert chunked.stages[-1].metrics["packets_html"] == len(names)

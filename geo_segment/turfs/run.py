@@ -149,15 +149,26 @@ def turf_stage(
     lists = write_walklists(rows, out / "walklists")
     n_html = n_pdf = 0
     if packets and len(cut.turfs):
-        sections = packet_sections(cut.turfs, cut.routes, cut.doors, rows, config=cfg)
-        written = write_packets(sections, out / "packets", pdf=pdf, chromium=chromium)
-        n_html, n_pdf = len(written["html"]), len(written["pdf"])
+        # a thousand turfs at a time: the HTML of every packet of a big county never sits in memory at once
+        turf_ids = pd.Index(cut.turfs[S.TURF_ID].astype(str))
+        row_chunk = turf_ids.get_indexer(rows[S.TURF_ID].astype(str)) // _PACKET_CHUNK
+        door_chunk = turf_ids.get_indexer(cut.doors[S.TURF_ID].astype(str)) // _PACKET_CHUNK
+        for start in range(0, len(turf_ids), _PACKET_CHUNK):
+            k = start // _PACKET_CHUNK
+            sections = packet_sections(cut.turfs.iloc[start:start + _PACKET_CHUNK], cut.routes,
+                                       cut.doors.loc[door_chunk == k], rows.loc[row_chunk == k], config=cfg)
+            written = write_packets(sections, out / "packets", pdf=pdf, chromium=chromium)
+            n_html, n_pdf = n_html + len(written["html"]), n_pdf + len(written["pdf"])
+            del sections, written
     stages.append(StageRecord("walklists", rows_in=len(members), rows_out=len(rows), rows_rejected=0,
                               seconds=round(time.perf_counter() - t2, 3),
                               metrics={"walklists": len(lists), "packets_html": n_html, "packets_pdf": n_pdf}))
     counts = {**ucounts, **dcounts, **{k: v for k, v in cut.metrics.items() if not k.startswith("seconds")}}
     return TurfStageResult(outputs=outputs, stages=stages, cut=cut, rows=rows, counts=counts)
 
+
+#: turfs whose packets are built and written together
+_PACKET_CHUNK = 1000
 
 #: voter columns the turf stage reads (universe filters, regions, doors, walk lists)
 _USED_COLUMNS = (S.VOTER_ID, S.HOUSEHOLD_ID, S.BUILDING_ID, S.LAT, S.LNG, S.PRECINCT_ID, S.MICRO_GEO, S.STREET,
