@@ -244,7 +244,10 @@ def _improve_many(dd: FloatArray, mask: npt.NDArray[np.bool_], tours: IntArray) 
     phase = np.zeros(nb, dtype=np.int8)  # 0: 2-opt, 1: or-opt, 2: done
     k2 = np.zeros(nb, dtype=np.int64)
     outer = np.zeros(nb, dtype=np.int64)
-    unmasked = ~mask
+    flat_dd = dd.reshape(-1)
+    # the 2-opt moves allowed by the mask, in row-major order (the first best one is the one np.argmin finds)
+    pi, pj = np.nonzero(mask)
+    pi1, pj1 = nxt[pi], nxt[pj]
     while True:
         two = np.flatnonzero(phase == 0)
         one = np.flatnonzero(phase == 1)
@@ -256,17 +259,19 @@ def _improve_many(dd: FloatArray, mask: npt.NDArray[np.bool_], tours: IntArray) 
             g = two[~spent]
             if len(g):
                 a = tours[g]
-                p = dd[g[:, None, None], a[:, :, None], a[:, None, :]]
-                dab = p[:, idx, nxt]
-                delta = p + p[:, nxt][:, :, nxt] - dab[:, :, None] - dab[:, None, :]
-                delta[:, unmasked] = 0.0
-                flat = np.argmin(delta.reshape(len(g), m * m), axis=1)
-                val = delta.reshape(len(g), m * m)[np.arange(len(g)), flat]
-                move = ~(val > -1e-7)
+                base = (g * (m * m))[:, None]
+                am = a * m
+                dab = flat_dd[base + am + a[:, nxt]]
+                # delta of every allowed move: d[a_i, a_j] + d[b_i, b_j] - d[a_i, b_i] - d[a_j, b_j], b = next
+                delta = (flat_dd[base + am[:, pi] + a[:, pj]] + flat_dd[base + am[:, pi1] + a[:, pj1]]
+                         - dab[:, pi] - dab[:, pj])
+                best = np.argmin(delta, axis=1)
+                val = delta[np.arange(len(g)), best]
+                move = ~(val > -1e-7)  # masked moves count as 0: a best move must beat them to be taken
                 phase[g[~move]] = 1
-                gm, fm = g[move], flat[move]
+                gm, bm = g[move], best[move]
                 if len(gm):
-                    i, j = np.divmod(fm, m)
+                    i, j = pi[bm], pj[bm]
                     q = idx[None, :]
                     rev = (q > i[:, None]) & (q <= j[:, None])
                     src = np.where(rev, i[:, None] + 1 + j[:, None] - q, q)
@@ -275,7 +280,7 @@ def _improve_many(dd: FloatArray, mask: npt.NDArray[np.bool_], tours: IntArray) 
         if len(one):
             g = one
             t = tours[g]
-            p = dd[g[:, None, None], t[:, :, None], t[:, None, :]]
+            p = flat_dd[(g * (m * m))[:, None, None] + (t * m)[:, :, None] + t[:, None, :]]
             gain = p[:, prv, idx] + p[:, idx, nxt] - p[:, prv, nxt]
             dab = p[:, idx, nxt]
             cost = p.transpose(0, 2, 1) + p[:, :, nxt] - dab[:, None, :]
