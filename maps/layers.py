@@ -723,7 +723,8 @@ def add_turf_layer(
     personal
         Allow personal door fields (organizers' walk maps only; never for analyst maps).
     labels
-        Permanent labels with the turf id and door count (with more than 25 turfs, from zoom 16 on).
+        Permanent labels with the turf id and door count (with more than 25 turfs, from zoom 16 on; the walking
+        routes then start hidden and borders are thinner, so the overview stays readable).
 
     Returns
     -------

@@ -35,9 +35,10 @@ def _run(ctx: StageContext) -> StageOutput:
     if voters_path is not None:
         import pyarrow.parquet as pq
 
-        wanted = [c for c in ("voter_id", "precinct_id", "h3_cell", "engagement_score", "propensity")
+        # the columns the maps' score measures use (map_measures); aggregates only, no personal field is read
+        wanted = [c for c in ("precinct_id", "h3_cell", "engagement_score")
                   if c in pq.read_schema(voters_path).names]
-        voters = pd.read_parquet(voters_path, columns=wanted)  # aggregates only: no personal field is read
+        voters = pd.read_parquet(voters_path, columns=wanted)
     doors_path = ctx.optional_file("doors.parquet")
     written = build_maps(ctx.stage_dir / "maps", geo("precincts.parquet"), cells, geo("micro_geos.parquet"),
                          geo("turfs.parquet"), routes=geo("routes.parquet"),
