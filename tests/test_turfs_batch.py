@@ -39,6 +39,8 @@ def tricky_rows(n: int = 400, seed: int = 0) -> pd.DataFrame:
         "first_name": pd.Series(rng.choice(np.array(TRICKY, dtype=object), n), dtype="str"),
         "score": np.where(rng.random(n) < 0.1, np.nan, rng.random(n).round(3)),
         "lat": rng.normal(41.8, 0.01, n).round(6),
+        "age": pd.array(np.where(rng.random(n) < 0.2, None, rng.integers(-3, 120, n)), dtype="Int64"),
+        "odd": rng.choice(np.array([1e-05, 1e17, -0.0, 123456789012.0, 0.1, np.nan, 2.5e-310, 1 / 3, -7.0]), n),
     })
 
 
@@ -58,6 +60,14 @@ def test_walklist_texts_are_the_per_turf_csvs(tmp_path: Path, chunk_rows: int) -
     assert list(texts) == list(ref) == sorted(ref)
     for tid, path in ref.items():
         assert texts[tid].encode("utf-8") == path.read_bytes(), tid
+
+
+def test_walklist_texts_with_other_column_kinds(tmp_path: Path) -> None:
+    """Columns the Arrow path does not write (booleans, dates) go through to_csv: still the same text."""
+    rows = tricky_rows(60).assign(flag=lambda f: f["score"] > 0.5, day=pd.Timestamp("2026-10-03"))
+    ref = ref_write_walklists(rows, tmp_path)
+    texts = walklist_texts(rows, chunk_rows=17)
+    assert {t: p.read_bytes().decode("utf-8") for t, p in ref.items()} == texts
 
 
 def test_write_walklists_bytes_and_other_files_kept(tmp_path: Path) -> None:

@@ -102,8 +102,9 @@ def walklist_texts(rows: pd.DataFrame, *, chunk_rows: int = 100_000) -> dict[str
     """The CSV text of every turf's walk list, keyed by turf id (sorted), text cells neutralized.
 
     Each text is what ``frame.to_csv(index=False, lineterminator="\\n")`` writes for the turf's rows (in their
-    order in ``rows``), but the whole table is neutralized and rendered in a few large ``to_csv`` calls and then
-    cut at the turfs' row boundaries, instead of one call per turf. Rows without a turf id are left out.
+    order in ``rows``), but the whole table is neutralized once and its records are built column-wise in Arrow
+    (:func:`_csv_rows`; ``to_csv`` in large chunks for other column kinds) and then cut at the turfs' row
+    boundaries, instead of one ``to_csv`` per turf. Rows without a turf id are left out.
 
     Examples
     --------
@@ -134,11 +135,12 @@ def walklist_texts(rows: pd.DataFrame, *, chunk_rows: int = 100_000) -> dict[str
         last = max(last, g + 1)
         a, b = int(starts[g]), int(ends[last - 1])
         part = safe.iloc[a:b]
-        body = part.to_csv(index=False, header=False, lineterminator="\n")
-        lines = body.split("\n")
-        if len(lines) == b - a + 1:  # one line per row
-            first = np.arange(a, b + 1) - a
-        else:  # a quoted cell holds a line break: count them to find where each row starts
+        fast = _csv_rows(part, text_cols)
+        if fast is not None:  # one string per row
+            lines, first = fast, np.arange(a, b + 1) - a
+        else:
+            lines = part.to_csv(index=False, header=False, lineterminator="\n").split("\n")
+            # a quoted cell may hold a line break: count them to find where each row starts
             extra = np.zeros(b - a, dtype=np.int64)
             for col in text_cols:
                 extra += part[col].str.count("\n").to_numpy(dtype=np.int64)
@@ -148,6 +150,41 @@ def walklist_texts(rows: pd.DataFrame, *, chunk_rows: int = 100_000) -> dict[str
             texts[str(ids[starts[i]])] = header + "\n".join(lines[lo:hi]) + "\n"
         g = last
     return texts
+
+
+def _csv_rows(frame: pd.DataFrame, text_cols: list[str]) -> list[str] | None:
+    """The CSV record of every row (no line end), exactly as ``to_csv`` writes it, built column-wise in Arrow.
+
+    ``to_csv`` writes integers as ``str``, floats as numpy's ``astype(str)``, missing values as empty cells and
+    quotes a text cell (doubling its quotes) when it holds a comma, a quote or a line feed (the csv module's
+    minimal quoting with ``lineterminator="\\n"``). ``None`` for a column of another kind (then ``to_csv`` is
+    used).
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    cells = []
+    for name in frame.columns:
+        col = frame[name]
+        if name in text_cols:
+            arr = pa.array(col.astype(object).where(col.notna(), "").to_numpy(), type=pa.large_string())
+            q = pa.scalar('"', type=pa.large_string())
+            quoted = pc.binary_join_element_wise(q, pc.replace_substring(arr, '"', '""'), q,
+                                                 pa.scalar("", type=pa.large_string()))
+            cells.append(pc.if_else(pc.match_substring_regex(arr, '[\\n",]'), quoted, arr))
+        elif pd.api.types.is_integer_dtype(col.dtype) and not pd.api.types.is_bool_dtype(col.dtype):
+            cells.append(pa.array(col.astype("string").fillna("").to_numpy(dtype=object), type=pa.large_string()))
+        elif col.dtype == np.float64:
+            v = col.to_numpy(dtype=float)
+            text = v.astype(str).astype(object)
+            text[np.isnan(v)] = ""
+            cells.append(pa.array(text, type=pa.large_string()))
+        else:
+            return None
+    if not cells:
+        return None
+    joined: list[str] = pc.binary_join_element_wise(*cells, pa.scalar(",", type=pa.large_string())).to_pylist()
+    return joined
 
 
 def write_walklists(rows: pd.DataFrame, out_dir: str | Path) -> dict[str, Path]:
