@@ -15,6 +15,7 @@ import h3
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
 from threadpoolctl import threadpool_limits
 
@@ -422,6 +423,27 @@ def test_propensity_settings_are_checked(trained: Trained) -> None:
         PropensityModel().fit(X.assign(age=np.nan), y)
     with pytest.raises(ConfigError, match="not fitted"):
         PropensityModel().predict_proba(X)
+    with pytest.raises(ConfigError, match=r"max_fit_rows=50 \(expected None or an integer >= 100\)"):
+        PropensityModel(max_fit_rows=50).fit(X, y)
+
+
+@pytest.mark.parametrize(("max_cv_rows", "max_fit_rows"), [(300, 500), (500, 300), (300, 300), (None, 500)])
+def test_final_fit_row_cap_is_a_stratified_superset_of_the_cv_rows(trained: Trained, max_cv_rows: int | None,
+                                                                   max_fit_rows: int) -> None:
+    X, y = trained.X.iloc[:1200].reset_index(drop=True), trained.y.iloc[:1200].to_numpy()
+    m = PropensityModel(model="logistic", cv=3, importance_repeats=0, max_cv_rows=max_cv_rows,
+                        max_fit_rows=max_fit_rows)
+    m.fit(X, y)
+    fit_rows = m._fit_rows(m.cv_rows_, y)
+    assert len(fit_rows) == max_fit_rows and len(np.unique(fit_rows)) == max_fit_rows
+    assert abs(y[fit_rows].mean() - y.mean()) < 0.01  # stratified (cv rows are a stratified sample too)
+    assert m.metrics_["n_fit"] == max_fit_rows and m.metrics_["n"] == len(y)
+    assert m.metrics_["n_cv"] == (max_cv_rows or len(y))
+    # the final model equals one fitted on exactly those rows; every voter is scored
+    if max_cv_rows is not None and max_cv_rows <= max_fit_rows:
+        assert set(m.cv_rows_) <= set(fit_rows)
+    ref = clone(m.estimator_).fit(X.iloc[fit_rows], y[fit_rows])
+    np.testing.assert_allclose(m.predict_proba(X)[:, 1], ref.predict_proba(X)[:, 1])
 
 
 def _seed_mask(county: County) -> np.ndarray:

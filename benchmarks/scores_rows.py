@@ -1,0 +1,101 @@
+"""How many rows the propensity model needs: held-out quality and seconds by the final fit's row cap.
+
+Usage: python benchmarks/scores_rows.py [--voters benchmarks/data/nc_1000000_1] [--caps 50000,100000,250000,0]
+
+A generated county (``benchmarks/pipeline.py`` writes it) is read and joined, features are built for the latest
+general election as the label, and 100,000 labelled voters are set aside, never fitted on. For each cap on the
+final fit (``PropensityModel(max_fit_rows=...)``, 0 = every other voter), the same model is fitted with
+``max_cv_rows=100_000`` and scored on the held-out voters: ROC-AUC, Brier score, ECE, and seconds (fit = cross-
+validation + final fit + importance). The difference to the uncapped fit, beside the held-out ROC-AUC's standard
+error, says whether the cap costs anything.
+
+Results: ``benchmarks/results/scores_rows.json`` and ``scores_rows.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import brier_score_loss, roc_auc_score
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _machine import machine  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--voters", default=str(HERE / "data" / "nc_1000000_1"))
+    ap.add_argument("--caps", default="50000,100000,250000,0")
+    ap.add_argument("--holdout", type=int, default=100_000)
+    args = ap.parse_args()
+
+    from geo_segment.features import build_features, eligible_voters, make_label
+    from geo_segment.io.voters import read_voter_file
+    from geo_segment.pipeline import _label_election
+    from geo_segment.scoring import PropensityModel, expected_calibration_error
+
+    d = Path(args.voters)
+    t0 = time.perf_counter()
+    read = read_voter_file(d / "ncvoter.txt", layout="nc", history=d / "ncvhis.txt", geocodes=d / "geocodes.csv")
+    voters, history = read.voters, read.history
+    label_election = _label_election(history, "latest-general")
+    X = build_features(voters, history, label_election=label_election)
+    y = make_label(history, voters["voter_id"], label_election).to_numpy()
+    keep = eligible_voters(voters, label_election).to_numpy()
+    X, y = X[keep].reset_index(drop=True), y[keep].astype(np.int64)
+    print(f"  {len(X):,} labelled voters, {X.shape[1]} features, label {label_election} "
+          f"({time.perf_counter() - t0:.0f} s to read and build)", flush=True)
+    rng = np.random.default_rng(20261127)
+    held = np.zeros(len(X), dtype=bool)
+    held[rng.choice(len(X), size=args.holdout, replace=False)] = True
+    Xt, yt, Xh, yh = X[~held], y[~held], X[held], y[held]
+    rows = []
+    for cap in [int(c) for c in args.caps.split(",")]:
+        t = time.perf_counter()
+        m = PropensityModel(max_fit_rows=cap or None, random_state=0).fit(Xt, yt)
+        fit_s = time.perf_counter() - t
+        p = m.predict_proba(Xh)[:, 1]
+        auc = roc_auc_score(yh, p)
+        # standard error of the held-out AUC (Hanley & McNeil 1982)
+        n1, n0 = int(yh.sum()), int((1 - yh).sum())
+        q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
+        se = float(np.sqrt((auc * (1 - auc) + (n1 - 1) * (q1 - auc**2) + (n0 - 1) * (q2 - auc**2)) / (n1 * n0)))
+        row = {"cap": cap or None, "n_fit": m.metrics_["n_fit"], "model": m.chosen_, "calibrated": m.calibrated_,
+               "heldout_roc_auc": round(float(auc), 4), "heldout_auc_se": round(se, 4),
+               "heldout_brier": round(float(brier_score_loss(yh, p)), 4),
+               "heldout_ece": round(float(expected_calibration_error(yh, p)), 4),
+               "cv_roc_auc": round(float(m.metrics_["roc_auc"]), 4), "fit_seconds": round(fit_s, 1)}
+        rows.append(row)
+        print("  ", row, flush=True)
+    full = next((r for r in rows if r["cap"] is None), None)
+    lines = [
+        "# Propensity model: rows of the final fit",
+        "",
+        f"`python benchmarks/scores_rows.py` on {d.name}: {len(Xt):,} labelled voters to fit on, "
+        f"{int(held.sum()):,} held out (never fitted), {X.shape[1]} features, label election {label_election}. "
+        "Every fit cross-validates at most 100,000 rows; the cap is on the final model's rows.",
+        "",
+        f"Machine: {machine()}",
+        "",
+        "| cap | rows fitted | model | held-out ROC-AUC (SE) | vs uncapped | Brier | ECE | fit s |",
+        "|---|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        diff = f"{r['heldout_roc_auc'] - full['heldout_roc_auc']:+.4f}" if full else "-"
+        lines.append(f"| {r['cap'] or 'none'} | {r['n_fit']:,} | {r['model']} | {r['heldout_roc_auc']:.4f} "
+                     f"({r['heldout_auc_se']:.4f}) | {diff} | {r['heldout_brier']:.4f} | {r['heldout_ece']:.4f} | "
+                     f"{r['fit_seconds']} |")
+    out = HERE / "results"
+    (out / "scores_rows.json").write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1) + "\n")
+    (out / "scores_rows.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
