@@ -280,3 +280,16 @@ def test_stage_packets_in_chunks_are_the_same(tmp_path: Path, monkeypatch: pytes
         assert (tmp_path / "whole" / "packets" / name).read_bytes() == \
             (tmp_path / "chunked" / "packets" / name).read_bytes()
     assert chunked.stages[-1].metrics["packets_html"] == len(names)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(1, 40), min_size=1, max_size=8), st.integers(0, 1000))
+def test_run_lengths_are_path_lengths(sizes: list[int], seed: int) -> None:
+    from geo_segment.turfs.stage import _run_lengths
+    from geo_segment.turfs.walk import path_length
+
+    rng = np.random.default_rng(seed)
+    x, y = rng.normal(0, 500, sum(sizes)), rng.normal(0, 500, sum(sizes))
+    bounds = np.r_[0, np.cumsum(sizes)]
+    want = [path_length(x[a:b], y[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    assert _run_lengths(x, y, bounds).tolist() == want

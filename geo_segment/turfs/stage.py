@@ -17,7 +17,7 @@ from scipy.spatial import cKDTree
 from geo_segment import schema as S
 from geo_segment.config import TurfsConfig
 from geo_segment.turfs.cut import atoms_of, cut_atoms, door_adjacency, metric_crs, stable_hash, to_metric
-from geo_segment.turfs.walk import path_length, route_orders, street_order
+from geo_segment.turfs.walk import route_orders, street_order
 
 __all__ = ["TURF_COLUMNS", "TurfCut", "cut_turfs"]
 
@@ -72,6 +72,17 @@ def _to_metric_geoms(geoms: Any, crs: pyproj.CRS) -> Any:
         return np.column_stack([xx, yy])
 
     return shapely.transform(geoms, fn)
+
+
+def _run_lengths(x: npt.NDArray[np.float64], y: npt.NDArray[np.float64],
+                 bounds: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
+    """Length of the path through each run ``bounds[k]:bounds[k + 1]`` of points (``path_length`` of each run,
+    summed the same way, so to the same last bit)."""
+    seg = np.hypot(np.diff(x), np.diff(y))
+    b = bounds.tolist()
+    # a fresh copy of each run is summed, as path_length sums a fresh array (same alignment, same pairwise sum)
+    return np.array([float(seg[b[k]:b[k + 1] - 1].copy().sum()) if b[k + 1] - b[k] >= 2 else 0.0
+                     for k in range(len(b) - 1)])
 
 
 def _group_slices(codes: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], list[npt.NDArray[np.int64]]]:
@@ -217,28 +228,27 @@ def cut_turfs(
     atom_side = np.zeros(na, dtype=np.int64)
     atom_side[atom] = side_code
     apos = route_orders(ax, ay, part, atom_side, side_penalty_m=cfg.side_penalty_m)
-    _, groups = _group_slices(dpart)
-    for p_idx in groups:
-        p = int(dpart[p_idx[0]])
-        so = np.argsort(grank[p_idx], kind="stable")
-        street_rank[p_idx[so]] = np.arange(1, len(so) + 1)
-        s_len = path_length(x[p_idx], y[p_idx], so)
-        atoms_here = np.unique(atom[p_idx])
-        ro = atoms_here[np.argsort(apos[atoms_here])]
-        srank = np.empty(len(p_idx), dtype=np.int64)
-        srank[so] = np.arange(len(so))
-        route_doors = np.lexsort((srank, apos[atom[p_idx]]))
-        r_len = path_length(ax[ro], ay[ro])
-        if cfg.walk_order == "route":
-            use = route_doors
-            used_len = r_len
-        else:
-            use = so
-            used_len = s_len
-        door_order[p_idx[use]] = np.arange(1, len(use) + 1)
-        px, py = x[p_idx[use]], y[p_idx[use]]
-        gaps = np.hypot(np.diff(px), np.diff(py))
-        stats[p] = (s_len, r_len, used_len, float(gaps.max()) if len(gaps) else 0.0)
+    # street-sorted order: doors are grouped by turf in global_street already
+    t_first = np.searchsorted(dpart[global_street], np.arange(npart + 1))
+    street_rank[global_street] = np.arange(n) - t_first[dpart[global_street]] + 1
+    s_len = _run_lengths(x[global_street], y[global_street], t_first)
+    # route order: the turf's buildings in route order, the doors of a building in street order
+    a_seq = np.lexsort((apos, part))
+    r_len = _run_lengths(ax[a_seq], ay[a_seq], np.searchsorted(part[a_seq], np.arange(npart + 1)))
+    if cfg.walk_order == "route":
+        use_seq = np.lexsort((grank, apos[atom], dpart))
+        stats[:, 2] = r_len
+    else:
+        use_seq = global_street
+        stats[:, 2] = s_len
+    stats[:, 0], stats[:, 1] = s_len, r_len
+    door_order[use_seq] = np.arange(n) - t_first[dpart[use_seq]] + 1
+    gaps = np.hypot(np.diff(x[use_seq]), np.diff(y[use_seq]))
+    inner = dpart[use_seq][1:] == dpart[use_seq][:-1]  # steps between two doors of one turf
+    has_gap = np.bincount(dpart[use_seq][1:][inner], minlength=npart) > 0
+    max_gap = np.zeros(npart)
+    np.maximum.at(max_gap, dpart[use_seq][1:][inner], gaps[inner])
+    stats[:, 3] = np.where(has_gap, max_gap, 0.0)
     # routes: the doors in walking order, one LineString per turf (a single door is drawn twice)
     by_walk = np.lexsort((door_order, dpart))
     tp = dpart[by_walk]
