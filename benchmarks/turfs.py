@@ -35,8 +35,9 @@ Prints Markdown tables and saves benchmarks/results/turfs.json and turfs.md with
 
 Stage mode: ``python benchmarks/turfs.py --stage RUN_FOLDER [--before REV] [--size-label 1M]`` runs the whole turf
 stage as ``geo-segment run`` does (``turf_stage`` with walk lists and HTML packets, then ``with_turfs``) on a run
-folder's scored voters (``voters.parquet``, ``precincts.parquet``, e.g. ``out/run/stages/cluster`` with the join
-stage's precincts beside it), each implementation in its own process: this tree, and the code of git revision
+folder's scored voters (``stages/cluster/voters.parquet`` and ``precincts.parquet`` of a ``geo-segment run``
+folder, or a folder with ``voters.parquet`` and ``precincts.parquet``), each implementation in its own process:
+this tree, and the code of git revision
 ``REV`` (the previous implementation, extracted with ``git archive``). It reports seconds (wall and CPU) per
 sub-step (universe, doors, cut, walking order, walk-list rows, parquet files, walk-list CSVs, packet HTML, packet
 files, voters with turfs) and peak RSS of each, and checks that both wrote the same bytes (every walk list and
@@ -216,6 +217,14 @@ STEPS = ("select_universe", "build_doors", "cut_turfs", "walklist_rows", "write_
          "packet_sections", "write_packets")
 
 
+def _first_file(folder: Path, *names: str) -> Path:
+    """The first of ``names`` that exists in ``folder`` (a run folder: the voters before the turf stage)."""
+    for name in names:
+        if (folder / name).exists():
+            return folder / name
+    raise FileNotFoundError(f"none of {names} in {folder}")
+
+
 def stage_child(folder: Path, out: Path) -> None:
     """Run the turf stage on ``folder`` into ``out`` (the code on ``sys.path`` first), print timings as JSON."""
     import resource
@@ -238,8 +247,8 @@ def stage_child(folder: Path, out: Path) -> None:
 
     for name in STEPS:
         setattr(run_mod, name, timed(name, getattr(run_mod, name)))
-    voters = gpd.read_parquet(folder / "voters.parquet")
-    precincts = gpd.read_parquet(folder / "precincts.parquet")
+    voters = gpd.read_parquet(_first_file(folder, "stages/cluster/voters.parquet", "voters.parquet"))
+    precincts = gpd.read_parquet(_first_file(folder, "precincts.parquet", "stages/join/precincts.parquet"))
     w, c = time.perf_counter(), time.process_time()
     res = run_mod.turf_stage(voters, precincts, out, TurfsConfig(), packets=True, pdf=False, as_of_year=2026)
     stage = (time.perf_counter() - w, time.process_time() - c)
