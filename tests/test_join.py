@@ -16,7 +16,7 @@ from shapely.geometry import MultiPolygon, Polygon, box
 
 from geo_segment import schema as S
 from geo_segment.errors import ConfigError, MissingColumnsError
-from geo_segment.join import add_h3_cells, assign_areas, assign_precincts
+from geo_segment.join import METHODS, add_h3_cells, assign_areas, assign_precincts
 
 ROOT = Path(__file__).resolve().parents[1]
 RI = ROOT.parent / "shared" / "data" / "ri" / "ri_precincts_providence_washington_2016_2018.parquet"
@@ -233,3 +233,34 @@ def test_fast_path_with_precomputed_cells_equals_exact(fast: int) -> None:
     fast_out, _ = assign_areas(points, precincts, id_col="JOINID", fast_resolution=fast)
     exact_out, _ = assign_areas(points, precincts, id_col="JOINID", fast_resolution=None)
     pd.testing.assert_frame_equal(fast_out, exact_out)
+
+
+@pytest.mark.parametrize("fast", [None, 8, 9])
+@pytest.mark.parametrize("workers", [2, 3])
+def test_threads_give_the_single_thread_result(fast: int | None, workers: int) -> None:
+    """Points split by cell over threads, each with its own copy of the polygons: the same answer as one thread."""
+    rng = np.random.default_rng(workers * 10 + (fast or 0))
+    xs = np.linspace(-71.6, -71.2, 9)
+    ys = np.linspace(41.6, 41.9, 7)
+    jx = xs + np.r_[0, rng.uniform(-0.01, 0.01, len(xs) - 2), 0]
+    polys = [box(jx[i], ys[j], jx[i + 1], ys[j + 1]) for i in range(len(xs) - 1) for j in range(len(ys) - 1)]
+    polys[5] = polys[5].buffer(0.004)  # an overlap with its neighbours
+    layer = gpd.GeoDataFrame({"pid": [f"p{k:02d}" for k in rng.permutation(len(polys))], "geometry": polys},
+                             crs=4326)
+    verts = shapely.get_coordinates(layer.boundary.values)
+    coords = np.r_[np.column_stack([rng.uniform(-71.65, -71.15, 6000), rng.uniform(41.55, 41.95, 6000)]), verts]
+    points = _points([(float(x), float(y)) for x, y in coords])
+    one, m1 = assign_areas(points, layer, id_col="pid", fast_resolution=fast, workers=1)
+    many, mn = assign_areas(points, layer, id_col="pid", fast_resolution=fast, workers=workers)
+    pd.testing.assert_frame_equal(one, many)
+    assert mn["workers"] == workers and m1["workers"] == 1
+    assert {k: m1[k] for k in METHODS} == {k: mn[k] for k in METHODS}
+    assert mn["boundary"] > 0 and mn["nearest"] > 0 and mn["unassigned"] > 0
+    if fast is not None:
+        assert m1["fast_points"] == mn["fast_points"] > 0
+
+
+def test_workers_must_be_positive() -> None:
+    layer = gpd.GeoDataFrame({"pid": ["a"], "geometry": [sq(0, 0, 1, 1)]}, crs=4326)
+    with pytest.raises(ConfigError, match="workers must be a positive integer"):
+        assign_areas(_points([pt(0.5, 0.5)]), layer, id_col="pid", workers=0)
