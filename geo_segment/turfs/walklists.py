@@ -155,10 +155,10 @@ def walklist_texts(rows: pd.DataFrame, *, chunk_rows: int = 100_000) -> dict[str
 def _csv_rows(frame: pd.DataFrame, text_cols: list[str]) -> list[str] | None:
     """The CSV record of every row (no line end), exactly as ``to_csv`` writes it, built column-wise in Arrow.
 
-    ``to_csv`` writes integers as ``str``, floats as numpy's ``astype(str)``, missing values as empty cells and
-    quotes a text cell (doubling its quotes) when it holds a comma, a quote or a line feed (the csv module's
-    minimal quoting with ``lineterminator="\\n"``). ``None`` for a column of another kind (then ``to_csv`` is
-    used).
+    ``to_csv`` writes integers as ``str``, floats as numpy's ``astype(str)`` (the shortest repr, which is Python's
+    ``repr``), missing values as empty cells, and quotes a text cell (doubling its quotes) when it holds a comma,
+    a quote or a line feed (the csv module's minimal quoting with ``lineterminator="\\n"``). ``None`` for a
+    column of another kind (then ``to_csv`` is used).
     """
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -167,7 +167,7 @@ def _csv_rows(frame: pd.DataFrame, text_cols: list[str]) -> list[str] | None:
     for name in frame.columns:
         col = frame[name]
         if name in text_cols:
-            arr = pa.array(col.astype(object).where(col.notna(), "").to_numpy(), type=pa.large_string())
+            arr = pa.array(col.astype("string").fillna("")).cast(pa.large_string())
             q = pa.scalar('"', type=pa.large_string())
             quoted = pc.binary_join_element_wise(q, pc.replace_substring(arr, '"', '""'), q,
                                                  pa.scalar("", type=pa.large_string()))
@@ -176,7 +176,7 @@ def _csv_rows(frame: pd.DataFrame, text_cols: list[str]) -> list[str] | None:
             cells.append(pa.array(col.astype("string").fillna("").to_numpy(dtype=object), type=pa.large_string()))
         elif col.dtype == np.float64:
             v = col.to_numpy(dtype=float)
-            text = v.astype(str).astype(object)
+            text = np.array([repr(f) for f in v.tolist()], dtype=object)  # the same digits as astype(str), faster
             text[np.isnan(v)] = ""
             cells.append(pa.array(text, type=pa.large_string()))
         else:
