@@ -586,6 +586,8 @@ def field_spec(frame: pd.DataFrame, fields: Sequence[str]) -> tuple[dict[str, li
             fmt = "bool"
         elif pd.api.types.is_numeric_dtype(s.dtype):
             fmt = measure_info(col).fmt
+            if fmt == "float2" and pd.api.types.is_integer_dtype(s.dtype):  # a count without its own format
+                fmt = "int"
             props[key] = _round_prop(numeric(frame, col), fmt)
         else:
             props[key] = [esc(v) or None for v in s.tolist()]

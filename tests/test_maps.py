@@ -506,3 +506,14 @@ def test_door_rows_match_a_plain_json_encoding() -> None:
     assert kept.tolist() == [0, 1, 2]
     assert json.loads("[" + ",".join(rows) + "]") == expected
     assert "<" not in "".join(rows) and "&lt;" not in json.dumps(expected).replace("&lt;", "")
+
+
+def test_integer_columns_without_a_format_show_as_whole_numbers(tmp_path: Path) -> None:
+    turfs, routes, doors = turf_inputs()  # list_number, doors, people: Int64 columns measure_info does not know
+    html = read(turf_maps(turfs, routes, doors, out_dir=tmp_path)["T01"])
+    spec = json.loads(re.search(r"var gs_layer_[0-9a-f]+_spec = (\{.*?\});\n", html).group(1))
+    fmts = {label: fmt for _, label, fmt in spec["fields"]}
+    assert fmts["list number"] == fmts["doors"] == fmts["people"] == "int" and fmts["est minutes"] == "float2"
+    props = data_blobs(html)[0]["features"][0]["properties"]
+    keys = {label: key for key, label, _ in spec["fields"]}
+    assert props[keys["doors"]] == 3 and isinstance(props[keys["doors"]], int)
