@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import shutil
+import string
 import subprocess
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
@@ -386,7 +387,36 @@ def _household_scripts(r: pd.DataFrame, doors: pd.DataFrame, cfg: TurfsConfig, h
     seg = pd.DataFrame({"score": pd.to_numeric(lr["score"], errors="coerce"), "party": lr[S.PARTY],
                         "age": lr["age"], "precinct": pd.Series(precinct, dtype=object)})
     templates = match_scripts(seg, cfg.script, cfg.scripts).to_numpy(dtype=object)
-    # {names}: the household's distinct first names, title-cased, in row order
+    used = {name for text in set(templates.tolist()) for _, name, _, _ in string.Formatter().parse(str(text))
+            if name is not None}
+    values: dict[str, Sequence[Any] | npt.NDArray[Any]] = {"turf_id": turf, "precinct_id": precinct}
+    if "first_name" in used:
+        values["first_name"] = [x.title() if isinstance(x, str) else "" for x in _objects(lr[S.FIRST_NAME])]
+    if "last_name" in used:
+        values["last_name"] = [x.title() for x in _text(lr[S.LAST_NAME])]
+    if "address" in used:
+        values["address"] = _text(lr[S.ADDRESS])
+    if "unit" in used:
+        values["unit"] = _text(lr[S.UNIT])
+    if "names" in used:
+        values["names"] = _household_names(r, hh, nh, order)
+    if "street" in used or "house_number" in used:
+        # street and house number of the household's door
+        dkey = pd.MultiIndex.from_arrays([doors[S.TURF_ID].astype(str).to_numpy(dtype=object),
+                                          doors[S.DOOR_ORDER].to_numpy(dtype=float, na_value=np.nan)])
+        last = ~dkey.duplicated(keep="last")
+        at = dkey[last].get_indexer(pd.MultiIndex.from_arrays(
+            [turf, lr[S.DOOR_ORDER].to_numpy(dtype=float, na_value=np.nan)]))
+        street = np.append(doors[S.STREET].fillna("").astype(str).to_numpy(dtype=object)[last], "")[at]
+        values["street"] = [x.title() for x in street]
+        values["house_number"] = np.append(doors[S.HOUSE_NUMBER].fillna("").astype(str).to_numpy(dtype=object)[last],
+                                           "")[at]
+    return fill_all(templates, values)
+
+
+def _household_names(r: pd.DataFrame, hh: npt.NDArray[np.int64], nh: int,
+                     order: npt.NDArray[np.int64]) -> npt.NDArray[np.object_]:
+    """``{names}`` of each household: its distinct first names, title-cased, in row order ("Ana and Luis")."""
     first = _objects(r[S.FIRST_NAME])[order]
     named = np.array([isinstance(x, str) and x != "" for x in first], dtype=bool)
     g = hh[order][named]
@@ -398,22 +428,7 @@ def _household_scripts(r: pd.DataFrame, doors: pd.DataFrame, cfg: TurfsConfig, h
     names = np.full(nh, "", dtype=object)
     if len(g):
         names[g[lead_name]] = _concat(titled, np.flatnonzero(lead_name))
-    # street and house number of the household's door
-    dkey = pd.MultiIndex.from_arrays([doors[S.TURF_ID].astype(str).to_numpy(dtype=object),
-                                      doors[S.DOOR_ORDER].to_numpy(dtype=float, na_value=np.nan)])
-    last = ~dkey.duplicated(keep="last")
-    at = dkey[last].get_indexer(pd.MultiIndex.from_arrays(
-        [turf, lr[S.DOOR_ORDER].to_numpy(dtype=float, na_value=np.nan)]))
-    street = np.append(doors[S.STREET].fillna("").astype(str).to_numpy(dtype=object)[last], "")[at]
-    number = np.append(doors[S.HOUSE_NUMBER].fillna("").astype(str).to_numpy(dtype=object)[last], "")[at]
-    lead_first = _objects(lr[S.FIRST_NAME])
-    values: dict[str, Sequence[Any] | npt.NDArray[Any]] = {
-        "first_name": [x.title() if isinstance(x, str) else "" for x in lead_first],
-        "last_name": [x.title() for x in _text(lr[S.LAST_NAME])],
-        "names": names, "address": _text(lr[S.ADDRESS]), "unit": _text(lr[S.UNIT]),
-        "turf_id": turf, "precinct_id": precinct, "street": [x.title() for x in street],
-        "house_number": number}
-    return fill_all(templates, values)
+    return names
 
 
 def _document(sections: Iterable[str], title: str) -> str:
