@@ -26,6 +26,16 @@ vendored copies) and the time to the load event is recorded (unless ``--no-brows
 
 Targets (issue 6): the county map is at most 10 MB and builds in at most 5 s. Saves
 benchmarks/results/maps.json and maps.md with the machine's facts and its load average.
+
+**The maps stage on a run folder** (issue 8: 1M voters end to end in 90 s; the maps stage's share is 15 s)::
+
+    python benchmarks/maps.py --stage RUN_FOLDER [--before 2588d88] [--label 1M]
+
+times the stage's work on a finished run folder (``geo-segment run`` output: precincts, cells, micro-geographies,
+turfs, routes, doors, voters): reading the inputs as ``maps/stage.py`` does, then ``build_maps`` into a temporary
+folder, each variant in its own process (peak RSS from ``getrusage``). ``--before COMMIT`` also runs the maps
+package of that commit (extracted with ``git archive``, imported under another name, the same ``geo_segment``), the
+one-folium-map-per-turf build. Appends to benchmarks/results/maps_stage.json and rewrites maps_stage.md.
 """
 
 from __future__ import annotations
@@ -212,7 +222,140 @@ def timed(fn: Any, repeats: int) -> dict[str, Any]:
             "mb": round(size / 1e6, 2), "runs": len(seconds)}
 
 
+STAGE_TARGET_S = 15.0
+STAGE_STRETCH_S = 8.0
+STAGE_TARGET_GB = 3.0
+
+
+def stage_child(variant: str, run: Path, out: Path, package: Path | None) -> None:
+    """One stage build in this process; prints a JSON line with seconds, files, bytes and peak RSS."""
+    import importlib.util
+    import resource
+    from datetime import date
+
+    t0 = time.perf_counter()
+    if package is not None:  # an older maps package, imported as "gs_maps_before" over today's geo_segment
+        spec = importlib.util.spec_from_file_location("gs_maps_before", package / "__init__.py",
+                                                      submodule_search_locations=[str(package)])
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["gs_maps_before"] = module
+        spec.loader.exec_module(module)
+        build_maps = module.build_maps
+    else:
+        from geo_segment.maps import build_maps
+    import geopandas as gpd
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    t_import = time.perf_counter()
+
+    def geo(name: str) -> Any:
+        return gpd.read_parquet(run / name) if (run / name).exists() else None
+
+    # the voter columns each version's maps/stage.py reads (2588d88 read voter_id and propensity too)
+    cols = ("voter_id", "precinct_id", "h3_cell", "engagement_score", "propensity") if package is not None \
+        else ("precinct_id", "h3_cell", "engagement_score")
+    wanted = [c for c in cols if c in pq.read_schema(run / "voters.parquet").names]
+    voters = pd.read_parquet(run / "voters.parquet", columns=wanted)
+    inputs = dict(precincts=geo("precincts.parquet"), cells=pd.read_parquet(run / "cells.parquet"),
+                  micro_geos=geo("micro_geos.parquet"), turfs=geo("turfs.parquet"), routes=geo("routes.parquet"),
+                  doors=pd.read_parquet(run / "doors.parquet"))
+    t_read = time.perf_counter()
+    written = build_maps(out, inputs["precincts"], inputs["cells"], inputs["micro_geos"], inputs["turfs"],
+                         routes=inputs["routes"], doors=inputs["doors"], voters=voters,
+                         data_date=date.today().isoformat())
+    t_build = time.perf_counter()
+    sizes = {p.name: p.stat().st_size for p in written}
+    per_turf = [v for k, v in sizes.items() if k.startswith("turf_")]
+    print(json.dumps({
+        "variant": variant, "import_s": round(t_import - t0, 2), "read_s": round(t_read - t_import, 2),
+        "build_s": round(t_build - t_read, 2), "stage_s": round(t_build - t_import, 2), "files": len(written),
+        "mb": round(sum(sizes.values()) / 1e6, 1), "turfs_html_mb": round(sizes.get("turfs.html", 0) / 1e6, 2),
+        "turf_page_kb_median": round(statistics.median(per_turf) / 1e3, 1) if per_turf else None,
+        "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+        "turfs": len(inputs["turfs"]), "doors": len(inputs["doors"]), "voters": len(voters),
+    }), flush=True)
+
+
+def stage_benchmark(run: Path, before: str | None, label: str, repeats: int) -> None:
+    """Time the maps stage's work on ``run`` (after, and with ``before`` the given commit's maps package)."""
+    import subprocess
+    import tarfile
+
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="gs-maps-stage-") as tmp:
+        d = Path(tmp)
+        variants: list[tuple[str, Path | None]] = [("after (HEAD + working tree)", None)]
+        if before:
+            archive = subprocess.run(["git", "-C", str(ROOT), "archive", before, "maps"], check=True,
+                                     capture_output=True).stdout
+            with tarfile.open(fileobj=__import__("io").BytesIO(archive)) as tar:
+                tar.extractall(d / "before", filter="data")
+            variants.append((f"before ({before}: a folium map per turf)", d / "before" / "maps"))
+        for name, package in variants:
+            for i in range(repeats):
+                out = d / f"out{len(rows)}"
+                cmd = [sys.executable, str(Path(__file__).resolve()), "--stage-child", name, "--stage", str(run),
+                       "--stage-out", str(out)] + (["--stage-package", str(package)] if package else [])
+                done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+                row = json.loads(done.stdout.strip().splitlines()[-1])
+                row["repeat"] = i + 1
+                row["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+                print(row, flush=True)
+                rows.append(row)
+                import shutil
+
+                shutil.rmtree(out, ignore_errors=True)
+    res = HERE / "results"
+    res.mkdir(exist_ok=True)
+    path = res / "maps_stage.json"
+    history = json.loads(path.read_text()) if path.exists() else []
+    history.append({"label": label, "run": str(run), "machine": machine(), "load_average": os.getloadavg(),
+                    "targets": {"stage_s": STAGE_TARGET_S, "stretch_s": STAGE_STRETCH_S,
+                                "peak_rss_gb": STAGE_TARGET_GB}, "results": rows})
+    path.write_text(json.dumps(history, indent=2) + "\n")
+    lines = ["# Maps stage benchmark", "",
+             "The maps stage's work on a finished run folder: read the inputs as `maps/stage.py` does, then "
+             "`build_maps` (precinct, hexagon, micro-geography and turf maps, one map per turf). `stage s` = read + "
+             "build (imports excluded); each variant in its own process.", "",
+             f"Targets (issue 8, at 1M voters): stage ≤ {STAGE_TARGET_S:g} s (stretch {STAGE_STRETCH_S:g} s), peak "
+             f"RSS ≤ {STAGE_TARGET_GB:g} GB.", ""]
+    for entry in history:
+        m = entry["machine"]
+        lines += [f"## {entry['label']}: {entry['results'][0]['voters']:,} voters, {entry['results'][0]['turfs']:,} "
+                  f"turfs, {entry['results'][0]['doors']:,} doors", "",
+                  f"{m['cpu']}, {m['cores']} cores; load average at the end "
+                  f"{tuple(round(x, 2) for x in entry['load_average'])}.", "",
+                  "| variant | stage s | read s | build s | files | MB | turfs.html MB | turf page kB (median) "
+                  "| peak RSS GB |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += [f"| {r['variant']} | {r['stage_s']} | {r['read_s']} | {r['build_s']} | {r['files']:,} | {r['mb']} "
+                  f"| {r['turfs_html_mb']} | {r['turf_page_kb_median']} | {r['peak_rss_gb']} |"
+                  for r in entry["results"]]
+        lines.append("")
+    (res / "maps_stage.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
 def main() -> None:
+    if "--stage" in sys.argv:
+        sp = argparse.ArgumentParser(description="The maps stage on a run folder (see the module docstring).")
+        sp.add_argument("--stage", type=Path, required=True)
+        sp.add_argument("--before", default=None, help="A commit whose maps package is timed too.")
+        sp.add_argument("--label", default="run")
+        sp.add_argument("--repeats", type=int, default=1)
+        sp.add_argument("--stage-child", default=None, help=argparse.SUPPRESS)
+        sp.add_argument("--stage-out", type=Path, default=None, help=argparse.SUPPRESS)
+        sp.add_argument("--stage-package", type=Path, default=None, help=argparse.SUPPRESS)
+        sa = sp.parse_args()
+        import warnings
+
+        warnings.simplefilter("ignore")
+        if sa.stage_child:
+            stage_child(sa.stage_child, sa.stage, sa.stage_out, sa.stage_package)
+        else:
+            stage_benchmark(sa.stage, sa.before, sa.label, sa.repeats)
+        return
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--cells-k", type=int, default=81)
