@@ -200,8 +200,9 @@ class GeoLayer(Layer):
         {%- if this.link_key %}
         /* a click opens a popup with a link to the feature's own page (a turf's map) */
         function {{ this.get_name() }}_popup(p) {
-            return gsTip(p, {{ this.spec_name }}) + '<div class="gs-link"><a href="' + p[{{ this.link_key|tojson }}]
-                + '">' + {{ this.link_text|tojson }} + '</a></div>';
+            var href = p[{{ this.link_key|tojson }}];  /* none for a feature without an id */
+            return gsTip(p, {{ this.spec_name }}) + (href ? '<div class="gs-link"><a href="' + href + '">'
+                + {{ this.link_text|tojson }} + '</a></div>' : '');
         }
         {{ this.get_name() }}.bindPopup(function (l) { return {{ this.get_name() }}_popup(l.feature.properties); });
         {%- endif %}

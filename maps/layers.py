@@ -403,7 +403,8 @@ class _TurfFinder(MacroElement):
             L.DomEvent.disableClickPropagation(div);
             L.DomEvent.disableScrollPropagation(div);
             var input = div.querySelector("input"), list = div.querySelector("datalist");
-            var feats = {{ this.data.get_name() }}.features, byId = {}, popup = L.popup();
+            var feats = {{ this.data.get_name() }}.features.filter(function (f) { return f.properties.t; });
+            var byId = {}, popup = L.popup();
             /* ids are HTML-escaped in Python (quotes too), so they are safe as attribute values */
             list.innerHTML = feats.map(function (f) { return '<option value="' + f.properties.t + '">'; }).join("");
             Array.prototype.forEach.call(list.options, function (o, i) { byId[o.value] = feats[i]; });

@@ -210,3 +210,22 @@ def test_a_click_on_a_turf_opens_the_link_to_its_map(browser: Any, maps: dict[st
         page.wait_for_selector(".leaflet-popup-content .gs-link a", timeout=3000)
         assert page.locator(".leaflet-popup-content .gs-link a").get_attribute("href") == "turf_T01.html"
         assert opened.errors == []
+
+
+def test_a_turf_without_id_is_drawn_but_not_listed_or_linked(browser: Any, tmp_path: Path) -> None:
+    turfs, routes, doors = turf_inputs()
+    turfs.loc[1, "turf_id"] = None
+    written = turf_maps(turfs, routes, doors, out_dir=tmp_path)
+    assert sorted(map(str, written)) == ["T01", "all"]
+    with open_page(written["all"], browser=browser) as opened:
+        page = opened.page
+        assert page.evaluate("() => Array.from(document.querySelectorAll('.gs-find option')).map(o => o.value)") \
+            == ["T01"]
+        layers = {name: n for name, n, _ in page.evaluate(_LAYERS)}
+        assert layers["Turfs"] == 2
+        point = page.evaluate(f"() => {{ const m = window[{_MAP}]; const p = m.latLngToContainerPoint("
+                              f"[{Y0 - 0.8 * D}, {X0 + D + 0.2 * D}]); return [p.x, p.y]; }}")
+        page.mouse.click(point[0], point[1])
+        page.wait_for_selector(".leaflet-popup-content", timeout=3000)
+        assert page.locator(".leaflet-popup-content .gs-link").count() == 0
+        assert opened.errors == []
