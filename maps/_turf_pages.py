@@ -1,12 +1,14 @@
 """A map per turf without folium per page: one page rendered through folium with slots, filled per turf.
 
-At a million voters a run has about 12,000 turfs. Building and rendering a folium map for each one (Jinja compiles
-every element's template again for every page) cost most of the maps stage. Every turf's page has the same
-elements and differs only in its title, its data, and the view it opens on, so the page is rendered once per shape
-(with or without a route, doors, the drive-turf legend entry) with unique slot tokens where those go, split at the
-tokens, and each turf's page is the pieces joined with its own texts. The texts come from
-:class:`~geo_segment.maps.layers.TurfPieces` (computed once for all turfs, script-safe, every string escaped), so a
-page is byte for byte what the folium build of that turf would write, apart from folium's random element names.
+At a million voters a run has about 9,000-12,000 turfs. Building and rendering a folium map for each one (Jinja
+compiles every element's template again for every page, and each turf's rows were found by comparing whole tables)
+cost most of the maps stage. Every turf's page has the same elements and differs only in its title, its data and
+the view it opens on, so the page is rendered once per shape (with or without a route, doors, the drive-turf legend
+entry) with unique slot tokens where those go, split at the tokens, and each turf's page is the pieces joined with
+its own texts. The texts come from :class:`~geo_segment.maps.layers.TurfPieces` (computed once for all turfs,
+script-safe JSON, every string escaped) and never pass through Jinja. The page holds the same data and layers as a
+folium build of that turf, plus a link back to ``turfs.html``; with assets beside the pages, its script and styles
+(the same for every turf) are shared files in ``assets/gs/`` and the page keeps only its title and data.
 """
 
 from __future__ import annotations

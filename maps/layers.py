@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import folium
@@ -501,10 +501,17 @@ class TurfPieces:
     door_rows: list[str]
     door_fields: str
 
+    _groups: dict[str, list[np.ndarray]] = field(default_factory=dict, repr=False)
+
     def rows_of(self, which: str) -> list[np.ndarray]:
-        """Row positions of ``turfs``/``routes``/``doors`` per id (in ``ids`` order, rows in input order)."""
-        key = {"turfs": self.turf_key, "routes": self.route_key, "doors": self.door_key}[which]
-        return _group(key, len(self.ids))
+        """Row positions of ``turfs``/``routes``/``doors`` per id (in ``ids`` order, rows in input order).
+
+        Grouped once (one stable sort) and kept.
+        """
+        if which not in self._groups:
+            key = {"turfs": self.turf_key, "routes": self.route_key, "doors": self.door_key}[which]
+            self._groups[which] = _group(key, len(self.ids))
+        return self._groups[which]
 
 
 def _group(key: np.ndarray, n: int) -> list[np.ndarray]:
