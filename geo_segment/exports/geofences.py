@@ -323,14 +323,21 @@ def count_residents(
 
 
 def _voters_in_fences(fences: gpd.GeoDataFrame, voters: gpd.GeoDataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """(fence position, voter position) pairs of geocoded voters inside each fence."""
+    """(fence position, voter position) pairs of geocoded voters inside each fence (boundary included).
+
+    A tree of the few fences, not of the many voters: bounding-box candidates, then exact point tests grouped by
+    fence on prepared copies of the fences.
+    """
     lat = voters[S.LAT].to_numpy(dtype="float64")
     lng = voters[S.LNG].to_numpy(dtype="float64")
-    ok = np.isfinite(lat) & np.isfinite(lng)
-    pts = shapely.points(lng[ok], lat[ok])
-    tree = shapely.STRtree(pts)
-    fi, pi = tree.query(np.asarray(fences.geometry.values, dtype=object), predicate="intersects")
-    return fi, np.flatnonzero(ok)[pi]
+    ok = np.flatnonzero(np.isfinite(lat) & np.isfinite(lng))
+    f = shapely.from_wkb(shapely.to_wkb(np.asarray(fences.geometry.values, dtype=object)))  # prepare our own copy
+    shapely.prepare(f)
+    pi, fi = shapely.STRtree(f).query(shapely.points(lng[ok], lat[ok]))
+    order = np.lexsort((pi, fi))
+    fi, pi = fi[order], pi[order]
+    hit = shapely.intersects_xy(f[fi], lng[ok][pi], lat[ok][pi])
+    return fi[hit], ok[pi[hit]]
 
 
 # --- writers -----------------------------------------------------------------------------------------------------
