@@ -9,8 +9,8 @@ tiling a 300 km x 250 km state with irregular borders (hundreds of vertices each
 Variants, each in a fresh subprocess so its peak RSS (``ru_maxrss``, which includes the loaded input) is its own;
 imports and loading are outside the timing:
 
-* **project, in memory**: ``add_h3_cells(resolution=9)`` + ``assign_precincts`` + ``aggregate_cells`` +
-  ``aggregate_precincts`` (when ``geo_segment.aggregates`` exists).
+* **project, in memory**: ``add_h3_cells(resolution=9)`` + ``assign_precincts`` + ``voter_codes`` (households and
+  buildings factorized once) + ``aggregate_cells`` + ``aggregate_precincts``, as the join stage runs them.
 * **naive notebook**: ``df.apply(lambda r: h3.latlng_to_cell(...), axis=1)`` + ``gpd.sjoin(predicate="intersects")``
   + a groupby count per precinct and per cell. Above ``--naive-full-max`` voters it runs fully when a sample run
   extrapolates to under ``--naive-full-seconds``, else on a ``--naive-sample`` sample, extrapolated linearly (the
@@ -101,8 +101,10 @@ v = assign_precincts(v, precincts, id_col=id_col, tolerance_m=TOLERANCE)
 t2 = time.perf_counter()
 n_cells = n_prec = None
 if agg_cells is not None:
-    cells = agg_cells(v)
-    per_precinct = agg_precincts(v, precincts, id_col=id_col)
+    from geo_segment.aggregates import voter_codes
+    codes = voter_codes(v)  # households and buildings factorized once for both tables, as the join stage does
+    cells = agg_cells(v, codes=codes)
+    per_precinct = agg_precincts(v, precincts, id_col=id_col, codes=codes)
     n_cells, n_prec = len(cells), len(per_precinct)
 t3 = time.perf_counter()
 cpu = cpu_s() - c0
@@ -229,8 +231,10 @@ t3 = time.perf_counter()
 v = assign_precincts(v, precincts, id_col="precinct_id", tolerance_m=TOLERANCE)
 t4 = time.perf_counter()
 if agg_cells is not None:
-    agg_cells(v)
-    agg_precincts(v, precincts, id_col="precinct_id")
+    from geo_segment.aggregates import voter_codes
+    codes = voter_codes(v)
+    agg_cells(v, codes=codes)
+    agg_precincts(v, precincts, id_col="precinct_id", codes=codes)
 t5 = time.perf_counter()
 cpu = cpu_s() - c0
 peak = peak_mb()
