@@ -179,7 +179,9 @@ def turf_maps(
     box; with more than ``DOORS_ALL_MAX`` (20,000) doors it leaves the doors to the turfs' own maps (its legend
     says so). The turfs' own maps are rendered through folium once per page shape and filled per turf
     (``geo_segment.maps._turf_pages``), and written with one flush of the file system per batch; each links back
-    to ``turfs.html``.
+    to ``turfs.html``. With ``assets_beside`` their script and styles, the same for every turf, are shared files
+    in ``out_dir/assets/gs/`` and a page holds only its title and data (about 6 kB). Two ids with the same
+    file-safe name share one file (the later turf's).
     """
     files = out_dir is not None
     pieces = turf_pieces(turfs, routes, doors, door_fields=door_fields, personal=personal, links=files)
