@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -23,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as geo-segment sets it: idle OpenMP threads sleep
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from _machine import machine  # noqa: E402
@@ -33,6 +35,7 @@ def main() -> None:
     ap.add_argument("--voters", default=str(HERE / "data" / "nc_1000000_1"))
     ap.add_argument("--caps", default="50000,100000,250000,0")
     ap.add_argument("--holdout", type=int, default=100_000)
+    ap.add_argument("--threads", type=int, default=None, help="OpenMP threads of each fit (default: every core)")
     args = ap.parse_args()
 
     from geo_segment.features import build_features, eligible_voters, make_label
@@ -57,8 +60,9 @@ def main() -> None:
     Xt, yt, Xh, yh = X[~held], y[~held], X[held], y[held]
     rows = []
     for cap in [int(c) for c in args.caps.split(",")]:
+        load = os.getloadavg()[0]
         t = time.perf_counter()
-        m = PropensityModel(max_fit_rows=cap or None, random_state=0).fit(Xt, yt)
+        m = PropensityModel(max_fit_rows=cap or None, n_threads=args.threads, random_state=0).fit(Xt, yt)
         fit_s = time.perf_counter() - t
         p = m.predict_proba(Xh)[:, 1]
         auc = roc_auc_score(yh, p)
@@ -70,7 +74,8 @@ def main() -> None:
                "heldout_roc_auc": round(float(auc), 4), "heldout_auc_se": round(se, 4),
                "heldout_brier": round(float(brier_score_loss(yh, p)), 4),
                "heldout_ece": round(float(expected_calibration_error(yh, p)), 4),
-               "cv_roc_auc": round(float(m.metrics_["roc_auc"]), 4), "fit_seconds": round(fit_s, 1)}
+               "cv_roc_auc": round(float(m.metrics_["roc_auc"]), 4), "fit_seconds": round(fit_s, 1),
+               "load_before": round(load, 1)}
         rows.append(row)
         print("  ", row, flush=True)
     full = next((r for r in rows if r["cap"] is None), None)
@@ -79,18 +84,20 @@ def main() -> None:
         "",
         f"`python benchmarks/scores_rows.py` on {d.name}: {len(Xt):,} labelled voters to fit on, "
         f"{int(held.sum()):,} held out (never fitted), {X.shape[1]} features, label election {label_election}. "
-        "Every fit cross-validates at most 100,000 rows; the cap is on the final model's rows.",
+        "Every fit cross-validates at most 100,000 rows; the cap is on the final model's rows. "
+        f"OpenMP threads per fit: {args.threads or 'every core'}. Load: the 1-minute load average before the "
+        "fit (on 2 cores; above 1, other jobs shared the CPU and seconds are pessimistic).",
         "",
         f"Machine: {machine()}",
         "",
-        "| cap | rows fitted | model | held-out ROC-AUC (SE) | vs uncapped | Brier | ECE | fit s |",
-        "|---|---:|---|---:|---:|---:|---:|---:|",
+        "| cap | rows fitted | model | held-out ROC-AUC (SE) | vs uncapped | Brier | ECE | fit s | load |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         diff = f"{r['heldout_roc_auc'] - full['heldout_roc_auc']:+.4f}" if full else "-"
         lines.append(f"| {r['cap'] or 'none'} | {r['n_fit']:,} | {r['model']} | {r['heldout_roc_auc']:.4f} "
                      f"({r['heldout_auc_se']:.4f}) | {diff} | {r['heldout_brier']:.4f} | {r['heldout_ece']:.4f} | "
-                     f"{r['fit_seconds']} |")
+                     f"{r['fit_seconds']} | {r.get('load_before', '-')} |")
     out = HERE / "results"
     (out / "scores_rows.json").write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1) + "\n")
     (out / "scores_rows.md").write_text("\n".join(lines) + "\n")
