@@ -107,8 +107,10 @@ def _region_edges(px: FloatArray, py: FloatArray) -> IntArray:
     except (QhullError, ValueError):  # pragma: no cover - QJ joggles degenerate input
         o = np.lexsort((py, px))
         e = np.column_stack([o[:-1], o[1:]])
-    e = np.sort(e, axis=1)
-    return np.unique(e, axis=0).astype(np.int64)
+    e = np.sort(e, axis=1).astype(np.int64)
+    # unique pairs in (i, j) order: as np.unique(e, axis=0), on one integer key per pair
+    key = np.unique(e[:, 0] * n + e[:, 1])
+    return np.column_stack([key // n, key % n])
 
 
 def door_adjacency(
