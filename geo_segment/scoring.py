@@ -458,7 +458,7 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
         l2_regularization: float = 1.0,
         C: float = 1.0,
         importance_repeats: int = 5,
-        importance_max_rows: int = 10_000,
+        importance_max_rows: int = 5_000,
         max_cv_rows: int | None = 100_000,
         max_fit_rows: int | None = 250_000,
         n_threads: int | None = None,
