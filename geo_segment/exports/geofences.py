@@ -285,6 +285,7 @@ def count_residents(
     population: gpd.GeoDataFrame | None = None,
     population_col: str = "TOTPOP",
     voters: gpd.GeoDataFrame | None = None,
+    _inside: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, str]:
     """Residents per fence, from the best source given; return the counts and the method used.
 
@@ -314,7 +315,7 @@ def count_residents(
         out = np.bincount(fi, weights=share * pop[bi], minlength=len(f))
         return out, f"population layer ({population_col}, area-weighted)"
     if voters is not None:
-        inside = _voters_in_fences(fences, voters)
+        inside = _inside if _inside is not None else _voters_in_fences(fences, voters)
         return np.bincount(inside[0], minlength=len(fences)).astype("float64"), "voters inside (lower bound)"
     raise GuardrailError(
         "cannot check the minimum residents per fence without a source of residents",
@@ -629,8 +630,10 @@ def export_geofences(
     src = prepared.copy()
     if residents_col is not None:
         src[residents_col] = fences.loc[prepared.index, residents_col].to_numpy()
+    # voters inside every fence, found once: for the residents (when no better source) and the checks below
+    inside_all = _voters_in_fences(prepared, voters) if voters is not None and len(prepared) else None
     residents, method = count_residents(src, residents_col=residents_col, population=population,
-                                        population_col=population_col, voters=voters)
+                                        population_col=population_col, voters=voters, _inside=inside_all)
     prepared[RESIDENTS] = np.round(residents).astype("int64")
     published = prepared[RESIDENTS].astype("Int64").where(prepared[RESIDENTS] >= k_min)  # small cells: k = 11
     minimum = min_residents if min_residents is not None else int(profile.limit("min_residents_per_fence") or 0)
@@ -652,7 +655,10 @@ def export_geofences(
     inside = None
     if voters is not None and len(kept_fences):
         if S.STATE in voters.columns:
-            fi, vi = _voters_in_fences(kept_fences, voters)
+            assert inside_all is not None
+            renumber = np.cumsum(~small) - 1  # a kept fence's position among the kept fences
+            keep = ~small[inside_all[0]]
+            fi, vi = renumber[inside_all[0][keep]], inside_all[1][keep]
             check_states(voters[S.STATE].iloc[np.unique(vi)], purpose, rules)
             inside = (fi, vi)
     files: dict[str, Path] = {}
