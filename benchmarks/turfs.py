@@ -41,7 +41,7 @@ this tree, and the code of git revision
 ``REV`` (the previous implementation, extracted with ``git archive``). It reports seconds (wall and CPU) per
 sub-step (universe, doors, cut, walking order, walk-list rows, parquet files, walk-list CSVs, packet HTML, packet
 files, voters with turfs) and peak RSS of each, and checks that both wrote the same bytes (every walk list and
-packet, the parquet files). Saves benchmarks/results/turfs_stage.json and turfs_stage.md.
+packet, the parquet files). Saves benchmarks/results/turfs_stage_<label>.json and .md.
 """
 
 from __future__ import annotations
@@ -324,8 +324,10 @@ def stage_main(folder: Path, before: str | None, label: str) -> None:
     text = "\n".join(lines)
     print(text)
     (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "turfs_stage.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    (HERE / "results" / "turfs_stage.md").write_text(text + "\n", encoding="utf-8")
+    slug = "".join(ch if ch.isalnum() else "_" for ch in label.lower()).strip("_") or "run"
+    (HERE / "results" / f"turfs_stage_{slug}.json").write_text(json.dumps(result, indent=2) + "\n",
+                                                               encoding="utf-8")
+    (HERE / "results" / f"turfs_stage_{slug}.md").write_text(text + "\n", encoding="utf-8")
 
 
 def main() -> None:

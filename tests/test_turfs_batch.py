@@ -39,7 +39,8 @@ def tricky_rows(n: int = 400, seed: int = 0) -> pd.DataFrame:
         "first_name": pd.Series(rng.choice(np.array(TRICKY, dtype=object), n), dtype="str"),
         "score": np.where(rng.random(n) < 0.1, np.nan, rng.random(n).round(3)),
         "lat": rng.normal(41.8, 0.01, n).round(6),
-        "age": pd.array(np.where(rng.random(n) < 0.2, None, rng.integers(-3, 120, n)), dtype="Int64"),
+        "age": pd.array([None if m else int(a) for m, a in zip(rng.random(n) < 0.2, rng.integers(-3, 120, n),
+                                                                strict=True)], dtype="Int64"),
         "odd": rng.choice(np.array([1e-05, 1e17, -0.0, 123456789012.0, 0.1, np.nan, 2.5e-310, 1 / 3, -7.0]), n),
     })
 
@@ -93,7 +94,8 @@ def test_walklists_of_no_rows(tmp_path: Path) -> None:
 
 def test_write_files_replaces_and_leaves_no_temp_files(tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_text("old", encoding="utf-8")
-    paths = write_files(tmp_path, {"a.txt": "new", "b.bin": b"\x00\x01", "sub/c.txt": "deep"})
+    files: dict[str, str | bytes] = {"a.txt": "new", "b.bin": b"\x00\x01", "sub/c.txt": "deep"}
+    paths = write_files(tmp_path, files)
     assert paths["a.txt"].read_text(encoding="utf-8") == "new"
     assert paths["b.bin"].read_bytes() == b"\x00\x01"
     assert (tmp_path / "sub" / "c.txt").read_text(encoding="utf-8") == "deep"
