@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from geo_segment import __version__
@@ -646,19 +647,17 @@ def _turfs(ctx: StageContext) -> StageOutput:
 def with_turfs(voters: Any, turf_dir: Path) -> Any:
     """``voters`` with ``turf_id`` and ``door_order`` (null for voters behind no door) from a turf stage's
     ``door_members.parquet`` and ``doors.parquet``; rows, order and index kept."""
+    from geo_segment._vector import index_in_str, take_str
+
     members = pd.read_parquet(turf_dir / "door_members.parquet", columns=[S.VOTER_ID, "door_id"])
     doors = pd.read_parquet(turf_dir / "doors.parquet", columns=["door_id", S.TURF_ID, S.DOOR_ORDER])
-    placed = members.merge(doors, on="door_id", how="inner").set_index(S.VOTER_ID)
-    out = voters.copy()
-    ids = pd.Index(out[S.VOTER_ID].astype("str"))
-    pos = pd.Index(placed.index.astype("str")).get_indexer(ids)
-    hit = pos >= 0
-    turf = pd.Series(pd.NA, index=out.index, dtype="string")
-    turf[hit] = placed[S.TURF_ID].astype("string").to_numpy()[pos[hit]]
-    order = pd.Series(pd.NA, index=out.index, dtype="Int64")
-    order[hit] = placed[S.DOOR_ORDER].astype("Int64").to_numpy()[pos[hit]]
-    out[S.TURF_ID] = turf.astype("str")
-    out[S.DOOR_ORDER] = order
+    door_of_member = index_in_str(members["door_id"].astype("str"), doors["door_id"].astype("str"))
+    member = index_in_str(voters[S.VOTER_ID].astype("str"), members[S.VOTER_ID].astype("str"))
+    door = np.where(member >= 0, door_of_member[np.maximum(member, 0)], -1)
+    out = voters.copy(deep=False)  # copy-on-write: the caller's frame is never changed
+    out[S.TURF_ID] = take_str(doors[S.TURF_ID].astype("str"), door, index=out.index)
+    out[S.DOOR_ORDER] = pd.Series(doors[S.DOOR_ORDER].astype("Int64").array.take(door, allow_fill=True),
+                                  index=out.index)
     return out
 
 
