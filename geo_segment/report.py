@@ -77,7 +77,8 @@ def _scores_by_precinct(voters: pd.DataFrame, score: str, k_min: int) -> str | N
     sub = sub[sub[S.PRECINCT_ID].isin(big)]
     order = sub.groupby(S.PRECINCT_ID)[score].median().sort_values().index
     fig, ax = _figure()
-    ax.boxplot([sub.loc[sub[S.PRECINCT_ID] == p, score].to_numpy() for p in order], orientation="horizontal", showfliers=False)
+    ax.boxplot([sub.loc[sub[S.PRECINCT_ID] == p, score].to_numpy() for p in order], orientation="horizontal",
+               showfliers=False)
     ax.set_yticks(np.arange(1, len(order) + 1), [str(p) for p in order], fontsize=7)
     ax.set_xlabel(f"{score} (boxes: quartiles; the {len(order)} largest precincts)")
     fig.tight_layout()
