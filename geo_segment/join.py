@@ -24,9 +24,7 @@ points in the remaining cells go through the exact STRtree tests. Results equal 
 
 from __future__ import annotations
 
-import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -149,7 +147,6 @@ def join_areas(
     fast_resolution: int | str | None = "auto",
     cells: np.ndarray | None = None,
     metric_crs: Any = None,
-    workers: int | None = None,
 ) -> AreaJoin:
     """Assign each (x=lng, y=lat) point to one polygon by the module's rule; the array-level engine.
 
@@ -169,10 +166,6 @@ def join_areas(
         Precomputed H3 cells of the points; reused when their resolution is ``fast_resolution``.
     metric_crs
         CRS for the nearest search (default: the layer's estimated UTM zone).
-    workers
-        Threads for the fast path and the exact tests (GEOS runs without the GIL); default the usable cores, at
-        most 4. Points are split by fast-path cell, and each thread works on its own copy of the polygons (GEOS's
-        prepared geometries are not safe to share between threads), so results do not depend on ``workers``.
     """
     t0 = time.perf_counter()
     n = len(x)
@@ -199,28 +192,10 @@ def join_areas(
         else:
             fast = _h3.latlng_to_cells(y[todo], x[todo], fres)
 
-    # 1. + 2. fast path and exact tests, in threads over disjoint groups of cells
-    n_workers = _workers(workers, len(todo))
-    if n_workers > 1:
-        group = ((fast >> np.uint64(3)) % np.uint64(n_workers)).astype(np.int64) if fast is not None else (
-            np.arange(len(todo)) * n_workers // max(len(todo), 1))
-        parts = [np.flatnonzero(group == g) for g in range(n_workers)]
-        layers = [geoms] + [shapely.from_wkb(shapely.to_wkb(geoms)) for _ in range(n_workers - 1)]
-        with ThreadPoolExecutor(n_workers) as pool:
-            results = list(pool.map(
-                lambda job: _inside(x[todo[job[0]]], y[todo[job[0]]], None if fast is None else fast[job[0]],
-                                    job[1], rank),
-                zip(parts, layers, strict=True)))
-        for part, (p_index, p_method, p_metrics) in zip(parts, results, strict=True):
-            index[todo[part]] = p_index
-            method[todo[part]] = p_method
-            for k, v in p_metrics.items():
-                metrics[k] = metrics.get(k, 0) + v
-    else:
-        p_index, p_method, p_metrics = _inside(x[todo], y[todo], fast, geoms, rank)
-        index[todo], method[todo] = p_index, p_method
-        metrics.update(p_metrics)
-    metrics["workers"] = n_workers
+    # 1. + 2. fast path, then exact tests
+    p_index, p_method, p_metrics = _inside(x[todo], y[todo], fast, geoms, rank)
+    index[todo], method[todo] = p_index, p_method
+    metrics.update(p_metrics)
     todo = todo[index[todo] < 0]
 
     # 3. nearest polygon within the tolerance, in metres
@@ -244,31 +219,12 @@ def join_areas(
     return AreaJoin(index=index, method=method, metrics=metrics)
 
 
-#: below this many points one thread does the work (starting threads and copying polygons would cost more)
-_THREADED_MIN_POINTS = 200_000
-
-
-def _workers(workers: int | None, n_points: int) -> int:
-    if workers is not None:
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-            raise ConfigError("workers must be a positive integer", found=repr(workers), fix="use 1, 2, ...")
-        return workers
-    if n_points < _THREADED_MIN_POINTS:
-        return 1
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(4, cores))
-
-
 def _inside(x: np.ndarray, y: np.ndarray, fast: np.ndarray | None, geoms: np.ndarray, rank: np.ndarray) -> tuple[
     np.ndarray, np.ndarray, dict[str, int]
 ]:
-    """Steps 1 (fast path over ``fast`` cells) and 2 (exact tests) for points that all have coordinates.
+    """Steps 1 (fast path over the ``fast`` cells) and 2 (exact tests) for points that all have coordinates.
 
-    Returns each point's polygon position (``-1`` when none intersects it), its method and counts. Prepares
-    ``geoms`` and builds its own tree: call it with a layer no other thread is using.
+    Returns each point's polygon position (``-1`` when none intersects it), its method and counts.
     """
     n = len(x)
     index = np.full(n, -1, dtype=np.int64)
@@ -276,44 +232,69 @@ def _inside(x: np.ndarray, y: np.ndarray, fast: np.ndarray | None, geoms: np.nda
     metrics: dict[str, int] = {}
     shapely.prepare(geoms)
     tree = shapely.STRtree(geoms)
-    todo = np.arange(n)
-    if fast is not None and n:
-        codes, uniq = pd.factorize(fast)
-        cell_geoms = _grow(_h3.cell_polygons(uniq.astype(np.uint64)), CELL_MARGIN_DEG)
-        c_idx, p_idx = _sorted_pairs(*tree.query(cell_geoms))
-        hit = shapely.intersects(geoms[p_idx], cell_geoms[c_idx])
-        c_idx, p_idx = c_idx[hit], p_idx[hit]
-        n_hits = np.bincount(c_idx, minlength=len(uniq))
-        single = n_hits[c_idx] == 1
-        clean_poly = np.full(len(uniq), -1, dtype=np.int64)
-        inside = shapely.contains_properly(geoms[p_idx[single]], cell_geoms[c_idx[single]])
-        clean_poly[c_idx[single][inside]] = p_idx[single][inside]
-        per_point = clean_poly[codes]
-        hit = per_point >= 0
-        index[hit] = per_point[hit]
-        method[hit] = _WITHIN
-        metrics.update({"fast_cells": len(uniq), "fast_cells_clean": int((clean_poly >= 0).sum()),
-                        "fast_points": int(hit.sum())})
-        todo = np.flatnonzero(~hit)
-    if len(todo):
-        tx, ty = x[todo], y[todo]
-        # bounding-box candidates, then exact point tests grouped by polygon (cache-friendly: ~7x faster than
-        # STRtree.query(predicate=...) on detailed polygons)
-        pt, poly = _sorted_pairs(*tree.query(shapely.points(tx, ty)))
-        hit = shapely.intersects_xy(geoms[poly], tx[pt], ty[pt])
-        pt, poly = pt[hit], poly[hit]
-        interior = shapely.contains_xy(geoms[poly], tx[pt], ty[pt])
-        chosen, counts = _pick(pt, poly, interior, rank, len(todo))
-        single_interior = np.zeros(len(todo), dtype=bool)
-        if len(pt):
-            single_interior[pt[interior]] = True
-        assigned = chosen >= 0
-        index[todo[assigned]] = chosen[assigned]
-        is_within = assigned & (counts == 1) & single_interior
-        method[todo[is_within]] = _WITHIN
-        method[todo[assigned & ~is_within]] = _BOUNDARY
-        metrics["exact_points"] = len(todo)
+    if fast is None or not n:
+        pt, poly = tree.query(shapely.points(x, y))
+        _exact(np.arange(n), pt, poly, x, y, geoms, rank, index, method)
+        metrics["exact_points"] = n
+        return index, method, metrics
+    codes, uniq = pd.factorize(fast)
+    uniq = np.asarray(uniq, dtype=np.uint64)
+    real = uniq != 0  # 0: no cell (coordinates H3 refuses); those points take the tree's candidates below
+    cell_geoms = np.full(len(uniq), None, dtype=object)
+    cell_geoms[real] = _grow(_h3.cell_polygons(uniq[real]), CELL_MARGIN_DEG)
+    c_idx, p_idx = _sorted_pairs(*tree.query(cell_geoms))
+    hit = shapely.intersects(geoms[p_idx], cell_geoms[c_idx])
+    c_idx, p_idx = c_idx[hit], p_idx[hit]
+    n_hits = np.bincount(c_idx, minlength=len(uniq))
+    single = n_hits[c_idx] == 1
+    clean_poly = np.full(len(uniq), -1, dtype=np.int64)
+    inside = shapely.contains_properly(geoms[p_idx[single]], cell_geoms[c_idx[single]])
+    clean_poly[c_idx[single][inside]] = p_idx[single][inside]
+    per_point = clean_poly[codes]
+    done = per_point >= 0
+    index[done] = per_point[done]
+    method[done] = _WITHIN
+    metrics.update({"fast_cells": len(uniq), "fast_cells_clean": int((clean_poly >= 0).sum()),
+                    "fast_points": int(done.sum())})
+    # The other points of a cell can only touch the polygons its grown hexagon intersects: those are their
+    # candidates, with no point geometry and no tree query per point.
+    rest = np.flatnonzero(~done & real[codes])
+    order = np.argsort(c_idx, kind="stable")
+    cand = p_idx[order]
+    first = np.concatenate([[0], np.cumsum(n_hits)[:-1]])
+    k = n_hits[codes[rest]]
+    pt = np.repeat(np.arange(len(rest)), k)
+    poly = cand[np.repeat(first[codes[rest]] - (np.cumsum(k) - k), k) + np.arange(int(k.sum()))]
+    _exact(rest, pt, poly, x, y, geoms, rank, index, method)
+    nocell = np.flatnonzero(~real[codes])
+    if len(nocell):
+        pt, poly = tree.query(shapely.points(x[nocell], y[nocell]))
+        _exact(nocell, pt, poly, x, y, geoms, rank, index, method)
+    metrics["exact_points"] = len(rest) + len(nocell)
     return index, method, metrics
+
+
+def _exact(rows: np.ndarray, pt: np.ndarray, poly: np.ndarray, x: np.ndarray, y: np.ndarray, geoms: np.ndarray,
+           rank: np.ndarray, index: np.ndarray, method: np.ndarray) -> None:
+    """Exact tests of candidate pairs (``pt`` indexes ``rows``), the tie-break, and the results into ``index`` and
+    ``method`` at ``rows``."""
+    if not len(rows):
+        return
+    tx, ty = x[rows], y[rows]
+    # pairs grouped by polygon: each prepared polygon is tested on a run of points (cache-friendly)
+    pt, poly = _sorted_pairs(pt, poly)
+    hit = shapely.intersects_xy(geoms[poly], tx[pt], ty[pt])
+    pt, poly = pt[hit], poly[hit]
+    interior = shapely.contains_xy(geoms[poly], tx[pt], ty[pt])
+    chosen, counts = _pick(pt, poly, interior, rank, len(rows))
+    single_interior = np.zeros(len(rows), dtype=bool)
+    if len(pt):
+        single_interior[pt[interior]] = True
+    assigned = chosen >= 0
+    index[rows[assigned]] = chosen[assigned]
+    is_within = assigned & (counts == 1) & single_interior
+    method[rows[is_within]] = _WITHIN
+    method[rows[assigned & ~is_within]] = _BOUNDARY
 
 
 #: average H3 cell areas in km² by resolution (h3geo.org)
@@ -372,11 +353,10 @@ def assign_areas(
     out_id: str = "area_id",
     out_method: str = "area_method",
     fast_resolution: int | str | None = "auto",
-    workers: int | None = None,
 ) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
     """Assign every point to exactly one polygon of any layer (districts, wards, counties, turf boundaries).
 
-    ``fast_resolution`` and ``workers`` are :func:`join_areas`'s (they change the speed, never the result).
+    ``fast_resolution`` is :func:`join_areas`'s (it changes the speed, never the result).
 
     Returns
     -------
@@ -403,7 +383,7 @@ def assign_areas(
         fast_resolution = auto_fast_resolution(areas.geometry.values)
 
     res = join_areas(x, y, areas.geometry.values, ids, tolerance_m=tolerance_m, fast_resolution=fast_resolution,
-                     cells=cells, workers=workers)
+                     cells=cells)
     out = points.copy(deep=False)  # copy-on-write: the caller's frame is never changed
     out[out_id] = take_str(ids, res.index, index=points.index)
     out[out_method] = take_str(list(METHODS), res.method.astype(np.int64), index=points.index)

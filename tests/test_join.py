@@ -235,11 +235,11 @@ def test_fast_path_with_precomputed_cells_equals_exact(fast: int) -> None:
     pd.testing.assert_frame_equal(fast_out, exact_out)
 
 
-@pytest.mark.parametrize("fast", [None, 8, 9])
-@pytest.mark.parametrize("workers", [2, 3])
-def test_threads_give_the_single_thread_result(fast: int | None, workers: int) -> None:
-    """Points split by cell over threads, each with its own copy of the polygons: the same answer as one thread."""
-    rng = np.random.default_rng(workers * 10 + (fast or 0))
+@pytest.mark.parametrize("fast", [7, 8, 9])
+def test_fast_path_and_cell_candidates_equal_the_exact_path(fast: int) -> None:
+    """Clean cells assign at once and the other points are tested against their cell's polygons only: the same
+    answer as testing every point against the tree, on a jittered grid with an overlap, edges and vertices."""
+    rng = np.random.default_rng(fast)
     xs = np.linspace(-71.6, -71.2, 9)
     ys = np.linspace(41.6, 41.9, 7)
     jx = xs + np.r_[0, rng.uniform(-0.01, 0.01, len(xs) - 2), 0]
@@ -250,17 +250,11 @@ def test_threads_give_the_single_thread_result(fast: int | None, workers: int) -
     verts = shapely.get_coordinates(layer.boundary.values)
     coords = np.r_[np.column_stack([rng.uniform(-71.65, -71.15, 6000), rng.uniform(41.55, 41.95, 6000)]), verts]
     points = _points([(float(x), float(y)) for x, y in coords])
-    one, m1 = assign_areas(points, layer, id_col="pid", fast_resolution=fast, workers=1)
-    many, mn = assign_areas(points, layer, id_col="pid", fast_resolution=fast, workers=workers)
-    pd.testing.assert_frame_equal(one, many)
-    assert mn["workers"] == workers and m1["workers"] == 1
-    assert {k: m1[k] for k in METHODS} == {k: mn[k] for k in METHODS}
-    assert mn["boundary"] > 0 and mn["nearest"] > 0 and mn["unassigned"] > 0
-    if fast is not None:
-        assert m1["fast_points"] == mn["fast_points"] > 0
-
-
-def test_workers_must_be_positive() -> None:
-    layer = gpd.GeoDataFrame({"pid": ["a"], "geometry": [sq(0, 0, 1, 1)]}, crs=4326)
-    with pytest.raises(ConfigError, match="workers must be a positive integer"):
-        assign_areas(_points([pt(0.5, 0.5)]), layer, id_col="pid", workers=0)
+    exact, m_exact = assign_areas(points, layer, id_col="pid", fast_resolution=None)
+    quick, m_fast = assign_areas(points, layer, id_col="pid", fast_resolution=fast)
+    pd.testing.assert_frame_equal(exact, quick)
+    assert {k: m_exact[k] for k in METHODS} == {k: m_fast[k] for k in METHODS}
+    assert m_fast["boundary"] > 0 and m_fast["nearest"] > 0 and m_fast["unassigned"] > 0
+    assert 0 < m_fast["fast_points"] < len(points) and m_fast["exact_points"] < len(points)
+    ref = reference_assign(points, layer, "pid")
+    assert exact["area_id"].fillna("-").tolist() == ref.fillna("-").tolist()
