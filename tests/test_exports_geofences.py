@@ -365,3 +365,19 @@ def test_any_valid_polygon_comes_out_rfc7946_valid_with_equal_area(
             back = pyogrio.read_dataframe(path).geometry.iloc[0]
             assert back.is_valid
             assert back.area == pytest.approx(expected, rel=1e-6)
+
+
+def test_a_sliver_thinner_than_the_coordinate_grid_is_dropped_not_fatal(tmp_path: Path) -> None:
+    """Found at 5M voters: a tiny turf collapsed to nothing on the 6-decimal grid and its centroid crashed the
+    export. It is dropped and counted like an empty fence; the others are written."""
+    big = Polygon([(-71.42, 41.81), (-71.40, 41.81), (-71.40, 41.83), (-71.42, 41.83)])
+    sliver = Polygon([(-71.39, 41.82), (-71.3899999, 41.82), (-71.3899999, 41.8200001), (-71.39, 41.8200001)])
+    gdf = gpd.GeoDataFrame({"fid": ["big", "sliver"], "pop": [5000, 5000]}, geometry=[big, sliver], crs=4326,
+                           index=[10, 20])
+    prepared, counts = prepare_fences(gdf, id_col="fid", profile=load_rules().profile("generic"))
+    assert counts["empty_dropped"] == 1
+    assert prepared["fence_id"].tolist() == ["big"] and prepared.index.tolist() == [10]
+    res = export_geofences(gdf, tmp_path / "out", id_col="fid", residents_col="pop", purpose="research",
+                           formats=["geojson", "wkt"])
+    assert res.counts["empty_dropped"] == 1 and res.counts["fences_out"] == 1
+    assert [f["properties"]["fence_id"] for f in json.loads(res.files["geojson"].read_text())["features"]] == ["big"]

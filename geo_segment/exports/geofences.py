@@ -217,6 +217,11 @@ def prepare_fences(
     geoms = out[keep]
     ids = ids[keep]
     geoms = _polygonal_array(shapely.set_precision(geoms, grid))
+    collapsed = shapely.is_missing(geoms) | shapely.is_empty(geoms)  # slivers thinner than the coordinate grid
+    if collapsed.any():
+        keep[np.flatnonzero(keep)[collapsed]] = False
+        geoms, ids = geoms[~collapsed], ids[~collapsed]
+        counts["empty_dropped"] = int((~keep).sum())
     oriented = shapely.orient_polygons(geoms)
     counts["rewound"] = int((~shapely.equals_exact(oriented, geoms, tolerance=0)).sum()) if len(geoms) else 0
     geoms = oriented
