@@ -72,15 +72,6 @@ def isin_str(values: pd.Series, other: pd.Series) -> np.ndarray:
 
     Nulls are never members.
     """
-    arr = pa.array(values.array, from_pandas=True)
-    value_set = pa.array(other.dropna().array, from_pandas=True)
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    if isinstance(value_set, pa.ChunkedArray):
-        value_set = value_set.combine_chunks()
-    if arr.type != pa.string():
-        arr = arr.cast(pa.string())
-    if value_set.type != pa.string():
-        value_set = value_set.cast(pa.string())
+    arr, value_set = arrow_str(values), arrow_str(other.dropna())
     member = pc.is_in(arr, value_set=value_set, skip_nulls=True)
     return pc.fill_null(member, False).to_numpy(zero_copy_only=False)

@@ -199,14 +199,6 @@ def _assemble(voters: pd.DataFrame, unit: np.ndarray, index: pd.Index, codes: Vo
     return out
 
 
-def _parents(cells: np.ndarray, resolution: int) -> np.ndarray:
-    """Parents of the non-zero cells at ``resolution``; ``0`` (no cell) stays ``0``."""
-    out = np.zeros(len(cells), dtype=np.uint64)
-    nz = cells != 0
-    out[nz] = _h3.cell_parents(cells[nz], resolution)
-    return out
-
-
 def _cell_units(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Sorted distinct non-zero cells and each cell's position among them (``-1`` for ``0``, no cell)."""
     codes, uniq = pd.factorize(cells)
@@ -262,14 +254,14 @@ def aggregate_cells(
         raise ConfigError("voters have no h3_cell column", fix="run add_h3_cells (the join stage) first")
     key_values = voters[S.H3_CELL].to_numpy(dtype=np.uint64)
     if resolution is not None:
-        key_values = _parents(key_values, resolution)
+        key_values = _h3.cell_parents(key_values, resolution)  # 0 (no cell) stays 0
     cells, unit = _cell_units(key_values)
     index = pd.Index(cells, name=S.H3_CELL)
     sig_unit = None
     if signals is not None and S.H3_CELL in signals.columns:
         sig_cells = signals[S.H3_CELL].to_numpy(dtype=np.uint64)
         if resolution is not None:
-            sig_cells = _parents(sig_cells, resolution)
+            sig_cells = _h3.cell_parents(sig_cells, resolution)
         sig_unit = np.searchsorted(cells, sig_cells).astype(np.int64)
         inside = sig_unit < len(cells)
         inside[inside] = cells[sig_unit[inside]] == sig_cells[inside]
