@@ -59,6 +59,7 @@ __all__ = [
     "radius_targets",
     "read_fences",
     "split_antimeridian",
+    "voter_points",
 ]
 
 FORMATS = ("geojson", "kml", "wkt", "radius", "h3", "zip", "precinct")
@@ -328,19 +329,50 @@ def count_residents(
     )
 
 
-def _voters_in_fences(fences: gpd.GeoDataFrame, voters: gpd.GeoDataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """(fence position, voter position) pairs of geocoded voters inside each fence (boundary included).
+def voter_points(voters: pd.DataFrame) -> np.ndarray:
+    """Point geometries of the voters (``None`` where ``lat`` or ``lng`` is missing), aligned to their rows.
+
+    A GeoDataFrame's own point geometries are reused when they hold exactly ``lng`` / ``lat`` (the pipeline's
+    voters): building a million points costs more than a second. Compute this once and pass it to every
+    :func:`export_geofences` call on the same voters (``points=``).
+    """
+    lat = voters[S.LAT].to_numpy(dtype="float64")
+    lng = voters[S.LNG].to_numpy(dtype="float64")
+    ok = np.isfinite(lat) & np.isfinite(lng)
+    out = np.full(len(voters), None, dtype=object)
+    if isinstance(voters, gpd.GeoDataFrame) and voters.geometry.name in voters.columns:
+        geoms = np.asarray(voters.geometry.values, dtype=object)[ok]
+        if bool((shapely.get_type_id(geoms) == 0).all()) and np.array_equal(shapely.get_x(geoms), lng[ok]) \
+                and np.array_equal(shapely.get_y(geoms), lat[ok]):
+            out[ok] = geoms
+            return out
+    out[ok] = shapely.points(lng[ok], lat[ok])
+    return out
+
+
+def _voters_in_fences(
+    fences: gpd.GeoDataFrame, voters: pd.DataFrame, points: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(fence position, voter position) pairs of geocoded voters inside each fence (boundary included), ordered by
+    fence then voter.
 
     A tree of the few fences, not of the many voters: bounding-box candidates, then exact point tests grouped by
-    fence on prepared copies of the fences.
+    fence on prepared copies of the fences (grouping matters: the same tests in voter order are several times
+    slower). ``points`` are :func:`voter_points` of ``voters`` when already built.
     """
     lat = voters[S.LAT].to_numpy(dtype="float64")
     lng = voters[S.LNG].to_numpy(dtype="float64")
     ok = np.flatnonzero(np.isfinite(lat) & np.isfinite(lng))
     f = shapely.from_wkb(shapely.to_wkb(np.asarray(fences.geometry.values, dtype=object)))  # prepare our own copy
     shapely.prepare(f)
-    pi, fi = shapely.STRtree(f).query(shapely.points(lng[ok], lat[ok]))
-    order = np.lexsort((pi, fi))
+    pts = points[ok] if points is not None else shapely.points(lng[ok], lat[ok])
+    pi, fi = shapely.STRtree(f).query(pts)
+    if len(f) <= np.iinfo(np.int16).max and bool((np.diff(pi) >= 0).all()):
+        # candidates come in voter order: a stable sort on the fence (radix sort on 16-bit keys) gives the
+        # (fence, voter) order of the lexsort below
+        order = np.argsort(fi.astype(np.int16), kind="stable")
+    else:
+        order = np.lexsort((pi, fi))
     fi, pi = fi[order], pi[order]
     hit = shapely.intersects_xy(f[fi], lng[ok][pi], lat[ok][pi])
     return fi[hit], ok[pi[hit]]
@@ -551,6 +583,7 @@ def export_geofences(
     inputs: Sequence[Mapping[str, Any]] = (),
     config: Mapping[str, Any] | None = None,
     audit_name: str = "audit.jsonl",
+    points: np.ndarray | None = None,
 ) -> GeofenceExport:
     """Repair, check and write fences for a target in the requested formats, with one audit line.
 
@@ -596,6 +629,8 @@ def export_geofences(
         Suppression keys applied to the voters before counting and listing.
     limits
         Overrides of the target's limits (for targets without a public spec).
+    points
+        :func:`voter_points` of ``voters``, when several exports share the same voters (built here otherwise).
 
     Raises
     ------
@@ -631,12 +666,17 @@ def export_geofences(
     if voters is not None:
         keys = [c for c in (S.VOTER_ID, S.HOUSEHOLD_ID, S.EMAIL, S.PHONE) if c in voters.columns]
         kept, n_suppressed = apply_suppression(voters[keys], suppression, default_region=default_region)
-        voters = voters.loc[kept.index]
+        if n_suppressed:  # else every voter is kept, in order: no copy of the (large) frame
+            if points is not None and voters.index.is_unique:
+                points = points[voters.index.get_indexer(kept.index)]
+            else:
+                points = None
+            voters = voters.loc[kept.index]
     src = prepared.copy()
     if residents_col is not None:
         src[residents_col] = fences.loc[prepared.index, residents_col].to_numpy()
     # voters inside every fence, found once: for the residents (when no better source) and the checks below
-    inside_all = _voters_in_fences(prepared, voters) if voters is not None and len(prepared) else None
+    inside_all = _voters_in_fences(prepared, voters, points) if voters is not None and len(prepared) else None
     residents, method = count_residents(src, residents_col=residents_col, population=population,
                                         population_col=population_col, voters=voters, _inside=inside_all)
     prepared[RESIDENTS] = np.round(residents).astype("int64")
@@ -659,13 +699,14 @@ def export_geofences(
     to_write[RESIDENTS] = published.loc[~small]
     inside = None
     if voters is not None and len(kept_fences):
+        assert inside_all is not None
+        renumber = np.cumsum(~small) - 1  # a kept fence's position among the kept fences
+        keep = ~small[inside_all[0]]
+        inside = (renumber[inside_all[0][keep]], inside_all[1][keep])
         if S.STATE in voters.columns:
-            assert inside_all is not None
-            renumber = np.cumsum(~small) - 1  # a kept fence's position among the kept fences
-            keep = ~small[inside_all[0]]
-            fi, vi = renumber[inside_all[0][keep]], inside_all[1][keep]
-            check_states(voters[S.STATE].iloc[np.unique(vi)], purpose, rules)
-            inside = (fi, vi)
+            listed = np.zeros(len(voters), dtype=bool)
+            listed[inside[1]] = True
+            check_states(voters[S.STATE].iloc[np.flatnonzero(listed)], purpose, rules)
     files: dict[str, Path] = {}
     counts: dict[str, Any] = {"fences_in": n_in, "fences_out": len(kept_fences), "refused_small": len(refused),
                               "empty_dropped": repairs["empty_dropped"], "residents_method": method,
@@ -701,9 +742,10 @@ def export_geofences(
         for fmt, col in (("zip", S.ZIP5), ("precinct", S.PRECINCT_ID)):
             if fmt not in formats:
                 continue
-            assert voters is not None
-            fi, vi = inside if inside is not None else _voters_in_fences(kept_fences, voters)
-            vals = voters[col].astype("string").to_numpy()[vi]
+            assert voters is not None and inside is not None
+            as_text = voters[col].astype("string")
+            fi, vi = _distinct_pairs(inside, as_text)
+            vals = as_text.iloc[vi].to_numpy()
             frame = pd.DataFrame({FENCE_ID: kept_fences[FENCE_ID].to_numpy()[fi], col: vals}).dropna()
             frame = frame.drop_duplicates().sort_values([FENCE_ID, col]).reset_index(drop=True)
             counts[f"{fmt}_rows"] = len(frame)
@@ -718,6 +760,21 @@ def export_geofences(
     })
     return GeofenceExport(files=files, fences=kept_fences, refused=refused, counts=counts, warnings=warns,
                           audit=audit)
+
+
+def _distinct_pairs(inside: tuple[np.ndarray, np.ndarray], values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Of (fence, voter) pairs, one per distinct (fence, value of the voter): the first such pair.
+
+    The ZIP and precinct lists keep distinct (fence, value) rows only; deduplicating integer codes first leaves
+    a few hundred rows to turn into strings instead of a million.
+    """
+    fi, vi = inside
+    if not len(fi):
+        return fi, vi
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    code = codes[vi].astype(np.int64) + 1  # 0: missing
+    _, first = np.unique(fi.astype(np.int64) * (len(uniques) + 1) + code, return_index=True)
+    return fi[first], vi[first]
 
 
 def _write_frame(frame: pd.DataFrame, path: Path, target: str) -> Path:

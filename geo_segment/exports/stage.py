@@ -15,8 +15,8 @@ import pandas as pd
 from geo_segment import schema as S
 from geo_segment.config import Config, ExportConfig
 from geo_segment.errors import ExportError
-from geo_segment.exports.audiences import export_audiences
-from geo_segment.exports.geofences import export_geofences
+from geo_segment.exports.audiences import SOURCE_COLUMNS, export_audiences
+from geo_segment.exports.geofences import export_geofences, voter_points
 from geo_segment.exports.guardrails import load_suppression
 from geo_segment.exports.platforms import load_rules
 from geo_segment.io.manifest import StageRecord
@@ -100,19 +100,22 @@ def export_stage(
                and not (f == "precinct" and S.PRECINCT_ID not in voters.columns)]
     if len(formats) < len(cfg.formats):
         metrics["formats_skipped"] = sorted(set(cfg.formats) - set(formats))
-    common: dict[str, Any] = {
-        "purpose": purpose, "target": cfg.target, "formats": formats, "voters": voters,
-        "min_residents": cfg.min_residents, "on_small": on_small, "simplify": cfg.simplify,
-        "clamp_radius": cfg.clamp_radius, "max_overshoot": cfg.max_overshoot, "max_circles": cfg.max_circles,
-        "h3_resolution": cfg.h3_resolution, "suppression": suppression, "default_region": cfg.default_region,
-        "limits": limits, "rules": rules, "config": _plain(cfg),
-    }
     sources: list[tuple[str, gpd.GeoDataFrame | None, str, dict[str, Any]]] = [
         ("precincts", precincts, S.PRECINCT_ID,
          {"residents_col": "TOTPOP"} if precincts is not None and "TOTPOP" in precincts.columns else {}),
         ("micro_geos", micro_geos, S.MICRO_GEO, {"population": population}),
         ("turfs", turfs, S.TURF_ID, {"population": population}),
     ]
+    # the voters' points, built (or taken from the geometry column) once for every fence layer
+    points = voter_points(voters) if {S.LAT, S.LNG} <= set(voters.columns) and any(
+        frame is not None and len(frame) for _, frame, _, _ in sources) else None
+    common: dict[str, Any] = {
+        "purpose": purpose, "target": cfg.target, "formats": formats, "voters": voters, "points": points,
+        "min_residents": cfg.min_residents, "on_small": on_small, "simplify": cfg.simplify,
+        "clamp_radius": cfg.clamp_radius, "max_overshoot": cfg.max_overshoot, "max_circles": cfg.max_circles,
+        "h3_resolution": cfg.h3_resolution, "suppression": suppression, "default_region": cfg.default_region,
+        "limits": limits, "rules": rules, "config": _plain(cfg),
+    }
     for label, frame, id_col, extra in sources:
         if frame is None or not len(frame):
             continue
@@ -135,7 +138,10 @@ def export_stage(
                               f"{k}: {int(v)}" for k, v in list(res.refused.items())[:10])
                           + (" ..." if len(res.refused) > 10 else ""),
             })
-    audiences = demo_audiences(voters, top_q=cfg.audience_top_q)
+    # the audiences carry the columns customer lists read, not the whole voter file (cheaper slices)
+    wanted = {*SOURCE_COLUMNS.values(), S.VOTER_ID, S.HOUSEHOLD_ID, cfg.consent_column, S.MICRO_GEO,
+              S.ENGAGEMENT_SCORE}
+    audiences = demo_audiences(voters[[c for c in voters.columns if c in wanted]], top_q=cfg.audience_top_q)
     for platform in cfg.platforms:
         try:
             aud = export_audiences(
