@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import phonenumbers
+import pyarrow as pa
 
 from geo_segment.errors import ConfigError, IdentifierError
 
@@ -55,6 +56,8 @@ HASHED_KINDS: Mapping[str, frozenset[str]] = {
     "google": frozenset({"email", "phone", "first_name", "last_name"}),
 }
 
+#: the dtype of hash_series' results (pandas' ``"string"``: Arrow-backed, ``<NA>`` for missing)
+_STRING = pd.StringDtype("pyarrow", na_value=pd.NA)
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 _WS = re.compile(r"\s+")
 _US_STATES = {
@@ -388,9 +391,12 @@ def hash_series(
             why_u[i] = f"{kind}: {exc.args[0]}"
             continue
         out_u[i] = _sha256(norm) if hashed else norm
-    ok = codes >= 0
-    out = np.full(len(values), None, dtype=object)
-    why = np.full(len(values), None, dtype=object)
-    out[ok] = out_u[codes[ok]]
-    why[ok] = why_u[codes[ok]]
-    return (pd.Series(out, index=values.index, dtype="string"), pd.Series(why, index=values.index, dtype="string"))
+    # spread the per-distinct results back with one Arrow take each (no Python object per row)
+    positions = pa.array(codes, mask=codes < 0)
+    return (_string_series(out_u, positions, values.index), _string_series(why_u, positions, values.index))
+
+
+def _string_series(distinct: np.ndarray, positions: pa.Array, index: pd.Index) -> pd.Series:
+    """``distinct[positions]`` (null positions give ``<NA>``) as a ``string`` Series on ``index``."""
+    taken = pa.array(distinct, type=pa.large_string()).take(positions)
+    return pd.Series(pd.arrays.ArrowStringArray(taken, dtype=_STRING), index=index)  # type: ignore[call-arg]
