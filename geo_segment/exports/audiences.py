@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from geo_segment import schema as S
@@ -150,13 +151,18 @@ def build_customer_list(
     if len(address_cols) == len(address_kinds):
         can_match |= frame[address_cols].notna().all(axis=1)
     counts["unmatchable"] = int((~can_match).sum())
-    frame = frame.loc[can_match]
-    dup = frame.duplicated(keep="first")
+    # rows kept so far, by position: matchable, then the first of each group of identical rows
+    rows = np.flatnonzero(can_match.to_numpy(dtype=bool))
+    dup = _duplicated(frame, rows)
     counts["duplicates"] = int(dup.sum())
-    frame = frame.loc[~dup]
-    keys = [c for c in (S.VOTER_ID, S.HOUSEHOLD_ID, S.EMAIL, S.PHONE) if c in voters.columns]
-    kept, n_supp = apply_suppression(voters.loc[frame.index, keys], suppression, default_region=default_region)
-    frame = frame.loc[kept.index]
+    rows = rows[~dup]
+    n_supp = 0
+    if suppression is not None and len(suppression):
+        keys = [c for c in (S.VOTER_ID, S.HOUSEHOLD_ID, S.EMAIL, S.PHONE) if c in voters.columns]
+        kept, n_supp = apply_suppression(voters[keys].iloc[rows].set_axis(pd.Index(rows)), suppression,
+                                         default_region=default_region)
+        rows = kept.index.to_numpy(dtype=np.int64)
+    frame = frame.iloc[rows]  # one take of the hashed columns
     counts["suppressed"] = n_supp
     counts["rows_out"] = len(frame)
     check_columns(frame.columns, allowlist=_allowlist(platform), target=f"{platform} customer list")
@@ -172,12 +178,26 @@ def build_customer_list(
         )
     hashed = {_HEADERS[platform][k] for k in HASHED_KINDS[platform] if k in headers}
     for c in frame.columns:
-        if c in hashed:
-            ok = frame[c].dropna().str.fullmatch(r"[0-9a-f]{64}")
+        if c in hashed:  # each distinct value once
+            ok = pd.Series(frame[c].dropna().unique(), dtype="string").str.fullmatch(r"[0-9a-f]{64}")
             if not bool(ok.all()):  # pragma: no cover - guarded by construction
                 raise SchemaError(f"column {c} holds values that are not SHA-256 digests", fix="report this bug")
     return CustomerList(platform=platform, frame=frame.reset_index(drop=True), counts=counts, invalid=invalid,
                         warnings=warnings_)
+
+
+def _duplicated(frame: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
+    """``frame.iloc[rows].duplicated(keep="first")`` as a boolean array, on integer codes of each column
+    (missing equals missing) instead of a copy of the rows' strings."""
+    key = np.zeros(len(frame), dtype=np.int64)
+    for c in frame.columns:
+        codes, uniques = pd.factorize(frame[c], use_na_sentinel=True)
+        # fold the column in, then renumber so the key stays below len(frame) (no overflow)
+        key, _ = pd.factorize(key * (len(uniques) + 1) + (codes.astype(np.int64) + 1))
+    _, first = np.unique(key[rows], return_index=True)
+    dup = np.ones(len(rows), dtype=bool)
+    dup[first] = False
+    return dup
 
 
 @dataclass

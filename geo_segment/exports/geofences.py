@@ -51,6 +51,7 @@ from geo_segment.io.atomic import atomic_path, safe_output_path, write_csv
 __all__ = [
     "FORMATS",
     "GeofenceExport",
+    "VoterGrid",
     "count_residents",
     "export_geofences",
     "geojson_dict",
@@ -59,7 +60,7 @@ __all__ = [
     "radius_targets",
     "read_fences",
     "split_antimeridian",
-    "voter_points",
+    "voter_grid",
 ]
 
 FORMATS = ("geojson", "kml", "wkt", "radius", "h3", "zip", "precinct")
@@ -329,53 +330,89 @@ def count_residents(
     )
 
 
-def voter_points(voters: pd.DataFrame) -> np.ndarray:
-    """Point geometries of the voters (``None`` where ``lat`` or ``lng`` is missing), aligned to their rows.
+@dataclass(frozen=True, eq=False)
+class VoterGrid:
+    """Geocoded voters bucketed on a regular ``size`` x ``size`` lng/lat grid over their extent, to find the
+    voters of a box with array arithmetic (no point geometries, no tree of a million points).
 
-    A GeoDataFrame's own point geometries are reused when they hold exactly ``lng`` / ``lat`` (the pipeline's
-    voters): building a million points costs more than a second. Compute this once and pass it to every
-    :func:`export_geofences` call on the same voters (``points=``).
+    Built by :func:`voter_grid`; ``order[starts[c]:starts[c + 1]]`` are the positions of the voters in cell ``c``
+    (row-major, ``c = row * size + column``).
     """
-    lat = voters[S.LAT].to_numpy(dtype="float64")
-    lng = voters[S.LNG].to_numpy(dtype="float64")
-    ok = np.isfinite(lat) & np.isfinite(lng)
-    out = np.full(len(voters), None, dtype=object)
-    if isinstance(voters, gpd.GeoDataFrame) and voters.geometry.name in voters.columns:
-        geoms = np.asarray(voters.geometry.values, dtype=object)[ok]
-        if bool((shapely.get_type_id(geoms) == 0).all()) and np.array_equal(shapely.get_x(geoms), lng[ok]) \
-                and np.array_equal(shapely.get_y(geoms), lat[ok]):
-            out[ok] = geoms
-            return out
-    out[ok] = shapely.points(lng[ok], lat[ok])
-    return out
+
+    lng: np.ndarray
+    lat: np.ndarray
+    order: np.ndarray
+    starts: np.ndarray
+    origin: tuple[float, float]
+    scale: tuple[float, float]
+    size: int
+
+    def cells(self, values: np.ndarray, axis: int) -> np.ndarray:
+        """Grid column (``axis=0``, longitudes) or row (``axis=1``, latitudes) of each value, clipped to the grid.
+
+        Monotone in the value (a subtraction, a product by a positive scale, a floor, a clip), so a voter inside
+        a box always falls in a cell between the cells of the box's corners.
+        """
+        c = np.floor((np.asarray(values, dtype="float64") - self.origin[axis]) * self.scale[axis])
+        return np.clip(c, 0, self.size - 1).astype(np.int64)
+
+    def in_boxes(self, bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(box position, voter position) of the geocoded voters inside each box ``[lng0, lat0, lng1, lat1]``
+        (edges included), grouped by box."""
+        n = len(bounds)
+        if not n or not len(self.order):
+            return np.empty(0, np.int64), np.empty(0, np.int64)
+        c0, c1 = self.cells(bounds[:, 0], 0), self.cells(bounds[:, 2], 0)
+        r0, r1 = self.cells(bounds[:, 1], 1), self.cells(bounds[:, 3], 1)
+        # one run of consecutive cells per (box, grid row), then every voter of each run
+        rows = r1 - r0 + 1
+        box = np.repeat(np.arange(n), rows)
+        row = r0[box] + np.arange(len(box)) - np.repeat(np.cumsum(rows) - rows, rows)
+        lo = self.starts[row * self.size + c0[box]]
+        hi = self.starts[row * self.size + c1[box] + 1]
+        length = hi - lo
+        box = np.repeat(box, length)
+        vi = self.order[np.repeat(lo - (np.cumsum(length) - length), length) + np.arange(int(length.sum()))]
+        x, y = self.lng[vi], self.lat[vi]
+        inside = (x >= bounds[box, 0]) & (x <= bounds[box, 2]) & (y >= bounds[box, 1]) & (y <= bounds[box, 3])
+        return box[inside], vi[inside]
 
 
-def _voters_in_fences(
-    fences: gpd.GeoDataFrame, voters: pd.DataFrame, points: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """(fence position, voter position) pairs of geocoded voters inside each fence (boundary included), ordered by
-    fence then voter.
+def voter_grid(voters: pd.DataFrame, *, size: int = 1024) -> VoterGrid:
+    """Bucket the geocoded voters (finite ``lat`` and ``lng``) on a grid; see :class:`VoterGrid`.
 
-    A tree of the few fences, not of the many voters: bounding-box candidates, then exact point tests grouped by
-    fence on prepared copies of the fences (grouping matters: the same tests in voter order are several times
-    slower). ``points`` are :func:`voter_points` of ``voters`` when already built.
+    Build it once and pass it to every :func:`export_geofences` call on the same voters (``grid=``).
     """
     lat = voters[S.LAT].to_numpy(dtype="float64")
     lng = voters[S.LNG].to_numpy(dtype="float64")
     ok = np.flatnonzero(np.isfinite(lat) & np.isfinite(lng))
+    if not len(ok):
+        return VoterGrid(lng, lat, ok, np.zeros(size * size + 1, np.int64), (0.0, 0.0), (1.0, 1.0), size)
+    x0, x1, y0, y1 = lng[ok].min(), lng[ok].max(), lat[ok].min(), lat[ok].max()
+    scale = (size / (x1 - x0) if x1 > x0 else 1.0, size / (y1 - y0) if y1 > y0 else 1.0)
+    grid = VoterGrid(lng, lat, ok, np.zeros(0, np.int64), (float(x0), float(y0)), scale, size)
+    cell = grid.cells(lat[ok], 1) * size + grid.cells(lng[ok], 0)
+    order = ok[np.argsort(cell, kind="stable")]
+    starts = np.concatenate([[0], np.cumsum(np.bincount(cell, minlength=size * size))]).astype(np.int64)
+    return VoterGrid(lng, lat, order, starts, grid.origin, grid.scale, size)
+
+
+def _voters_in_fences(
+    fences: gpd.GeoDataFrame, voters: pd.DataFrame, grid: VoterGrid | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(fence position, voter position) pairs of geocoded voters inside each fence (boundary included), grouped
+    by fence.
+
+    Candidates are the voters inside each fence's bounding box, found on a grid of the voters (``grid``: the
+    :func:`voter_grid` of ``voters`` when already built); then exact point tests grouped by fence on prepared
+    copies of the fences (grouping matters: the same tests in voter order are several times slower).
+    """
+    grid = grid if grid is not None else voter_grid(voters)
     f = shapely.from_wkb(shapely.to_wkb(np.asarray(fences.geometry.values, dtype=object)))  # prepare our own copy
     shapely.prepare(f)
-    pts = points[ok] if points is not None else shapely.points(lng[ok], lat[ok])
-    pi, fi = shapely.STRtree(f).query(pts)
-    if len(f) <= np.iinfo(np.int16).max and bool((np.diff(pi) >= 0).all()):
-        # candidates come in voter order: a stable sort on the fence (radix sort on 16-bit keys) gives the
-        # (fence, voter) order of the lexsort below
-        order = np.argsort(fi.astype(np.int16), kind="stable")
-    else:
-        order = np.lexsort((pi, fi))
-    fi, pi = fi[order], pi[order]
-    hit = shapely.intersects_xy(f[fi], lng[ok][pi], lat[ok][pi])
-    return fi[hit], ok[pi[hit]]
+    fi, vi = grid.in_boxes(shapely.bounds(f))
+    hit = shapely.intersects_xy(f[fi], grid.lng[vi], grid.lat[vi])
+    return fi[hit], vi[hit]
 
 
 # --- writers -----------------------------------------------------------------------------------------------------
@@ -583,7 +620,7 @@ def export_geofences(
     inputs: Sequence[Mapping[str, Any]] = (),
     config: Mapping[str, Any] | None = None,
     audit_name: str = "audit.jsonl",
-    points: np.ndarray | None = None,
+    grid: VoterGrid | None = None,
 ) -> GeofenceExport:
     """Repair, check and write fences for a target in the requested formats, with one audit line.
 
@@ -629,8 +666,8 @@ def export_geofences(
         Suppression keys applied to the voters before counting and listing.
     limits
         Overrides of the target's limits (for targets without a public spec).
-    points
-        :func:`voter_points` of ``voters``, when several exports share the same voters (built here otherwise).
+    grid
+        :func:`voter_grid` of ``voters``, when several exports share the same voters (built here otherwise).
 
     Raises
     ------
@@ -667,16 +704,12 @@ def export_geofences(
         keys = [c for c in (S.VOTER_ID, S.HOUSEHOLD_ID, S.EMAIL, S.PHONE) if c in voters.columns]
         kept, n_suppressed = apply_suppression(voters[keys], suppression, default_region=default_region)
         if n_suppressed:  # else every voter is kept, in order: no copy of the (large) frame
-            if points is not None and voters.index.is_unique:
-                points = points[voters.index.get_indexer(kept.index)]
-            else:
-                points = None
-            voters = voters.loc[kept.index]
+            voters, grid = voters.loc[kept.index], None
     src = prepared.copy()
     if residents_col is not None:
         src[residents_col] = fences.loc[prepared.index, residents_col].to_numpy()
     # voters inside every fence, found once: for the residents (when no better source) and the checks below
-    inside_all = _voters_in_fences(prepared, voters, points) if voters is not None and len(prepared) else None
+    inside_all = _voters_in_fences(prepared, voters, grid) if voters is not None and len(prepared) else None
     residents, method = count_residents(src, residents_col=residents_col, population=population,
                                         population_col=population_col, voters=voters, _inside=inside_all)
     prepared[RESIDENTS] = np.round(residents).astype("int64")

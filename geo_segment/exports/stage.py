@@ -16,7 +16,7 @@ from geo_segment import schema as S
 from geo_segment.config import Config, ExportConfig
 from geo_segment.errors import ExportError
 from geo_segment.exports.audiences import SOURCE_COLUMNS, export_audiences
-from geo_segment.exports.geofences import export_geofences, voter_points
+from geo_segment.exports.geofences import export_geofences, voter_grid
 from geo_segment.exports.guardrails import load_suppression
 from geo_segment.exports.platforms import load_rules
 from geo_segment.io.manifest import StageRecord
@@ -106,11 +106,11 @@ def export_stage(
         ("micro_geos", micro_geos, S.MICRO_GEO, {"population": population}),
         ("turfs", turfs, S.TURF_ID, {"population": population}),
     ]
-    # the voters' points, built (or taken from the geometry column) once for every fence layer
-    points = voter_points(voters) if {S.LAT, S.LNG} <= set(voters.columns) and any(
+    # the voters bucketed on a grid once, to find the voters inside every layer's fences
+    grid = voter_grid(voters) if {S.LAT, S.LNG} <= set(voters.columns) and any(
         frame is not None and len(frame) for _, frame, _, _ in sources) else None
     common: dict[str, Any] = {
-        "purpose": purpose, "target": cfg.target, "formats": formats, "voters": voters, "points": points,
+        "purpose": purpose, "target": cfg.target, "formats": formats, "voters": voters, "grid": grid,
         "min_residents": cfg.min_residents, "on_small": on_small, "simplify": cfg.simplify,
         "clamp_radius": cfg.clamp_radius, "max_overshoot": cfg.max_overshoot, "max_circles": cfg.max_circles,
         "h3_resolution": cfg.h3_resolution, "suppression": suppression, "default_region": cfg.default_region,
