@@ -262,7 +262,9 @@ class TurfsConfig:
     ``scripts`` maps a segment condition to a script, first match wins, e.g.
     ``"score >= 0.7" = "Hi {first_name}, thanks for voting!"`` or ``"party = REP" = "..."``; ``script`` is the
     fallback. ``survey`` maps a question to its answers separated by ``|``; ``result_codes`` maps a code to its
-    label (the packet's results key and the codes accepted by ``results import``).
+    label (the packet's results key and the codes accepted by ``results import``). ``workers`` is the number of
+    processes that cut regions and write walk lists and packets: ``"auto"`` (the CPU count, at most 2), or an
+    integer (1: no worker processes); the outputs are the same whatever it is.
     """
 
     within: str = "precinct"
@@ -279,6 +281,7 @@ class TurfsConfig:
     both_sides: bool = False
     side_penalty_m: float = 15.0
     seed: int = 0
+    workers: int | str = "auto"
     script: str = "Hi {first_name}, I'm a volunteer in your neighborhood. Can we count on your vote?"
     scripts: dict[str, str] = field(default_factory=dict)
     survey: dict[str, str] = field(default_factory=_default_survey)
@@ -301,11 +304,15 @@ class TurfsConfig:
             problems.append("distances, speeds and minutes must be > 0 (side_penalty_m >= 0)")
         if not self.result_codes:
             problems.append("result_codes is empty")
+        if not (self.workers == "auto" or (isinstance(self.workers, int) and not isinstance(self.workers, bool)
+                                           and self.workers >= 1)):
+            problems.append(f"workers={self.workers!r}")
         if problems:
             raise ConfigError(
                 "[turfs] settings out of range",
                 expected=(f"within in {list(_TURF_WITHIN)}, door_unit in {list(_DOOR_UNITS)}, walk_order in "
-                          f"{list(_WALK_ORDERS)}, target_doors >= 2, 0 < tolerance < 1, positive distances"),
+                          f"{list(_WALK_ORDERS)}, target_doors >= 2, 0 < tolerance < 1, positive distances, "
+                          'workers = "auto" or an integer >= 1'),
                 found=", ".join(problems),
                 fix="correct the [turfs] table",
             )

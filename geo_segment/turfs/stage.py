@@ -16,7 +16,17 @@ from scipy.spatial import cKDTree
 
 from geo_segment import schema as S
 from geo_segment.config import TurfsConfig
-from geo_segment.turfs.cut import atoms_of, cut_atoms, door_adjacency, metric_crs, stable_hash, to_metric
+from geo_segment.turfs.cut import (
+    Adjacency,
+    Cut,
+    atoms_of,
+    cut_atoms,
+    door_adjacency,
+    metric_crs,
+    stable_hash,
+    to_metric,
+)
+from geo_segment.turfs.parallel import balanced_groups, resolve_workers, run_tasks
 from geo_segment.turfs.walk import route_orders, street_order
 
 __all__ = ["TURF_COLUMNS", "TurfCut", "cut_turfs"]
@@ -89,6 +99,93 @@ def _group_slices(codes: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], 
     order = np.argsort(codes, kind="stable")
     cuts = np.flatnonzero(np.diff(codes[order])) + 1
     return order, np.split(order, cuts)
+
+
+@dataclass(frozen=True)
+class _GroupInput:
+    """What every group of regions is cut from (shared with worker processes through fork)."""
+
+    ax: npt.NDArray[np.float64]
+    ay: npt.NDArray[np.float64]
+    weight: npt.NDArray[np.float64]
+    rcode: npt.NDArray[np.int64]
+    ahash: npt.NDArray[np.uint64]
+    target: npt.NDArray[np.float64]
+    atom_side: npt.NDArray[np.int64]
+    groups: list[npt.NDArray[np.int64]]
+    barriers: Any
+    regions: Any
+    crs: pyproj.CRS
+    region_polygons: dict[str, Any] | None
+    config: TurfsConfig
+
+
+def _region_groups(rcode: npt.NDArray[np.int64], n_regions: int, n_groups: int) -> list[npt.NDArray[np.int64]]:
+    """Atom indices (ascending) of ``n_groups`` groups of whole regions with similar numbers of atoms."""
+    if n_groups <= 1:
+        return [np.arange(len(rcode), dtype=np.int64)]
+    by_region = balanced_groups(np.bincount(rcode, minlength=n_regions), n_groups)
+    out = []
+    for regs in by_region:
+        mask = np.zeros(n_regions, dtype=bool)
+        mask[regs] = True
+        out.append(np.flatnonzero(mask[rcode]).astype(np.int64))
+    return out
+
+
+def _cut_group(shared: _GroupInput, g: int) -> tuple[Adjacency, Cut, npt.NDArray[np.int64], Any, tuple[float, ...]]:
+    """Adjacency, cut, route positions and turf polygons of one group of regions (atoms renumbered in order).
+
+    A region's turfs depend on its own atoms only, in their order, so a group's result is the whole input's
+    result restricted to its regions (with local atom and part numbers)."""
+    cfg = shared.config
+    idx = shared.groups[g]
+    t0 = time.perf_counter()
+    x, y, rcode = shared.ax[idx], shared.ay[idx], shared.rcode[idx]
+    adj = door_adjacency(x, y, rcode, max_edge_m=cfg.max_edge_m, barriers=shared.barriers)
+    t1 = time.perf_counter()
+    cut = cut_atoms(x, y, shared.weight[idx], adj, shared.ahash[idx], shared.target[idx], tolerance=cfg.tolerance,
+                    seed=cfg.seed)
+    t2 = time.perf_counter()
+    apos = route_orders(x, y, cut.part, shared.atom_side[idx], side_penalty_m=cfg.side_penalty_m)
+    t3 = time.perf_counter()
+    npart = int(cut.part.max()) + 1 if len(idx) else 0
+    # polygons: union of the atoms' Voronoi cells clipped to the region
+    polys = _turf_polygons(x, y, rcode, shared.regions, cut.part, npart, shared.crs, shared.region_polygons)
+    t4 = time.perf_counter()
+    return adj, cut, apos, polys, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)
+
+
+def _merge_groups(
+    groups: list[npt.NDArray[np.int64]],
+    done: list[tuple[Adjacency, Cut, npt.NDArray[np.int64], Any, tuple[float, ...]]],
+    na: int,
+) -> tuple[Adjacency, Cut, npt.NDArray[np.int64], Any, npt.NDArray[np.float64]]:
+    """The groups' results in the whole input's atom numbers (parts and components numbered group by group)."""
+    if len(done) == 1:
+        adj, cut, apos, polys, secs = done[0]
+        return adj, cut, apos, polys, np.asarray([secs])
+    part = np.zeros(na, dtype=np.int64)
+    comp = np.zeros(na, dtype=np.int64)
+    apos = np.zeros(na, dtype=np.int64)
+    edges, lengths, polys, targets = [], [], [], []
+    n_parts = n_comp = 0
+    for idx, (g_adj, g_cut, g_apos, g_polys, _) in zip(groups, done, strict=True):
+        part[idx] = g_cut.part + n_parts
+        comp[idx] = g_adj.component + n_comp
+        apos[idx] = g_apos
+        edges.append(idx[g_adj.edges])
+        lengths.append(g_adj.length)
+        polys.append(np.asarray(g_polys, dtype=object))
+        targets.append(g_cut.part_target)
+        n_parts += len(g_cut.part_target)
+        n_comp += int(g_adj.component.max()) + 1 if len(g_adj.component) else 0
+    adj = Adjacency(edges=np.concatenate(edges).astype(np.int64), length=np.concatenate(lengths), component=comp,
+                    barrier_edges_removed=sum(r[0].barrier_edges_removed for r in done),
+                    long_edges_removed=sum(r[0].long_edges_removed for r in done))
+    cut = Cut(part=part, part_target=np.concatenate(targets), n_components=sum(r[1].n_components for r in done),
+              levels=max(r[1].levels for r in done), moves=sum(r[1].moves for r in done))
+    return adj, cut, apos, np.concatenate(polys), np.asarray([r[4] for r in done])
 
 
 def cut_turfs(
@@ -182,7 +279,6 @@ def cut_turfs(
         else:
             bgeoms = _to_metric_geoms(np.asarray(list(barriers), dtype=object), crs)
         bar = bgeoms[~shapely.is_empty(bgeoms) & ~shapely.is_missing(bgeoms)]
-    adj = door_adjacency(ax, ay, rcode.astype(np.int64), max_edge_m=cfg.max_edge_m, barriers=bar)
     # rural regions (median gap to the nearest door above rural_gap_m) get the smaller target
     if na > 1:
         dist, _ = cKDTree(np.column_stack([ax, ay])).query(np.column_stack([ax, ay]), k=2)
@@ -192,7 +288,22 @@ def cut_turfs(
     med = pd.Series(nn).groupby(rcode).median().reindex(range(len(regions))).to_numpy()
     rural_region = med > cfg.rural_gap_m
     target = np.where(rural_region[rcode], cfg.rural_target_doors, cfg.target_doors).astype(float)
-    cut = cut_atoms(ax, ay, weight, adj, ahash, target, tolerance=cfg.tolerance, seed=cfg.seed)
+    # walking order: the street side of each door; an atom's side is that of its last door
+    hn = pd.to_numeric(d[S.HOUSE_NUMBER].astype(str).str.extract(r"^\s*(\d+)", expand=False), errors="coerce")
+    odd = np.where(hn.fillna(0).to_numpy() % 2 == 1, "|o", "|e")
+    side_key = np.char.add(d[S.STREET].fillna("").astype(str).to_numpy(dtype=str), odd)
+    _, side_code = np.unique(side_key, return_inverse=True)
+    atom_side = np.zeros(na, dtype=np.int64)
+    atom_side[atom] = side_code
+    # adjacency, cutting, the route through each turf's buildings and the turf polygons: region by region
+    # (nothing crosses a region), in worker processes for big inputs
+    workers = resolve_workers(cfg.workers, n)
+    groups = _region_groups(rcode, len(regions), 1 if workers == 1 else 2 * workers)
+    shared = _GroupInput(ax=ax, ay=ay, weight=weight, rcode=rcode.astype(np.int64), ahash=ahash, target=target,
+                         atom_side=atom_side, groups=groups, barriers=bar, regions=regions, crs=crs,
+                         region_polygons=region_polygons, config=cfg)
+    done = run_tasks(_cut_group, shared, len(groups), workers=workers, what="turf cut")
+    adj, cut, apos, polys, group_seconds = _merge_groups(groups, done, na)
     part = cut.part
     npart = int(part.max()) + 1
     t_cut = time.perf_counter() - t0
@@ -212,10 +323,6 @@ def cut_turfs(
     turf_ids = np.array([f"{regions[preg[p]]}-{rank[p]:0{width}d}" for p in range(npart)], dtype=object)
     d[S.TURF_ID] = pd.Series(turf_ids[part[atom]], dtype="string")
     # walking order
-    hn = pd.to_numeric(d[S.HOUSE_NUMBER].astype(str).str.extract(r"^\s*(\d+)", expand=False), errors="coerce")
-    odd = np.where(hn.fillna(0).to_numpy() % 2 == 1, "|o", "|e")
-    side_key = np.char.add(d[S.STREET].fillna("").astype(str).to_numpy(dtype=str), odd)
-    _, side_code = np.unique(side_key, return_inverse=True)
     door_order = np.zeros(n, dtype=np.int64)
     street_rank = np.zeros(n, dtype=np.int64)
     stats = np.zeros((npart, 4))  # street length, optimized length, used length, max gap
@@ -224,10 +331,6 @@ def cut_turfs(
     global_street = street_order(d, both_sides=cfg.both_sides, group=dpart)
     grank = np.empty(n, dtype=np.int64)
     grank[global_street] = np.arange(n)
-    # the route through each turf's buildings, all turfs at once; an atom's side is that of its last door
-    atom_side = np.zeros(na, dtype=np.int64)
-    atom_side[atom] = side_code
-    apos = route_orders(ax, ay, part, atom_side, side_penalty_m=cfg.side_penalty_m)
     # street-sorted order: doors are grouped by turf in global_street already
     t_first = np.searchsorted(dpart[global_street], np.arange(npart + 1))
     street_rank[global_street] = np.arange(n) - t_first[dpart[global_street]] + 1
@@ -274,8 +377,6 @@ def cut_turfs(
     within = np.abs(doors_per - tgt) <= cfg.tolerance * tgt + 1e-9
     est = doors_per * cfg.minutes_per_door + stats[:, 2] / cfg.walking_speed_m_per_min
     pre = d.groupby(dpart)[S.PRECINCT_ID].first().reindex(range(npart))
-    # polygons: union of the atoms' Voronoi cells clipped to the region
-    polys = _turf_polygons(ax, ay, rcode, regions, part, npart, crs, region_polygons)
     list_order = np.argsort(turf_ids, kind="stable")
     list_number = np.empty(npart, dtype=np.int64)
     list_number[list_order] = np.arange(1, npart + 1)
@@ -337,6 +438,10 @@ def cut_turfs(
         "optimized_route_m_total": round(float(stats[:, 1].sum()), 1),
         "seconds_cut": round(t_cut, 3), "seconds_walk": round(t_walk, 3),
         "seconds_total": round(time.perf_counter() - t0, 3), "metric_crs": crs.to_string(),
+        "workers": workers, "region_groups": len(groups),
+        # summed over the groups of regions (worker seconds, not wall time, when workers > 1)
+        **{f"seconds_{k}": round(float(v), 3) for k, v in zip(("adjacency", "cutting", "routes", "polygons"),
+                                                               group_seconds.sum(axis=0), strict=True)},
     })
     return TurfCut(doors=d, turfs=turfs, routes=routes, edges=adj.edges, metrics=metrics)
 
