@@ -369,13 +369,15 @@ def write_private_csv(frame: pd.DataFrame, path: str | Path) -> Path:
     columns whose values need no quoting (customer lists: hex digests, ZIPs, country codes) are joined by Arrow
     in one pass (see :func:`csv_bytes`), anything else is written by pandas.
     """
-    data = csv_bytes(frame)
+    parts = _csv_parts(frame)
     with atomic_path(path) as tmp:
         os.chmod(tmp, 0o600)
-        if data is None:
+        if parts is None:
             frame.to_csv(tmp, index=False, encoding="utf-8", lineterminator="\n")
         else:
-            tmp.write_bytes(data)
+            with open(tmp, "wb") as fh:
+                for part in parts:
+                    fh.write(part)
     os.chmod(path, 0o600)
     return Path(path)
 
@@ -398,6 +400,12 @@ def csv_bytes(frame: pd.DataFrame) -> bytes | None:
     >>> csv_bytes(pd.DataFrame({"a": ["x,y"], "b": ["1"]}, dtype="string")) is None
     True
     """
+    parts = _csv_parts(frame)
+    return None if parts is None else b"".join(parts)
+
+
+def _csv_parts(frame: pd.DataFrame) -> list[bytes | memoryview] | None:
+    """:func:`csv_bytes` as the header and a view of the rows' bytes in Arrow's buffer (written without a copy)."""
     from geo_segment._vector import arrow_str
 
     cols = [str(c) for c in frame.columns]
@@ -407,19 +415,36 @@ def csv_bytes(frame: pd.DataFrame) -> bytes | None:
     header = (",".join(cols) + "\n").encode("utf-8")
     n = len(frame)
     if not n:
-        return header
+        return [header]
     arrays = [arrow_str(frame.iloc[:, j]) for j in range(len(cols))]
-    sep, end = pa.scalar(",", pa.large_string()), pa.scalar("", pa.large_string())
-    lines = pc.binary_join_element_wise(*arrays, sep, null_handling="replace", null_replacement="")
-    lines = pc.binary_join_element_wise(lines, end, pa.scalar("\n", pa.large_string()))  # each row and its end
+    if any(_may_need_quotes(a) for a in arrays):
+        return None
+    sep, end = pa.scalar(",", pa.large_string()), pa.scalar("\n", pa.large_string())
+    # the last value of each row carries the line end (a missing one is just the line end)
+    last = pc.binary_join_element_wise(arrays[-1], pa.scalar("", pa.large_string()), end,
+                                       null_handling="replace", null_replacement="")
+    lines = pc.binary_join_element_wise(*arrays[:-1], last, sep, null_handling="replace", null_replacement="")
     if isinstance(lines, pa.ChunkedArray):
         lines = lines.combine_chunks()
     offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64)[lines.offset:lines.offset + n + 1]
-    body = lines.buffers()[2].slice(int(offsets[0]), int(offsets[-1] - offsets[0])).to_pybytes()
-    # a separator or line end inside a value (or a quote anywhere) would need quoting: leave it to pandas
-    if body.count(b"\n") != n or body.count(b",") != n * (len(cols) - 1) or b'"' in body or b"\r" in body:
-        return None
-    return header + body
+    data = lines.buffers()[2]
+    return [header, memoryview(data)[int(offsets[0]):int(offsets[-1])]]
+
+
+def _may_need_quotes(values: pa.Array) -> bool:
+    """Whether some string of ``values`` holds a comma, double quote, carriage return or newline.
+
+    All four are bytes below ``0x2D`` (``-``): when the smallest byte of the values is above it (hex digests,
+    digits, letters) nothing needs quoting and no value is read one by one.
+    """
+    offsets = np.frombuffer(values.buffers()[1], dtype=np.int64)[values.offset:values.offset + len(values) + 1]
+    lo, hi = int(offsets[0]), int(offsets[-1])
+    if hi == lo:
+        return False
+    data = np.frombuffer(values.buffers()[2], dtype=np.uint8, count=hi - lo, offset=lo)
+    if int(data.min()) > ord(","):
+        return False
+    return bool(pc.any(pc.match_substring_regex(values, _NEEDS_QUOTES.pattern)).as_py())
 
 
 def frame_digest(frame: pd.DataFrame, columns: Sequence[str]) -> str:
