@@ -6,10 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from geo_segment.errors import Location, ProjectedCoordinatesError
 
-__all__ = ["NULL_ISLAND_DEGREES", "check_projected", "check_swapped", "coordinate_problems", "parse_coordinates"]
+__all__ = ["NULL_ISLAND_DEGREES", "check_projected", "check_swapped", "coordinate_problems", "parse_coordinates",
+           "to_float64"]
 
 #: points within this many degrees of (0, 0) are failed geocodes, never real places
 NULL_ISLAND_DEGREES = 0.01
@@ -83,15 +86,13 @@ def parse_coordinates(lat: pd.Series, lng: pd.Series) -> tuple[np.ndarray, np.nd
     lat, lng, reasons
         ``reasons`` is aligned to the input: a string for unusable pairs, null for good or missing ones.
     """
-    la = pd.to_numeric(lat, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
-    ln = pd.to_numeric(lng, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    la = to_float64(lat)
+    ln = to_float64(lng)
     raw_lat_present = lat.notna().to_numpy()
     raw_lng_present = lng.notna().to_numpy()
     reason = np.full(len(la), None, dtype=object)
     both_missing = ~raw_lat_present & ~raw_lng_present
-    not_number = (raw_lat_present & np.isnan(la) & ~_is_nan_text(lat)) | (
-        raw_lng_present & np.isnan(ln) & ~_is_nan_text(lng)
-    )
+    not_number = _not_number(lat, la, raw_lat_present) | _not_number(lng, ln, raw_lng_present)
     one_missing = raw_lat_present != raw_lng_present
     nonfinite = ~np.isfinite(la) | ~np.isfinite(ln)
     out_of_range = (np.abs(la) > 90) | (np.abs(ln) > 180)
@@ -103,6 +104,35 @@ def parse_coordinates(lat: pd.Series, lng: pd.Series) -> tuple[np.ndarray, np.nd
     reason[not_number] = "coordinate is not a number"
     reason[both_missing] = None
     return la, ln, pd.Series(reason, index=lat.index, dtype="object")
+
+
+def _not_number(raw: pd.Series, parsed: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """Present values that did not parse and are no spelling of NaN/inf (the text test runs on those only)."""
+    out = present & np.isnan(parsed)
+    if out.any():
+        idx = np.flatnonzero(out)
+        out[idx] = ~_is_nan_text(raw.iloc[idx])
+    return out
+
+
+def to_float64(values: pd.Series) -> np.ndarray:
+    """``pd.to_numeric(values, errors="coerce")`` as float64 (null -> NaN), parsed by Arrow when it can.
+
+    Arrow's correctly rounded parser takes the whole column at once; any text it refuses (blanks around a number,
+    words) sends the column through pandas, as does a ``-0`` (pandas reads an all-integer column as integers,
+    which have no negative zero). Numeric columns (from Parquet) go straight to pandas.
+    """
+    if len(values) and (isinstance(values.dtype, pd.StringDtype | pd.ArrowDtype) or values.dtype == object):
+        try:
+            arr = pa.array(values.array, from_pandas=True)
+            if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
+                out = pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False)
+                if not (np.signbit(out) & (out == 0)).any():
+                    return np.array(out, dtype="float64")  # writable
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError):
+            pass
+    return np.array(pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64", na_value=np.nan),
+                    dtype="float64")
 
 
 def _is_nan_text(values: pd.Series) -> np.ndarray:

@@ -47,16 +47,24 @@ def _describe_delim(d: str) -> str:
     return _DELIMITER_NAMES.get(d, repr(d))
 
 
-def _utf8_valid(block: bytes) -> bool:
-    """Validate UTF-8 with Arrow's vectorized validator (no copy, no Python decoding)."""
+def _utf8_valid(block: bytes | memoryview) -> bool:
+    """Validate UTF-8 with Arrow's vectorized validator (no copy, no Python decoding, the GIL released).
+
+    The binary-to-string cast checks every byte; a large block becomes one binary value (int64 offsets).
+    """
     buf = pa.py_buffer(block)
-    offsets = pa.py_buffer(np.array([0, len(block)], dtype=np.int32).tobytes())
-    arr = pa.Array.from_buffers(pa.binary(), 1, [None, offsets, buf])
+    offsets = pa.py_buffer(np.array([0, len(buf)], dtype=np.int64).tobytes())
+    arr = pa.Array.from_buffers(pa.large_binary(), 1, [None, offsets, buf])
     try:
-        arr.cast(pa.string()).validate(full=True)
+        arr.cast(pa.large_string())
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         return False
     return True
+
+
+def _count_newlines(block: bytes | memoryview) -> int:
+    """Count ``\\n`` bytes with numpy (releases the GIL, unlike ``bytes.count``)."""
+    return int(np.count_nonzero(np.frombuffer(block, dtype=np.uint8) == 10))
 
 
 def scan_text(path: Path, encoding: str) -> TextScan:
@@ -77,9 +85,10 @@ def scan_text(path: Path, encoding: str) -> TextScan:
     last_byte = b""
     pending = b""
 
-    def check(block: bytes, final: bool) -> None:
-        if is_utf8 and _utf8_valid(block):
+    def check(view: memoryview, final: bool) -> None:
+        if is_utf8 and _utf8_valid(view):
             return
+        block = bytes(view)
         try:
             block.decode(encoding, errors="strict")
         except UnicodeDecodeError as exc:
@@ -103,18 +112,19 @@ def scan_text(path: Path, encoding: str) -> TextScan:
         while chunk := fh.read(_CHUNK):
             if not first and not pending:
                 first = chunk[: chunk.find(b"\n") if b"\n" in chunk else len(chunk)]
-            data = pending + chunk
+            data = pending + chunk if pending else chunk
             cut = data.rfind(b"\n") + 1
             if cut == 0:
                 pending = data
                 continue
-            block, pending = data[:cut], data[cut:]
+            block = memoryview(data)[:cut]  # no copy: the block is validated and counted in place
+            pending = data[cut:]
             check(block, final=False)
-            newlines += block.count(b"\n")
+            newlines += _count_newlines(block)
             offset += len(block)
-            last_byte = block[-1:]
+            last_byte = data[cut - 1 : cut]
         if pending:
-            check(pending, final=True)
+            check(memoryview(pending), final=True)
             offset += len(pending)
             last_byte = pending[-1:]
             if not first:
@@ -296,7 +306,7 @@ def _read(
     keep = [c for c in keep if c in names]
     arrow_encoding = "utf8" if codecs.lookup(encoding).name == "utf-8" else encoding
     conv_opts = pacsv.ConvertOptions(
-        column_types={c: pa.string() for c in names},
+        column_types={c: pa.large_string() for c in names},  # pandas' str dtype holds large_string: no cast
         include_columns=keep,
         strings_can_be_null=True,
         null_values=[""],
@@ -338,6 +348,13 @@ def _read(
         )
     if bad_lines:
         table = parse(threads=False)
+    # a line with every field empty is not a usable row (found on the Arrow table: no per-column pandas masks)
+    all_null = np.ones(table.num_rows, dtype=bool) if table.num_columns else np.zeros(table.num_rows, dtype=bool)
+    for col in table.columns:
+        if col.null_count == 0:
+            all_null[:] = False
+            break
+        all_null &= col.is_null().to_numpy(zero_copy_only=False)
     frame = table.to_pandas()
     bad = np.asarray(bad_lines, dtype=np.int64)
     lines = np.arange(first_data, scan.n_lines + 1, dtype=np.int64)
@@ -350,9 +367,7 @@ def _read(
             fix="the file may hold quoted line breaks; remove them",
         )
     frame[S.SOURCE_LINE] = pd.array(lines, dtype="Int64")
-    # a line with every field empty is not a usable row
-    value_cols = [c for c in frame.columns if c != S.SOURCE_LINE]
-    empty = frame[value_cols].isna().all(axis=1).to_numpy() if value_cols else np.zeros(len(frame), bool)
+    empty = all_null
     reject_lines = list(bad_lines)
     reject_reasons = list(bad_reasons)
     if empty.any():

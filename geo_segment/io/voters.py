@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from geo_segment import schema as S
-from geo_segment._vector import isin_str, per_distinct
+from geo_segment._vector import arrow_str, isin_str, per_distinct
 from geo_segment.addresses import normalize_zip, parse_addresses
 from geo_segment.errors import ConfigError, DuplicateVoterError, InputFileError, Location, MissingColumnsError
 from geo_segment.io.coords import check_projected, check_swapped, coordinate_problems, parse_coordinates
@@ -424,6 +424,13 @@ def _building_key(address: pd.Series, unit: pd.Series, place: pd.Series) -> pd.S
     return (building + "|" + place.fillna("").astype("str")).where(address.notna())
 
 
+def _shared_codes(a: pd.Series, b: pd.Series) -> tuple[np.ndarray, np.ndarray, int]:
+    """Integer codes of two string columns over their common distinct values (-1 for null), and how many."""
+    enc = pc.dictionary_encode(pa.concat_arrays([arrow_str(a), arrow_str(b)]))
+    codes = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    return codes[: len(a)], codes[len(a):], len(enc.dictionary)
+
+
 def _read_geocodes(
     path: Path, voters: pd.DataFrame, *, encoding: str
 ) -> tuple[pd.Series, pd.Series, pd.DataFrame, StageRecord]:
@@ -479,18 +486,28 @@ def _read_geocodes(
         voter_keys = _building_key(voters[S.ADDRESS], voters[S.UNIT], v_place)
         unknown_reason = "address not in the voter file"
         repeat_reason = "repeated address: the first geocode is used"
-    known = isin_str(keys, voter_keys)
-    problems = problems.mask(~known & problems.isna().to_numpy(), unknown_reason)
-    dup = keys.duplicated(keep="first").to_numpy() & problems.isna().to_numpy()
+    # one hash pass over both key columns: integer codes shared by geocodes and voters (-1 for null)
+    g_codes, v_codes, n_codes = _shared_codes(keys, voter_keys)
+    in_voters = np.zeros(n_codes + 1, dtype=bool)  # slot n_codes: null keys, never known
+    in_voters[v_codes[v_codes >= 0]] = True
+    known = in_voters[np.where(g_codes >= 0, g_codes, n_codes)]
+    ok_rows = problems.isna().to_numpy()
+    problems = problems.mask(~known & ok_rows, unknown_reason)
+    # repeats: every row after the first of its key (null keys repeat each other, as pandas' duplicated says)
+    first_of = np.unique(np.where(g_codes >= 0, g_codes, n_codes), return_index=True)[1]
+    repeated = np.ones(len(g_codes), dtype=bool)
+    repeated[first_of] = False
+    dup = repeated & problems.isna().to_numpy()
     problems = problems.mask(dup, repeat_reason)
     bad = problems.notna().to_numpy()
     if bad.any():
         rejects.append(S.make_rejects(file, t.loc[bad, S.SOURCE_LINE].astype("int64"),
                                       problems[bad].astype(str).tolist()))
-    # align by hash lookup: position of each voter's key among the good geocode keys (-1 when absent)
-    good_keys = pa.array(keys[~bad].array, from_pandas=True)
-    pos = pc.index_in(pa.array(voter_keys.array, from_pandas=True), value_set=good_keys)
-    pos_np = pc.fill_null(pos, -1).to_numpy(zero_copy_only=False)
+    # align: position of each voter's key among the good geocode keys (-1 when absent; the first good one wins)
+    good_rows = np.flatnonzero(~bad & (g_codes >= 0))
+    slot = np.full(n_codes, -1, dtype=np.int64)
+    slot[g_codes[good_rows][::-1]] = np.arange(len(good_rows), dtype=np.int64)[::-1]
+    pos_np = np.where(v_codes >= 0, slot[np.maximum(v_codes, 0)] if n_codes else -1, -1)
     found = pos_np >= 0
     lat_good, lng_good = num_lat[~bad], num_lng[~bad]
     lat = pd.Series(np.where(found, lat_good[np.where(found, pos_np, 0)] if len(lat_good) else np.nan, np.nan),
