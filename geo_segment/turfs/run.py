@@ -16,6 +16,7 @@ from geo_segment.io.atomic import write_parquet
 from geo_segment.io.manifest import StageRecord
 from geo_segment.turfs.doors import Universe, build_doors, select_universe
 from geo_segment.turfs.packets import packet_sections, write_packets
+from geo_segment.turfs.parallel import resolve_workers, run_tasks
 from geo_segment.turfs.results import contacted_households
 from geo_segment.turfs.stage import TurfCut, cut_turfs
 from geo_segment.turfs.walklists import walklist_rows, write_walklists
@@ -146,29 +147,66 @@ def turf_stage(
         "door_members": write_parquet(members[[S.VOTER_ID, "door_id"]].astype("string"),
                                       out / "door_members.parquet"),
     }
-    lists = write_walklists(rows, out / "walklists")
-    n_html = n_pdf = 0
-    if packets and len(cut.turfs):
-        # a thousand turfs at a time: the HTML of every packet of a big county never sits in memory at once
-        turf_ids = pd.Index(cut.turfs[S.TURF_ID].astype(str))
-        row_chunk = turf_ids.get_indexer(rows[S.TURF_ID].astype(str)) // _PACKET_CHUNK
-        door_chunk = turf_ids.get_indexer(cut.doors[S.TURF_ID].astype(str)) // _PACKET_CHUNK
-        for start in range(0, len(turf_ids), _PACKET_CHUNK):
-            k = start // _PACKET_CHUNK
-            sections = packet_sections(cut.turfs.iloc[start:start + _PACKET_CHUNK], cut.routes,
-                                       cut.doors.loc[door_chunk == k], rows.loc[row_chunk == k], config=cfg)
-            written = write_packets(sections, out / "packets", pdf=pdf, chromium=chromium)
-            n_html, n_pdf = n_html + len(written["html"]), n_pdf + len(written["pdf"])
-            del sections, written
+    n_lists, n_html, n_pdf, workers = _write_lists_and_packets(cut, rows, out, cfg, packets=packets, pdf=pdf,
+                                                               chromium=chromium)
     stages.append(StageRecord("walklists", rows_in=len(members), rows_out=len(rows), rows_rejected=0,
                               seconds=round(time.perf_counter() - t2, 3),
-                              metrics={"walklists": len(lists), "packets_html": n_html, "packets_pdf": n_pdf}))
+                              metrics={"walklists": n_lists, "packets_html": n_html, "packets_pdf": n_pdf,
+                                       "workers": workers}))
     counts = {**ucounts, **dcounts, **{k: v for k, v in cut.metrics.items() if not k.startswith("seconds")}}
     return TurfStageResult(outputs=outputs, stages=stages, cut=cut, rows=rows, counts=counts)
 
 
-#: turfs whose packets are built and written together
+#: turfs whose walk lists and packets are built and written together
 _PACKET_CHUNK = 1000
+
+
+@dataclass(frozen=True)
+class _WriteInput:
+    """What the walk lists and packets of every chunk of turfs are built from (shared with workers by fork)."""
+
+    cut: TurfCut
+    rows: pd.DataFrame
+    row_chunk: Any
+    door_chunk: Any
+    out: Path
+    config: TurfsConfig
+    packets: bool
+    pdf: bool
+    chromium: str | None
+
+
+def _write_chunk(shared: _WriteInput, k: int) -> tuple[int, int, int]:
+    """Write the walk lists and packets of chunk ``k`` of the turfs (in ``turf_id`` order); return the counts."""
+    rows = shared.rows.loc[shared.row_chunk == k]
+    lists = write_walklists(rows, shared.out / "walklists")
+    if not shared.packets:
+        return len(lists), 0, 0
+    turfs = shared.cut.turfs.iloc[k * _PACKET_CHUNK:(k + 1) * _PACKET_CHUNK]
+    sections = packet_sections(turfs, shared.cut.routes, shared.cut.doors.loc[shared.door_chunk == k], rows,
+                               config=shared.config)
+    written = write_packets(sections, shared.out / "packets", pdf=shared.pdf, chromium=shared.chromium)
+    return len(lists), len(written["html"]), len(written["pdf"])
+
+
+def _write_lists_and_packets(cut: TurfCut, rows: pd.DataFrame, out: Path, cfg: TurfsConfig, *, packets: bool,
+                             pdf: bool, chromium: str | None) -> tuple[int, int, int, int]:
+    """Walk lists and packets, a thousand turfs at a time (the HTML of every packet of a big county never sits in
+    memory at once), the chunks spread over ``[turfs] workers`` processes (not when printing PDFs: Chromium runs
+    its own processes). Each turf's files depend on that turf only, so they are the same whatever the split.
+    Returns the numbers of walk lists, HTML and PDF packets, and the workers used."""
+    if len(cut.turfs) == 0:
+        return len(write_walklists(rows, out / "walklists")), 0, 0, 1
+    turf_ids = pd.Index(cut.turfs[S.TURF_ID].astype(str))
+    row_chunk = turf_ids.get_indexer(rows[S.TURF_ID].astype(str)) // _PACKET_CHUNK
+    door_chunk = turf_ids.get_indexer(cut.doors[S.TURF_ID].astype(str)) // _PACKET_CHUNK
+    n_chunks = -(-len(turf_ids) // _PACKET_CHUNK)
+    workers = 1 if pdf else resolve_workers(cfg.workers, len(cut.doors))
+    shared = _WriteInput(cut=cut, rows=rows, row_chunk=row_chunk, door_chunk=door_chunk, out=out, config=cfg,
+                         packets=packets, pdf=pdf, chromium=chromium)
+    counts = run_tasks(_write_chunk, shared, n_chunks, workers=workers, what="walk lists and packets")
+    n_lists, n_html, n_pdf = (sum(c[i] for c in counts) for i in range(3))
+    return n_lists, n_html, n_pdf, min(workers, n_chunks)
 
 #: voter columns the turf stage reads (universe filters, regions, doors, walk lists)
 _USED_COLUMNS = (S.VOTER_ID, S.HOUSEHOLD_ID, S.BUILDING_ID, S.LAT, S.LNG, S.PRECINCT_ID, S.MICRO_GEO, S.STREET,
