@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,8 @@ __all__ = [
     "voter_grid",
 ]
 
+#: inputs shorter than this run on one thread (a thread costs more than it saves)
+_THREADED_MIN = 2048
 FORMATS = ("geojson", "kml", "wkt", "radius", "h3", "zip", "precinct")
 _ACTION = {"geojson": "polygon", "kml": "polygon", "wkt": "polygon", "radius": "radius", "h3": "h3", "zip": "zip",
            "precinct": "precinct"}
@@ -218,7 +221,7 @@ def prepare_fences(
     counts["empty_dropped"] = int((~keep).sum())
     geoms = out[keep]
     ids = ids[keep]
-    geoms = _polygonal_array(shapely.set_precision(geoms, grid))
+    geoms = _polygonal_array(_in_halves(lambda a, b: shapely.set_precision(geoms[a:b], grid), len(geoms)))
     collapsed = shapely.is_missing(geoms) | shapely.is_empty(geoms)  # slivers thinner than the coordinate grid
     if collapsed.any():
         keep[np.flatnonzero(keep)[collapsed]] = False
@@ -411,8 +414,25 @@ def _voters_in_fences(
     f = shapely.from_wkb(shapely.to_wkb(np.asarray(fences.geometry.values, dtype=object)))  # prepare our own copy
     shapely.prepare(f)
     fi, vi = grid.in_boxes(shapely.bounds(f))
-    hit = shapely.intersects_xy(f[fi], grid.lng[vi], grid.lat[vi])
+    # two halves on two threads (shapely releases the GIL), cut between two fences: a prepared fence is never
+    # used by both threads
+    cut = int(np.searchsorted(fi, fi[len(fi) // 2])) if len(fi) else 0
+    hit = _in_halves(lambda a, b: shapely.intersects_xy(f[fi[a:b]], grid.lng[vi[a:b]], grid.lat[vi[a:b]]),
+                     len(fi), cut)
     return fi[hit], vi[hit]
+
+
+def _in_halves(fn: Callable[[int, int], np.ndarray], n: int, cut: int | None = None) -> np.ndarray:
+    """``fn(0, n)`` computed as ``fn(0, cut)`` and ``fn(cut, n)`` on two threads and concatenated (the same array,
+    in the same order). For element-wise shapely functions, which release the GIL: the stage runs alone, so the
+    machine's second core is otherwise idle. Small inputs run in the calling thread."""
+    cut = n // 2 if cut is None else cut
+    if n < _THREADED_MIN or cut in (0, n):
+        return fn(0, n)
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(fn, 0, cut)
+        second = fn(cut, n)
+        return np.concatenate([first.result(), second])
 
 
 # --- writers -----------------------------------------------------------------------------------------------------
@@ -482,17 +502,19 @@ def _write_text(text: str, path: Path) -> Path:
     return path
 
 
-def _minimum_circles(g: Any, *, min_radius_m: float, max_overshoot: float, max_circles: int) -> list[Any]:
-    """Pieces of a metric polygon, each to be covered by its minimum bounding circle.
+def _minimum_circles(
+    g: Any, *, min_radius_m: float, max_overshoot: float, max_circles: int
+) -> tuple[list[Any], np.ndarray]:
+    """Pieces of a metric polygon, each to be covered by its minimum bounding circle, and the circles' radii.
 
     While the circles together cover more than ``max_overshoot`` times the polygon's area, the piece with the
     largest circle is cut in two across its longer side (never below twice the minimum radius, at most
-    ``max_circles`` pieces).
+    ``max_circles`` pieces). Each piece's radius is computed once, when the piece is cut.
     """
     pieces = [g]
+    radii = np.array([shapely.minimum_bounding_radius(g)], dtype="float64")
     area = max(g.area, 1e-9)
     while len(pieces) < max_circles:
-        radii = np.array([shapely.minimum_bounding_radius(p) for p in pieces])
         if np.pi * float((radii**2).sum()) / area <= max_overshoot:
             break
         splittable = radii >= 2 * min_radius_m
@@ -512,7 +534,9 @@ def _minimum_circles(g: Any, *, min_radius_m: float, max_overshoot: float, max_c
         if len(new) < 2:
             break
         pieces = pieces[:worst] + new + pieces[worst + 1:]
-    return pieces
+        radii = np.concatenate([radii[:worst], shapely.minimum_bounding_radius(np.array(new, dtype=object)),
+                                radii[worst + 1:]])
+    return pieces, radii
 
 
 def radius_targets(
@@ -537,10 +561,9 @@ def radius_targets(
     hi_km = profile.limit("max_radius_km")
     rows: list[tuple[str, int, Any, float, float]] = []
     for fid, g in zip(fences[FENCE_ID], metric, strict=True):
-        pieces = _minimum_circles(g, min_radius_m=(lo_km or 0) * 1000, max_overshoot=max_overshoot,
-                                  max_circles=max_circles)
-        for k, p in enumerate(pieces):
-            r = float(shapely.minimum_bounding_radius(p))
+        pieces, radii = _minimum_circles(g, min_radius_m=(lo_km or 0) * 1000, max_overshoot=max_overshoot,
+                                         max_circles=max_circles)
+        for k, (p, r) in enumerate(zip(pieces, radii.tolist(), strict=True)):
             centre = shapely.centroid(shapely.minimum_bounding_circle(p)) if r > 0 else shapely.centroid(p)
             rows.append((str(fid), k + 1, centre, r / 1000, max(p.area, 1e-9)))
     centres = gpd.GeoSeries([r[2] for r in rows], crs=crs).to_crs(S.CRS_STORAGE)

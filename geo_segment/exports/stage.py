@@ -21,7 +21,35 @@ from geo_segment.exports.guardrails import load_suppression
 from geo_segment.exports.platforms import load_rules
 from geo_segment.io.manifest import StageRecord
 
-__all__ = ["demo_audiences", "export_stage"]
+__all__ = ["demo_audiences", "export_columns", "export_stage", "read_export_voters"]
+
+
+def export_columns(config: Config | ExportConfig | None = None) -> tuple[str, ...]:
+    """The voter columns :func:`export_stage` reads: identifiers of the customer lists, the consent column,
+    location, ZIP, state and precinct for the geofences, the audiences' score and micro-geography, and the unit
+    columns of an experiment design (household, turf, micro-geography, precinct)."""
+    cfg = config.export if isinstance(config, Config) else (config or ExportConfig())
+    return tuple(dict.fromkeys((
+        S.VOTER_ID, S.HOUSEHOLD_ID, *SOURCE_COLUMNS.values(), cfg.consent_column, S.LAT, S.LNG, S.ZIP5, S.STATE,
+        S.PRECINCT_ID, S.MICRO_GEO, S.TURF_ID, S.ENGAGEMENT_SCORE,
+    )))
+
+
+def read_export_voters(path: str | Path, config: Config | ExportConfig | None = None) -> pd.DataFrame:
+    """Read from a voters Parquet file only the columns the export stage uses (:func:`export_columns`, those
+    present), without the point geometries.
+
+    A pipeline's voters file has some 36 columns; reading all of them, with a point geometry per voter, costs
+    several times more than the whole export at a million voters. The stage's outputs are the same.
+
+    Examples
+    --------
+    >>> read_export_voters("voters.parquet").columns  # doctest: +SKIP
+    """
+    import pyarrow.parquet as pq
+
+    present = set(pq.read_schema(path).names)
+    return pd.read_parquet(path, columns=[c for c in export_columns(config) if c in present])
 
 
 def demo_audiences(voters: pd.DataFrame, *, top_q: float) -> dict[str, pd.DataFrame]:
@@ -139,8 +167,7 @@ def export_stage(
                           + (" ..." if len(res.refused) > 10 else ""),
             })
     # the audiences carry the columns customer lists read, not the whole voter file (cheaper slices)
-    wanted = {*SOURCE_COLUMNS.values(), S.VOTER_ID, S.HOUSEHOLD_ID, cfg.consent_column, S.MICRO_GEO,
-              S.ENGAGEMENT_SCORE}
+    wanted = set(export_columns(cfg)) - {S.LAT, S.LNG, S.PRECINCT_ID, S.TURF_ID}
     audiences = demo_audiences(voters[[c for c in voters.columns if c in wanted]], top_q=cfg.audience_top_q)
     for platform in cfg.platforms:
         try:
