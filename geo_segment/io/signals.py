@@ -34,6 +34,7 @@ import pandas as pd
 from pyproj import Transformer
 
 from geo_segment import schema as S
+from geo_segment._vector import per_distinct
 from geo_segment.errors import (
     ConfigError,
     GeoSegmentWarning,
@@ -41,7 +42,7 @@ from geo_segment.errors import (
     Location,
     MissingColumnsError,
 )
-from geo_segment.io.coords import check_projected, check_swapped, coordinate_problems
+from geo_segment.io.coords import check_projected, check_swapped, coordinate_problems, to_float64
 from geo_segment.io.delimited import read_delimited
 from geo_segment.io.manifest import StageRecord
 
@@ -198,7 +199,10 @@ class _Faults:
         return cls(pd.Series(pd.NA, index=index, dtype="string"), pd.Series("", index=index, dtype="string"))
 
     def add(self, mask: pd.Series | np.ndarray, column: str, reason: str | pd.Series) -> None:
-        mask = pd.Series(np.asarray(mask, dtype=bool), index=self.reason.index)
+        flags = np.asarray(mask, dtype=bool)
+        if not flags.any():  # most checks find nothing: skip the string work
+            return
+        mask = pd.Series(flags, index=self.reason.index)
         joined = self.reason.where(self.reason == "", self.reason + "; ") + reason
         self.reason = self.reason.mask(mask, joined)
         self.column = self.column.mask(mask & self.column.isna(), column)
@@ -224,17 +228,30 @@ def _timestamps(raw: pd.Series, faults: _Faults) -> pd.Series:
 
 def _kinds(raw: pd.Series, faults: _Faults) -> pd.Series:
     """Map kinds and their aliases (case-insensitive) to :data:`~geo_segment.schema.SIGNAL_KINDS`."""
-    text = raw.astype("string")
-    key = text.str.strip().str.lower().str.replace(r"[\s\-]+", "_", regex=True)
-    kind = key.map(dict(KIND_ALIASES)).astype("string")
+    # text columns (CSV) are mapped one distinct value at a time
+    kind = (per_distinct(raw, _kind_of) if _is_text(raw) else _kind_of(raw)).astype("string")
     missing = raw.isna()
     faults.add(missing, S.KIND, "kind missing")
-    unknown = "unknown kind '" + text.str.slice(0, 40) + f"' (expected one of {list(S.SIGNAL_KINDS)} or an alias)"
-    faults.add(~missing & kind.isna(), S.KIND, unknown)
+    unknown_rows = (~missing & kind.isna()).to_numpy(dtype=bool)
+    if unknown_rows.any():
+        text = raw[unknown_rows].astype("string")
+        unknown = "unknown kind '" + text.str.slice(0, 40) + f"' (expected one of {list(S.SIGNAL_KINDS)} or an alias)"
+        faults.add(unknown_rows, S.KIND, unknown.reindex(raw.index))
     return kind
 
 
+def _kind_of(raw: pd.Series) -> pd.Series:
+    key = raw.astype("string").str.strip().str.lower().str.replace(r"[\s\-]+", "_", regex=True)
+    return key.map(dict(KIND_ALIASES))
+
+
+def _is_text(raw: pd.Series) -> bool:
+    return isinstance(raw.dtype, pd.StringDtype) and raw.dtype.storage == "pyarrow"
+
+
 def _floats(raw: pd.Series) -> np.ndarray:
+    if _is_text(raw):
+        return to_float64(raw)  # Arrow's parser, pandas' results
     return np.array(pd.to_numeric(raw, errors="coerce"), dtype="float64")  # a writable copy
 
 
@@ -269,7 +286,11 @@ def _weights(table: pd.DataFrame, cols: dict[str, str], default: float, faults: 
     values = pd.Series(_floats(raw), index=table.index)
     given = raw.notna().to_numpy()
     number = values.notna().to_numpy()
-    nan_text = raw.astype("string").str.strip().str.lower().isin(_NAN_WORDS).fillna(False).to_numpy(dtype=bool)
+    nan_text = np.zeros(len(raw), dtype=bool)  # spellings of NaN, looked for among the values that did not parse
+    unparsed = given & ~number
+    if unparsed.any():
+        nan_text[unparsed] = (raw[unparsed].astype("string").str.strip().str.lower().isin(_NAN_WORDS)
+                              .fillna(False).to_numpy(dtype=bool))
     faults.add(given & ~number & ~nan_text, S.WEIGHT, "weight is not a number")
     faults.add(given & (nan_text | np.isinf(values.to_numpy())), S.WEIGHT, "weight is NaN or infinite")
     faults.add(given & (values < 0).to_numpy() & np.isfinite(values.to_numpy()), S.WEIGHT, "weight is negative")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -26,7 +26,7 @@ from geo_segment._vector import arrow_str, isin_str, per_distinct
 from geo_segment.addresses import normalize_zip, parse_addresses
 from geo_segment.errors import ConfigError, DuplicateVoterError, InputFileError, Location, MissingColumnsError
 from geo_segment.io.coords import check_projected, check_swapped, coordinate_problems, parse_coordinates
-from geo_segment.io.delimited import read_delimited
+from geo_segment.io.delimited import DelimitedRead, read_delimited
 from geo_segment.io.manifest import StageRecord
 from geo_segment.layouts import Layout, load_layout
 
@@ -207,6 +207,27 @@ def read_voter_file(
     lay = layout if isinstance(layout, Layout) else load_layout(layout)
     enc = encoding or lay.encoding
     path = Path(path)
+    # the history and geocodes files need nothing from the voter file until their ids are checked: read them on
+    # other threads (Arrow parses and hashes without the GIL); their errors surface where they are read in turn
+    side = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ingest-side")
+    try:
+        history_job = (side.submit(_prepare_long_history, lay, Path(history), encoding or lay.encoding)
+                       if lay.history_style == "long" and history is not None else None)
+        geocodes_job = (side.submit(read_delimited, Path(geocodes), delimiter=",", header=True,
+                                    encoding=encoding or lay.encoding, what="geocodes file")
+                        if geocodes is not None else None)
+        return _read_voter_file(path, lay, history=history, geocodes=geocodes, election_map=election_map,
+                                enc=enc, duplicates=duplicates, today=today, t0=t0, history_job=history_job,
+                                geocodes_job=geocodes_job)
+    finally:
+        side.shutdown(wait=False, cancel_futures=True)
+
+
+def _read_voter_file(
+    path: Path, lay: Layout, *, history: str | Path | None, geocodes: str | Path | None,
+    election_map: str | Path | None, enc: str, duplicates: Duplicates, today: date | None, t0: float,
+    history_job: Future[_LongHistory] | None, geocodes_job: Future[DelimitedRead] | None,
+) -> VoterFileRead:
     fields = lay.fields
     header_names = _header_of(path, lay, enc) if lay.header else list(lay.columns)
     hist_cols = _history_columns(lay, header_names)
@@ -356,7 +377,8 @@ def read_voter_file(
         source[good] = "file"
     stages: list[StageRecord] = []
     if geocodes is not None:
-        g_lat, g_lng, g_rejects, g_stage = _read_geocodes(Path(geocodes), out, encoding=enc)
+        g_lat, g_lng, g_rejects, g_stage = _read_geocodes(Path(geocodes), out, encoding=enc,
+                                                          prefetched=geocodes_job)
         need = lat.isna().to_numpy() & g_lat.notna().to_numpy()
         lat[need], lng[need] = g_lat[need], g_lng[need]
         source[need] = "geocodes"
@@ -399,7 +421,8 @@ def read_voter_file(
     stages[0].seconds = round(time.perf_counter() - t0, 3)
 
     t1 = time.perf_counter()
-    hist, h_rejects, h_stage = _read_history(lay, table, voters, path, history, election_map, enc)
+    hist, h_rejects, h_stage = _read_history(lay, table, voters, path, history, election_map, enc,
+                                             prepared=history_job)
     if h_stage is not None:
         h_stage.seconds = round(time.perf_counter() - t1, 3)
         stages.append(h_stage)
@@ -432,7 +455,7 @@ def _shared_codes(a: pd.Series, b: pd.Series) -> tuple[np.ndarray, np.ndarray, i
 
 
 def _read_geocodes(
-    path: Path, voters: pd.DataFrame, *, encoding: str
+    path: Path, voters: pd.DataFrame, *, encoding: str, prefetched: Future[DelimitedRead] | None = None
 ) -> tuple[pd.Series, pd.Series, pd.DataFrame, StageRecord]:
     """Read a vendor geocodes file and align its coordinates to ``voters``.
 
@@ -440,7 +463,8 @@ def _read_geocodes(
     city), so one rooftop geocode serves every flat of a building.
     """
     t0 = time.perf_counter()
-    read = read_delimited(path, delimiter=",", header=True, encoding=encoding, what="geocodes file")
+    read = (prefetched.result() if prefetched is not None
+            else read_delimited(path, delimiter=",", header=True, encoding=encoding, what="geocodes file"))
     cols = [c for c in read.table.columns if c != S.SOURCE_LINE]
     id_col = _pick(cols, "voter_id", "voterid", "id")
     addr_col = _pick(cols, "address", "street_address", "res_street_address")
@@ -565,9 +589,103 @@ def _map_values(values: pd.Series, mapping: Any, default: str | None) -> pd.Seri
     return per_distinct(values.fillna("").astype("str"), _map)
 
 
+@dataclass
+class _LongHistory:
+    """A long vote-history file read and mapped row by row, before the voters are known."""
+
+    read: DelimitedRead
+    path: Path
+    fmt: str
+    vid: pd.Series
+    dates: pd.Series
+    etype: pd.Series
+    method: pd.Series
+    voted: pd.Series
+    party: pd.Series
+    seconds: float
+
+
+def _prepare_long_history(lay: Layout, hpath: Path, enc: str) -> _LongHistory:
+    """Read a long history file and map every row (dates, types, methods, parties), each distinct value once.
+
+    Needs nothing from the voter file, so it runs beside the voters; :func:`_finish_long_history` checks the ids.
+    """
+    t0 = time.perf_counter()
+    h = lay.history
+    party_map = dict(lay.party_map)
+    id_col = str(h["voter_id"])
+    date_col = str(h["election_date"])
+    req = [id_col, date_col] + [str(h[k]) for k in ("election_desc", "election_type", "method", "ballot_party",
+                                                    "absentee") if k in h]
+    read = read_delimited(
+        hpath, delimiter=str(h.get("delimiter", lay.delimiter)), header=bool(h.get("header", True)),
+        columns=h.get("columns"), required=req if h.get("header", True) else (), usecols=req, encoding=enc,
+        what="vote history file",
+    )
+    t = read.table
+    fmt = str(h.get("date_format", "%m/%d/%Y"))
+    dates = _parse_dates(t[date_col], fmt)
+    vid = t[id_col].astype("str").str.strip()
+    # every mapping is per row (each distinct value once), so mapping all rows and keeping the good ones later
+    # gives what mapping the good rows would
+    if "election_type" in h:
+        etype = _map_values(t[str(h["election_type"])], h.get("type_map"), "other")
+    elif "election_desc" in h:
+        etype = classify_election(t[str(h["election_desc"])])
+    else:
+        etype = election_type_from_date(dates)
+    if "method" in h:
+        method = _map_values(t[str(h["method"])], h.get("method_map"), "unknown")
+        codes = {str(c).upper() for c in dict(h.get("not_voted", {})).get("codes", [])}
+        voted = ~per_distinct(
+            t[str(h["method"])].fillna("").astype("str"), lambda u: u.str.strip().str.upper().isin(codes))
+    elif "absentee" in h:
+        absentee = per_distinct(t[str(h["absentee"])].fillna("").astype("str"),
+                                lambda u: u.str.strip().str.upper().isin(["Y", "YES", "1", "TRUE"]))
+        method = pd.Series(np.where(absentee, "absentee", "polls"), index=t.index, dtype="str")
+        voted = pd.Series(True, index=t.index)
+    else:
+        method = pd.Series("unknown", index=t.index, dtype="str")
+        voted = pd.Series(True, index=t.index)
+    if "ballot_party" in h:
+        party = _map_values(t[str(h["ballot_party"])], party_map, None)
+    else:
+        party = pd.Series("", index=t.index, dtype="str")
+    return _LongHistory(read=read, path=hpath, fmt=fmt, vid=vid, dates=dates, etype=etype, method=method,
+                        voted=voted, party=party, seconds=time.perf_counter() - t0)
+
+
+def _finish_long_history(
+    prep: _LongHistory, voters: gpd.GeoDataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame, StageRecord]:
+    """Quarantine history rows without a valid date or a known voter and build the long history frame."""
+    t0 = time.perf_counter()
+    read, vid, dates = prep.read, prep.vid, prep.dates
+    t = read.table
+    file = str(prep.path)
+    reason = pd.Series(None, index=t.index, dtype="object")
+    reason = reason.mask(dates.isna(), f"election date is not a valid date in format {prep.fmt}")
+    reason = reason.mask(vid.isna() | (vid == ""), "missing voter id")
+    known = isin_str(vid, voters[S.VOTER_ID])
+    reason = reason.mask(reason.isna().to_numpy() & ~known, "voter id not in the voter file")
+    bad = reason.notna().to_numpy()
+    rejects = [read.rejects]
+    if bad.any():
+        rejects.append(S.make_rejects(file, t.loc[bad, S.SOURCE_LINE].astype("int64"),
+                                      reason[bad].astype(str).tolist()))
+    good = ~bad
+    frame = _history_frame(vid[good], dates[good], prep.etype[good], prep.voted[good], prep.method[good],
+                           prep.party[good], t.loc[good, S.SOURCE_LINE])
+    rej = pd.concat(rejects, ignore_index=True)
+    stage = StageRecord("history", rows_in=read.rows_in, rows_out=len(frame), rows_rejected=len(rej),
+                        seconds=round(prep.seconds + time.perf_counter() - t0, 3),
+                        metrics={"style": "long", "elections": int(frame[S.ELECTION_DATE].nunique())})
+    return frame, rej, stage
+
+
 def _read_history(
     lay: Layout, table: pd.DataFrame, voters: gpd.GeoDataFrame, path: Path, history: str | Path | None,
-    election_map: str | Path | None, enc: str,
+    election_map: str | Path | None, enc: str, prepared: Future[_LongHistory] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, StageRecord | None]:
     h = lay.history
     style = lay.history_style
@@ -575,60 +693,8 @@ def _read_history(
     if style == "long":
         if history is None:
             return _empty_history(), S.empty_rejects(), None
-        hpath = Path(history)
-        id_col = str(h["voter_id"])
-        date_col = str(h["election_date"])
-        req = [id_col, date_col] + [str(h[k]) for k in ("election_desc", "election_type", "method", "ballot_party",
-                                                        "absentee") if k in h]
-        read = read_delimited(
-            hpath, delimiter=str(h.get("delimiter", lay.delimiter)), header=bool(h.get("header", True)),
-            columns=h.get("columns"), required=req if h.get("header", True) else (), usecols=req, encoding=enc,
-            what="vote history file",
-        )
-        t = read.table
-        file = str(hpath)
-        fmt = str(h.get("date_format", "%m/%d/%Y"))
-        dates = _parse_dates(t[date_col], fmt)
-        vid = t[id_col].astype("str").str.strip()
-        reason = pd.Series(None, index=t.index, dtype="object")
-        reason = reason.mask(dates.isna(), f"election date is not a valid date in format {fmt}")
-        reason = reason.mask(vid.isna() | (vid == ""), "missing voter id")
-        known = isin_str(vid, voters[S.VOTER_ID])
-        reason = reason.mask(reason.isna().to_numpy() & ~known, "voter id not in the voter file")
-        bad = reason.notna().to_numpy()
-        rejects = [read.rejects]
-        if bad.any():
-            rejects.append(S.make_rejects(file, t.loc[bad, S.SOURCE_LINE].astype("int64"),
-                                          reason[bad].astype(str).tolist()))
-        t, vid, dates = t.loc[~bad], vid.loc[~bad], dates.loc[~bad]
-        if "election_type" in h:
-            etype = _map_values(t[str(h["election_type"])], h.get("type_map"), "other")
-        elif "election_desc" in h:
-            etype = classify_election(t[str(h["election_desc"])])
-        else:
-            etype = election_type_from_date(dates)
-        if "method" in h:
-            method = _map_values(t[str(h["method"])], h.get("method_map"), "unknown")
-            codes = {str(c).upper() for c in dict(h.get("not_voted", {})).get("codes", [])}
-            voted = ~per_distinct(
-                t[str(h["method"])].fillna("").astype("str"), lambda u: u.str.strip().str.upper().isin(codes))
-        elif "absentee" in h:
-            absentee = per_distinct(t[str(h["absentee"])].fillna("").astype("str"),
-                                    lambda u: u.str.strip().str.upper().isin(["Y", "YES", "1", "TRUE"]))
-            method = pd.Series(np.where(absentee, "absentee", "polls"), index=t.index, dtype="str")
-            voted = pd.Series(True, index=t.index)
-        else:
-            method = pd.Series("unknown", index=t.index, dtype="str")
-            voted = pd.Series(True, index=t.index)
-        if "ballot_party" in h:
-            party = _map_values(t[str(h["ballot_party"])], party_map, None)
-        else:
-            party = pd.Series("", index=t.index, dtype="str")
-        frame = _history_frame(vid, dates, etype, voted, method, party, t[S.SOURCE_LINE])
-        rej = pd.concat(rejects, ignore_index=True)
-        stage = StageRecord("history", rows_in=read.rows_in, rows_out=len(frame), rows_rejected=len(rej), seconds=0.0,
-                            metrics={"style": "long", "elections": int(frame[S.ELECTION_DATE].nunique())})
-        return frame, rej, stage
+        prep = prepared.result() if prepared is not None else _prepare_long_history(lay, Path(history), enc)
+        return _finish_long_history(prep, voters)
 
     if style == "none":
         if history is not None:
