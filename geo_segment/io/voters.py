@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from geo_segment import schema as S
-from geo_segment._vector import arrow_str, isin_str, per_distinct
+from geo_segment._vector import arrow_str, factorize_str, isin_str, per_distinct
 from geo_segment.addresses import normalize_zip, parse_addresses
 from geo_segment.errors import ConfigError, DuplicateVoterError, InputFileError, Location, MissingColumnsError
 from geo_segment.io.coords import check_projected, check_swapped, coordinate_problems, parse_coordinates
@@ -218,7 +218,7 @@ def read_voter_file(
                         if geocodes is not None else None)
         return _read_voter_file(path, lay, history=history, geocodes=geocodes, election_map=election_map,
                                 enc=enc, duplicates=duplicates, today=today, t0=t0, history_job=history_job,
-                                geocodes_job=geocodes_job)
+                                geocodes_job=geocodes_job, side=side)
     finally:
         side.shutdown(wait=False, cancel_futures=True)
 
@@ -227,6 +227,7 @@ def _read_voter_file(
     path: Path, lay: Layout, *, history: str | Path | None, geocodes: str | Path | None,
     election_map: str | Path | None, enc: str, duplicates: Duplicates, today: date | None, t0: float,
     history_job: Future[_LongHistory] | None, geocodes_job: Future[DelimitedRead] | None,
+    side: ThreadPoolExecutor,
 ) -> VoterFileRead:
     fields = lay.fields
     header_names = _header_of(path, lay, enc) if lay.header else list(lay.columns)
@@ -334,7 +335,9 @@ def _read_voter_file(
     out[S.SOURCE_LINE] = lines.astype("Int64")
 
     # duplicates
-    dup_all = out[S.VOTER_ID].duplicated(keep=False)
+    id_codes, _ = factorize_str(out[S.VOTER_ID])  # ids are never null here
+    dup_all = pd.Series(np.bincount(id_codes)[id_codes] > 1 if len(id_codes) else np.zeros(0, bool),
+                        index=out.index)
     n_dup_dropped = 0
     if dup_all.any():
         if duplicates == "error":
@@ -388,9 +391,17 @@ def _read_voter_file(
     out[S.LNG] = lng
     out[S.GEOCODED] = lat.notna() & lng.notna()
     out[S.GEOCODE_SOURCE] = source
-    geometry = gpd.points_from_xy(lng.to_numpy(), lat.to_numpy(), crs=S.CRS_STORAGE)
-    geometry[~out[S.GEOCODED].to_numpy()] = None
-    voters = gpd.GeoDataFrame(out.reset_index(drop=True), geometry=geometry, crs=S.CRS_STORAGE)
+    # shapely builds the points without the GIL, beside the vote history's id checks (which need only the ids)
+    geometry_job = side.submit(_points, lng.to_numpy(), lat.to_numpy(), out[S.GEOCODED].to_numpy())
+    t1 = time.perf_counter()
+    history_error: Exception | None = None
+    try:
+        hist, h_rejects, h_stage = _read_history(lay, table, out, path, history, election_map, enc,
+                                                 prepared=history_job)
+    except Exception as exc:  # raised once the voters are checked, as when the history was read after them
+        history_error = exc
+    history_seconds = time.perf_counter() - t1
+    voters = gpd.GeoDataFrame(out.reset_index(drop=True), geometry=geometry_job.result(), crs=S.CRS_STORAGE)
     S.validate_voters(voters, stage="ingest")
 
     row_rejects = pd.concat(rejects, ignore_index=True)
@@ -418,13 +429,12 @@ def _read_voter_file(
             "encoding": enc,
         },
     ))
-    stages[0].seconds = round(time.perf_counter() - t0, 3)
+    stages[0].seconds = round(time.perf_counter() - t0 - history_seconds, 3)
 
-    t1 = time.perf_counter()
-    hist, h_rejects, h_stage = _read_history(lay, table, voters, path, history, election_map, enc,
-                                             prepared=history_job)
+    if history_error is not None:
+        raise history_error
     if h_stage is not None:
-        h_stage.seconds = round(time.perf_counter() - t1, 3)
+        h_stage.seconds = round(history_seconds, 3)
         stages.append(h_stage)
     rejects.append(h_rejects)
     all_rejects = pd.concat([r for r in rejects if len(r)] or [S.empty_rejects()], ignore_index=True)
@@ -445,6 +455,13 @@ def _building_key(address: pd.Series, unit: pd.Series, place: pd.Series) -> pd.S
     """Normalized building address (the address without its unit) plus place: the address join key."""
     building = address.astype("str").str.replace(r" UNIT \S+$", "", regex=True)
     return (building + "|" + place.fillna("").astype("str")).where(address.notna())
+
+
+def _points(lng: np.ndarray, lat: np.ndarray, geocoded: np.ndarray) -> gpd.array.GeometryArray:
+    """Points (EPSG:4326) of the geocoded voters, empty (None) for the others."""
+    geometry = gpd.points_from_xy(lng, lat, crs=S.CRS_STORAGE)
+    geometry[~geocoded] = None
+    return geometry
 
 
 def _shared_codes(a: pd.Series, b: pd.Series) -> tuple[np.ndarray, np.ndarray, int]:
@@ -656,7 +673,7 @@ def _prepare_long_history(lay: Layout, hpath: Path, enc: str) -> _LongHistory:
 
 
 def _finish_long_history(
-    prep: _LongHistory, voters: gpd.GeoDataFrame
+    prep: _LongHistory, voters: pd.DataFrame
 ) -> tuple[pd.DataFrame, pd.DataFrame, StageRecord]:
     """Quarantine history rows without a valid date or a known voter and build the long history frame."""
     t0 = time.perf_counter()
@@ -684,7 +701,7 @@ def _finish_long_history(
 
 
 def _read_history(
-    lay: Layout, table: pd.DataFrame, voters: gpd.GeoDataFrame, path: Path, history: str | Path | None,
+    lay: Layout, table: pd.DataFrame, voters: pd.DataFrame, path: Path, history: str | Path | None,
     election_map: str | Path | None, enc: str, prepared: Future[_LongHistory] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, StageRecord | None]:
     h = lay.history
