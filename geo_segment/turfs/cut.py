@@ -33,11 +33,11 @@ import pandas as pd
 import pyproj
 import shapely
 from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import breadth_first_order, connected_components, minimum_spanning_tree
+from scipy.sparse.csgraph import breadth_first_order, connected_components
 from scipy.spatial import Delaunay, QhullError
 
-__all__ = ["Adjacency", "Cut", "atoms_of", "cut_atoms", "door_adjacency", "metric_crs", "refine_parts", "stable_hash",
-           "to_metric"]
+__all__ = ["Adjacency", "Cut", "atoms_of", "cut_atoms", "door_adjacency", "metric_crs", "min_spanning_forest",
+           "refine_parts", "stable_hash", "to_metric"]
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -154,13 +154,8 @@ def door_adjacency(
         n_barrier = int((~keep).sum())
         edges, length = edges[keep], length[keep]
     # the minimum spanning forest keeps every component connected when long edges go
-    g = coo_matrix((length + 1e-6, (edges[:, 0], edges[:, 1])), shape=(n, n)).tocsr()
-    mst = minimum_spanning_tree(g).tocoo()
     in_mst = np.zeros(len(edges), dtype=bool)
-    if len(edges):
-        key = edges[:, 0] * n + edges[:, 1]
-        mk = np.minimum(mst.row, mst.col).astype(np.int64) * n + np.maximum(mst.row, mst.col)
-        in_mst = np.isin(key, mk)
+    in_mst[min_spanning_forest(n, edges[:, 0], edges[:, 1], length + 1e-6)] = True
     keep = (length <= max_edge_m) | in_mst
     n_long = int((~keep).sum())
     edges, length = edges[keep], length[keep]
@@ -195,6 +190,73 @@ class Cut:
     n_components: int
     levels: int
     moves: int = 0
+
+
+def min_spanning_forest(n: int, ei: IntArray, ej: IntArray, w: FloatArray) -> IntArray:
+    """Positions of the edges of the minimum spanning forest of an undirected graph (Borůvka, vectorized).
+
+    Edges are ordered by weight, then by ``(ei, ej)``: the forest is the one ``scipy.sparse.csgraph.
+    minimum_spanning_tree`` returns for the CSR matrix of these edges (Kruskal on a stable sort of the weights,
+    whose ties fall in row, column order), found without sorting the edges: every round, each component takes its
+    lightest edge to another component, and components joined by chosen edges merge (pointer jumping), until no
+    edge joins two components (a few rounds; each round at least halves the components).
+
+    Parameters
+    ----------
+    n
+        Number of nodes.
+    ei, ej
+        The two ends of every edge (no self loops, no repeated pair).
+    w
+        Edge weights (finite).
+
+    Returns
+    -------
+    ndarray
+        Positions of the forest's edges in ``ei`` (in no particular order).
+
+    Examples
+    --------
+    >>> sorted(min_spanning_forest(3, np.array([0, 0, 1]), np.array([1, 2, 2]), np.array([1.0, 3.0, 2.0])).tolist())
+    [0, 2]
+    """
+    ei = np.asarray(ei, dtype=np.int64)
+    ej = np.asarray(ej, dtype=np.int64)
+    pos = np.arange(len(ei), dtype=np.int64)
+    lu, lv, wa = ei, ej, np.asarray(w, dtype=float)  # per edge still in play: the components of its ends (their
+    chosen: list[IntArray] = []                       # root node) and its weight
+    nodes = np.arange(n, dtype=np.int64)
+    while len(pos):
+        best = np.full(n, np.inf)
+        np.minimum.at(best, lu, wa)
+        np.minimum.at(best, lv, wa)
+        hu = wa == best[lu]  # the edge is the lightest of the component at its first end
+        hv = wa == best[lv]
+        if np.count_nonzero(hu) + np.count_nonzero(hv) != np.count_nonzero(best < np.inf):
+            # equal weights: the lowest (ei, ej) among the component's lightest edges
+            key = ei[pos] * n + ej[pos]
+            low = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
+            np.minimum.at(low, lu[hu], key[hu])
+            np.minimum.at(low, lv[hv], key[hv])
+            hu &= key == low[lu]
+            hv &= key == low[lv]
+        chosen.append(pos[hu | hv])
+        # every component points to the other end of its lightest edge; the two ends of an edge chosen by both
+        # point at each other: the lower one becomes the root; then pointer jumping to the roots
+        parent = nodes.copy()
+        parent[lu[hu]] = lv[hu]
+        parent[lv[hv]] = lu[hv]
+        mutual = (parent[parent] == nodes) & (nodes < parent)
+        parent[mutual] = nodes[mutual]
+        while True:
+            up = parent[parent]
+            if np.array_equal(up, parent):
+                break
+            parent = up
+        lu, lv = parent[lu], parent[lv]
+        keep = lu != lv
+        pos, lu, lv, wa = pos[keep], lu[keep], lv[keep], wa[keep]
+    return np.concatenate(chosen) if chosen else np.zeros(0, dtype=np.int64)
 
 
 def _viol(avg: FloatArray, j: IntArray, tgt: FloatArray, center: FloatArray, eps: float) -> FloatArray:
@@ -326,10 +388,9 @@ def cut_atoms(
             salt = _mix(np.array([(level << 8) + t + 1], dtype=np.uint64))
             u = (_mix(eh ^ salt) >> np.uint64(11)).astype(np.float64) / float(1 << 53)
             wt = elen * (1.0 + jitter * (u - 0.5)) + 1e-3
-            g = coo_matrix((wt, (ea[:, 0], ea[:, 1])), shape=(n + 1, n + 1)).tocsr()
-            mst = minimum_spanning_tree(g).tocoo()
-            rows = np.concatenate([mst.row, np.full(len(roots), sup)])
-            cols = np.concatenate([mst.col, roots])
+            in_tree = min_spanning_forest(n, ea[:, 0], ea[:, 1], wt)
+            rows = np.concatenate([ea[in_tree, 0], np.full(len(roots), sup)])
+            cols = np.concatenate([ea[in_tree, 1], roots])
             tg = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n + 1, n + 1)).tocsr()
             order, pred = breadth_first_order(tg, sup, directed=False, return_predecessors=True)
             pred = pred.astype(np.int64)
