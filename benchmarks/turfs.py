@@ -33,15 +33,18 @@ Sections:
 
 Prints Markdown tables and saves benchmarks/results/turfs.json and turfs.md with the machine's facts and load.
 
-Stage mode: ``python benchmarks/turfs.py --stage RUN_FOLDER [--before REV] [--size-label 1M]`` runs the whole turf
-stage as ``geo-segment run`` does (``turf_stage`` with walk lists and HTML packets, then ``with_turfs``) on a run
-folder's scored voters (``stages/cluster/voters.parquet`` and ``precincts.parquet`` of a ``geo-segment run``
-folder, or a folder with ``voters.parquet`` and ``precincts.parquet``), each implementation in its own process:
-this tree, and the code of git revision
-``REV`` (the previous implementation, extracted with ``git archive``). It reports seconds (wall and CPU) per
-sub-step (universe, doors, cut, walking order, walk-list rows, parquet files, walk-list CSVs, packet HTML, packet
-files, voters with turfs) and peak RSS of each, and checks that both wrote the same bytes (every walk list and
-packet, the parquet files). Saves benchmarks/results/turfs_stage_<label>.json and .md.
+Stage mode: ``python benchmarks/turfs.py --stage RUN_FOLDER [--before REV] [--workers 1,auto] [--reference DIR]
+[--size-label 1M]`` runs the whole turf stage as ``geo-segment run`` does (``turf_stage`` with walk lists and HTML
+packets, then ``with_turfs``) on a run folder's scored voters (``stages/cluster/voters.parquet`` and
+``precincts.parquet`` of a ``geo-segment run`` folder, or a folder with ``voters.parquet`` and ``precincts.parquet``),
+each implementation in its own process, one after the other: the code of git revision ``REV`` (the previous
+implementation, extracted with ``git archive``), then this tree with each ``[turfs] workers`` setting. It reports
+seconds (wall, and CPU including the worker processes) per sub-step (universe, doors, cut: the region groups in the
+workers and the rest, walk-list rows, parquet files, walk lists and packets, voters with turfs), the load average
+around each run, peak RSS (and the largest worker's), and what the runner's manifest hashing of the stage folder
+costs; it checks that every run wrote the same bytes as the first (every walk list and packet, the parquet files)
+and as ``--reference`` (a stage folder written before the change). Saves benchmarks/results/turfs_stage_<label>.json
+and .md.
 """
 
 from __future__ import annotations
@@ -213,8 +216,19 @@ def table(rows: list[dict[str, Any]], cols: list[str]) -> str:
     return "\n".join(out)
 
 
-STEPS = ("select_universe", "build_doors", "cut_turfs", "walklist_rows", "write_parquet", "write_walklists",
-         "packet_sections", "write_packets")
+STEPS = ("select_universe", "build_doors", "cut_turfs", "walklist_rows", "write_parquet", "lists + packets")
+#: what "lists + packets" times: the new code's one step (worker processes), or the older code's three
+_LIST_STEPS = {"_write_lists_and_packets": "lists + packets", "write_walklists": "lists + packets",
+               "packet_sections": "lists + packets", "write_packets": "lists + packets"}
+
+
+def _cpu() -> float:
+    """CPU seconds of this process and of its finished children (worker processes), user + system."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def _first_file(folder: Path, *names: str) -> Path:
@@ -225,8 +239,13 @@ def _first_file(folder: Path, *names: str) -> Path:
     raise FileNotFoundError(f"none of {names} in {folder}")
 
 
-def stage_child(folder: Path, out: Path) -> None:
-    """Run the turf stage on ``folder`` into ``out`` (the code on ``sys.path`` first), print timings as JSON."""
+def stage_child(folder: Path, out: Path, workers: str) -> None:
+    """Run the turf stage on ``folder`` into ``out`` (the code on ``sys.path`` first), print timings as JSON.
+
+    ``workers`` is the ``[turfs] workers`` setting (ignored by code without it). CPU seconds include the worker
+    processes'. Then the runner's manifest hashing of the stage folder is timed (``runner._files``).
+    """
+    import dataclasses
     import resource
 
     import geo_segment.turfs.run as run_mod
@@ -234,34 +253,55 @@ def stage_child(folder: Path, out: Path) -> None:
     from geo_segment.runner import with_turfs
 
     times: dict[str, list[float]] = {k: [0.0, 0.0] for k in STEPS}
+    depth = [0]
 
     def timed(name: str, fn: Any) -> Any:
         def inner(*a: Any, **k: Any) -> Any:
-            w, c = time.perf_counter(), time.process_time()
+            depth[0] += 1
+            w, c = time.perf_counter(), _cpu()
             try:
                 return fn(*a, **k)
             finally:
-                times[name][0] += time.perf_counter() - w
-                times[name][1] += time.process_time() - c
+                depth[0] -= 1
+                if depth[0] == 0 or name not in ("lists + packets",):
+                    times[name][0] += time.perf_counter() - w
+                    times[name][1] += _cpu() - c
         return inner
 
-    for name in STEPS:
-        setattr(run_mod, name, timed(name, getattr(run_mod, name)))
+    for attr in (*STEPS, *_LIST_STEPS):
+        if hasattr(run_mod, attr):
+            setattr(run_mod, attr, timed(_LIST_STEPS.get(attr, attr), getattr(run_mod, attr)))
     voters = gpd.read_parquet(_first_file(folder, "stages/cluster/voters.parquet", "voters.parquet"))
     precincts = gpd.read_parquet(_first_file(folder, "precincts.parquet", "stages/join/precincts.parquet"))
-    w, c = time.perf_counter(), time.process_time()
-    res = run_mod.turf_stage(voters, precincts, out, TurfsConfig(), packets=True, pdf=False, as_of_year=2026)
-    stage = (time.perf_counter() - w, time.process_time() - c)
-    w2, c2 = time.perf_counter(), time.process_time()
+    cfg = TurfsConfig()
+    if any(f.name == "workers" for f in dataclasses.fields(cfg)):
+        cfg = dataclasses.replace(cfg, workers=workers if workers == "auto" else int(workers))
+    load0 = os.getloadavg()[0]
+    w, c = time.perf_counter(), _cpu()
+    res = run_mod.turf_stage(voters, precincts, out, cfg, packets=True, pdf=False, as_of_year=2026)
+    stage = (time.perf_counter() - w, _cpu() - c)
+    w2, c2 = time.perf_counter(), _cpu()
     write_parquet(with_turfs(voters, out), out / "voters.parquet")
-    times["with_turfs"] = [time.perf_counter() - w2, time.process_time() - c2]
+    times["with_turfs"] = [time.perf_counter() - w2, _cpu() - c2]
     m = res.cut.metrics
-    times["cut (cutting)"] = [float(m["seconds_cut"]), float("nan")]
-    times["cut (walking order)"] = [float(m["seconds_walk"]), float("nan")]
-    print(json.dumps({"code": run_mod.__file__, "stage_wall": stage[0], "stage_cpu": stage[1],
-                      "total_wall": stage[0] + times["with_turfs"][0], "total_cpu": stage[1] + times["with_turfs"][1],
-                      "steps": times, "turfs": len(res.cut.turfs), "doors": len(res.cut.doors),
-                      "voters": len(voters), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    times["cut (region groups)"] = [float(m["seconds_cut"]), float("nan")]
+    times["cut (rest)"] = [float(m["seconds_total"]) - float(m["seconds_cut"]), float("nan")]
+    load1 = os.getloadavg()[0]
+    from geo_segment.runner import _files
+
+    w3, c3 = time.perf_counter(), _cpu()
+    hashed = _files(out)
+    hashing = [time.perf_counter() - w3, _cpu() - c3]
+    print(json.dumps({"code": run_mod.__file__, "workers": m.get("workers", 1), "stage_wall": stage[0],
+                      "stage_cpu": stage[1], "total_wall": stage[0] + times["with_turfs"][0],
+                      "total_cpu": stage[1] + times["with_turfs"][1], "steps": times,
+                      "group_seconds": {k: m[k] for k in m if k.startswith("seconds_")},
+                      "turfs": len(res.cut.turfs), "doors": len(res.cut.doors), "voters": len(voters),
+                      "load_start": load0, "load_end": load1, "runner_hashing": hashing,
+                      "hashed_files": len(hashed), "hashed_mb": sum(p.stat().st_size for p in out.rglob("*")
+                                                                    if p.is_file()) / 2**20,
+                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                      "worker_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
 
 
 def same_outputs(a: Path, b: Path) -> dict[str, Any]:
@@ -279,48 +319,68 @@ def same_outputs(a: Path, b: Path) -> dict[str, Any]:
     return out
 
 
-def stage_main(folder: Path, before: str | None, label: str) -> None:
+def stage_main(folder: Path, before: str | None, label: str, workers: list[str], reference: Path | None) -> None:
+    """Run the stage with the code of ``before`` (if given) and this tree with each ``workers`` setting, each in its
+    own process, one after the other; compare every output with the first run's (and with ``reference``, a turf
+    stage folder written earlier, e.g. by ``geo-segment run --only turfs`` before the change)."""
     import subprocess
 
     result: dict[str, Any] = {"machine": machine(), "load_start": os.getloadavg()[0], "folder": str(folder),
-                              "before": before, "runs": {}}
+                              "before": before, "workers": workers, "runs": {}, "same_outputs": {}}
     with tempfile.TemporaryDirectory(prefix="turfs_stage_") as tmp:
-        codes = {"after": str(ROOT)}
+        codes = [(f"after, workers={w}", str(ROOT), w) for w in workers]
         if before:
             old = Path(tmp) / "before_code"
             old.mkdir()
             archive = subprocess.run(["git", "-C", str(ROOT), "archive", before, "geo_segment"], check=True,
                                      capture_output=True).stdout
             subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
-            codes = {"before": str(old), **codes}
-        for name, code in codes.items():
+            codes = [(f"before ({before})", str(old), "1"), *codes]
+        outs = {}
+        for i, (name, code, w) in enumerate(codes):
             env = {**os.environ, "PYTHONPATH": code}
+            outs[name] = Path(tmp) / f"run{i}"
             proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--stage-child", str(folder),
-                                   str(Path(tmp) / name)], env=env, capture_output=True, text=True, check=True)
+                                   str(outs[name]), w], env=env, capture_output=True, text=True, check=True)
             result["runs"][name] = json.loads(proc.stdout.strip().splitlines()[-1])
-        if before:
-            result["same_outputs"] = same_outputs(Path(tmp) / "before", Path(tmp) / "after")
+        names = list(outs)
+        for name in names[1:]:
+            result["same_outputs"][f"{name} vs {names[0]}"] = same_outputs(outs[names[0]], outs[name])
+        if reference is not None:
+            for name in names:
+                result["same_outputs"][f"{name} vs {reference}"] = same_outputs(reference, outs[name])
     result["load_end"] = os.getloadavg()[0]
     runs = result["runs"]
     names = list(runs)
     first = runs[names[0]]
     lines = [f"# Turf stage at {label}: {first['voters']:,} voters, {first['doors']:,} doors, {first['turfs']:,} turfs",
-             "", f"Machine: {result['machine']['cpu']}, {result['machine']['cores']} cores; load average "
-             f"{result['load_start']:.2f} at start, {result['load_end']:.2f} at the end. Seconds wall (CPU).", "",
+             "", f"Machine: {result['machine']['cpu']}, {result['machine']['cores']} cores, shared with other jobs. "
+             "Seconds wall (CPU, worker processes included); the 1-minute load average at the start and end of each "
+             "run (above about 2, other jobs competed for the two cores).", "",
              "| step | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
-    rows = [*STEPS[:3], "cut (cutting)", "cut (walking order)", *STEPS[3:], "with_turfs"]
+    rows = [*STEPS[:3], "cut (region groups)", "cut (rest)", *STEPS[3:], "with_turfs"]
     for step in rows:
         cells = []
         for n in names:
-            wall, cpu = runs[n]["steps"][step]
+            wall, cpu = runs[n]["steps"].get(step, [float("nan"), float("nan")])
             cells.append(f"{wall:.1f}" + ("" if cpu != cpu else f" ({cpu:.1f})"))
         lines.append(f"| {step} | " + " | ".join(cells) + " |")
     lines.append("| **stage + with_turfs** | " + " | ".join(
         f"**{runs[n]['total_wall']:.1f}** ({runs[n]['total_cpu']:.1f})" for n in names) + " |")
-    lines.append("| peak RSS MB | " + " | ".join(f"{runs[n]['peak_rss_mb']:,.0f}" for n in names) + " |")
-    if "same_outputs" in result:
-        lines += ["", f"Same outputs (every walk list and packet, the parquet files, byte for byte): "
-                  f"**{result['same_outputs']['identical']}** ({result['same_outputs']})."]
+    lines.append("| load average start / end | " + " | ".join(
+        f"{runs[n]['load_start']:.1f} / {runs[n]['load_end']:.1f}" for n in names) + " |")
+    lines.append("| peak RSS MB (largest worker) | " + " | ".join(
+        f"{runs[n]['peak_rss_mb']:,.0f} ({runs[n]['worker_peak_rss_mb']:,.0f})" for n in names) + " |")
+    lines.append("| runner: hashing the stage folder | " + " | ".join(
+        f"{runs[n]['runner_hashing'][0]:.1f} ({runs[n]['runner_hashing'][1]:.1f}), {runs[n]['hashed_files']:,} files, "
+        f"{runs[n]['hashed_mb']:,.0f} MB" for n in names) + " |")
+    lines += ["", "cut (region groups): adjacency, cutting, routes and polygons of every region, in the worker "
+              "processes; cut (rest): atoms, targets, street order, ids, statistics. lists + packets: walk-list CSVs, "
+              "packet HTML and their files (worker processes in the new code). In code without worker processes, "
+              "'region groups' is the cutting alone and 'rest' everything else of cut_turfs."]
+    for key, same in result["same_outputs"].items():
+        lines += ["", f"Same outputs, {key} (every walk list and packet, the parquet files, byte for byte): "
+                  f"**{same['identical']}** ({same})."]
     text = "\n".join(lines)
     print(text)
     (HERE / "results").mkdir(exist_ok=True)
@@ -331,16 +391,19 @@ def stage_main(folder: Path, before: str | None, label: str) -> None:
 
 
 def main() -> None:
-    if len(sys.argv) == 4 and sys.argv[1] == "--stage-child":
-        stage_child(Path(sys.argv[2]), Path(sys.argv[3]))
+    if len(sys.argv) == 5 and sys.argv[1] == "--stage-child":
+        stage_child(Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4])
         return
     if "--stage" in sys.argv:
         sp = argparse.ArgumentParser()
         sp.add_argument("--stage", type=Path, required=True)
         sp.add_argument("--before", default=None)
         sp.add_argument("--size-label", default="")
+        sp.add_argument("--workers", default="1,auto", help="[turfs] workers settings to run, comma-separated")
+        sp.add_argument("--reference", type=Path, default=None,
+                        help="a turf stage folder written earlier (e.g. before the change) to compare with")
         sa = sp.parse_args()
-        stage_main(sa.stage, sa.before, sa.size_label or str(sa.stage))
+        stage_main(sa.stage, sa.before, sa.size_label or str(sa.stage), sa.workers.split(","), sa.reference)
         return
     ap = argparse.ArgumentParser()
     ap.add_argument("--voters", type=int, default=110_000)
