@@ -83,7 +83,6 @@ def scan_text(path: Path, encoding: str) -> TextScan:
     newlines = 0
     first = b""
     last_byte = b""
-    pending = b""
 
     def check(view: memoryview, final: bool) -> None:
         if is_utf8 and _utf8_valid(view):
@@ -108,23 +107,37 @@ def scan_text(path: Path, encoding: str) -> TextScan:
                 fix="pass --encoding latin-1 (or cp1252) if that is how the file was written",
             ) from None
 
+    # one reused buffer: blocks are read into it, validated and counted in place, and the unfinished last line
+    # moves to its front (fresh 16 MB buffers per block cost more in page faults than the checks themselves)
+    buf = bytearray(_CHUNK)
+    start = 0  # bytes of the unfinished line at the front of ``buf``
     with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            if not first and not pending:
-                first = chunk[: chunk.find(b"\n") if b"\n" in chunk else len(chunk)]
-            data = pending + chunk if pending else chunk
-            cut = data.rfind(b"\n") + 1
+        while True:
+            if start == len(buf):  # a line longer than the buffer: grow it
+                buf = buf + bytearray(len(buf))
+            with memoryview(buf) as view:
+                n = fh.readinto(view[start:])
+            if not n:
+                break
+            end = start + n
+            if not first and offset == 0:
+                nl = buf.find(b"\n", 0, end)
+                first = bytes(buf[: nl if nl >= 0 else end])
+            cut = buf.rfind(b"\n", 0, end) + 1
             if cut == 0:
-                pending = data
+                start = end
                 continue
-            block = memoryview(data)[:cut]  # no copy: the block is validated and counted in place
-            pending = data[cut:]
-            check(block, final=False)
-            newlines += _count_newlines(block)
-            offset += len(block)
-            last_byte = data[cut - 1 : cut]
-        if pending:
-            check(memoryview(pending), final=True)
+            with memoryview(buf) as view:
+                check(view[:cut], final=False)
+            newlines += buf.count(b"\n", 0, cut)
+            offset += cut
+            last_byte = bytes(buf[cut - 1 : cut])
+            buf[: end - cut] = buf[cut:end]
+            start = end - cut
+        if start:
+            pending = bytes(buf[:start])
+            with memoryview(pending) as view:
+                check(view, final=True)
             offset += len(pending)
             last_byte = pending[-1:]
             if not first:
