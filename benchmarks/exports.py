@@ -3,6 +3,16 @@ per-row approach (``hash_identifier`` on every cell, as a notebook's ``df.apply`
 
 Usage: python benchmarks/exports.py [--sizes 100000,1000000] [--naive-max 100000] [--seed 1]
 
+Stage mode: ``python benchmarks/exports.py --stage RUN_FOLDER --config RUN_TOML [--before REV] [--repeat 2]
+[--size-label 1M]`` runs the whole export stage of a finished run folder (read only: the outputs go to temporary
+folders) in a child process per variant, the code of ``REV`` (extracted with ``git archive``) beside the working
+tree's: reading the voters as the runner does today (``gpd.read_parquet`` of the whole file) and, for the new code,
+with :func:`geo_segment.exports.stage.read_export_voters` (the stage's columns only). It also runs the stage inside
+the pipeline (``run_pipeline(..., only="exports")`` on a hard-linked copy of the folder) and reports the seconds
+the runner records. Wall and CPU seconds, the 1-minute load average before each run, peak RSS, and whether every
+output is byte for byte the one of ``REV`` (``audit.jsonl`` without its time stamps). Results go to
+``benchmarks/results/exports_stage_<label>.{json,md}``.
+
 Voters come from ``geo_segment.synth.generate_population`` (names, ZIPs, city, state as the generator draws them:
 a few hundred distinct names), with an email and a phone number unique to each voter (random valid US area codes),
 so the two most expensive identifiers get no help from deduplication: the gain comes from names, city, state, ZIP
@@ -19,6 +29,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -79,7 +90,225 @@ def timed(fn, *args):  # type: ignore[no-untyped-def]
     return result, min(runs), statistics.median(runs)
 
 
+STEPS = {  # module: functions timed inside the stage (present in the old and the new code)
+    "geo_segment.exports.stage": ("export_geofences", "export_audiences", "demo_audiences"),
+    "geo_segment.exports.geofences": ("prepare_fences", "_voters_in_fences", "radius_targets", "geojson_dict",
+                                      "kml_text", "polygons_to_cells"),
+    "geo_segment.exports.audiences": ("build_customer_list", "write_private_csv", "hash_series", "hash_codes",
+                                      "overlap_report", "frame_digest"),
+}
+
+
+def stage_child(folder: Path, config: Path, out: Path, read: str) -> None:
+    """Run the export stage of ``folder`` into ``out`` as the runner does (the code on ``sys.path`` first); print
+    timings as JSON. ``read``: ``runner`` (the whole voters file, as ``runner._exports`` reads it today) or
+    ``columns`` (``read_export_voters``)."""
+    import importlib
+    import resource
+
+    import geopandas as gpd
+
+    from geo_segment.config import load_config
+
+    times: dict[str, list[float]] = {}
+
+    def timed(name: str, fn: Any) -> Any:
+        def inner(*a: Any, **k: Any) -> Any:
+            w, c = time.perf_counter(), time.process_time()
+            try:
+                return fn(*a, **k)
+            finally:
+                t = times.setdefault(name, [0.0, 0.0])
+                t[0] += time.perf_counter() - w
+                t[1] += time.process_time() - c
+        return inner
+
+    for mod_name, names in STEPS.items():
+        mod = importlib.import_module(mod_name)
+        for name in names:
+            if hasattr(mod, name):
+                setattr(mod, name, timed(name, getattr(mod, name)))
+    stage_mod = importlib.import_module("geo_segment.exports.stage")
+    cfg = load_config(config)
+    w, c = time.perf_counter(), time.process_time()
+    if read == "columns":
+        voters = stage_mod.read_export_voters(folder / "voters.parquet", cfg)
+    else:
+        voters = gpd.read_parquet(folder / "voters.parquet")
+    layers = {n: gpd.read_parquet(folder / f"{n}.parquet") if (folder / f"{n}.parquet").exists() else None
+              for n in ("micro_geos", "turfs", "precincts")}
+    read_s = (time.perf_counter() - w, time.process_time() - c)
+    w, c = time.perf_counter(), time.process_time()
+    stage_mod.export_stage(voters, layers["micro_geos"], layers["precincts"], out, cfg, turfs=layers["turfs"])
+    stage_s = (time.perf_counter() - w, time.process_time() - c)
+    print(json.dumps({"code": stage_mod.__file__, "read_wall": read_s[0], "read_cpu": read_s[1],
+                      "stage_wall": stage_s[0], "stage_cpu": stage_s[1], "total_wall": read_s[0] + stage_s[0],
+                      "total_cpu": read_s[1] + stage_s[1], "steps": times, "voters": len(voters),
+                      "columns": len(voters.columns),
+                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def pipeline_child(config: Path, out: Path) -> None:
+    """``run_pipeline(config, out, only="exports")`` with the library's stages; print the runner's record."""
+    from geo_segment.runner import core_stages, run_pipeline
+
+    w, c = time.perf_counter(), time.process_time()
+    run_pipeline(config, out, stages=core_stages(), only="exports", report=False)
+    state = json.loads((out / "stages" / "exports" / "stage.json").read_text())
+    print(json.dumps({"runner_seconds": state["seconds"], "peak_rss_mb": state.get("peak_rss_mb"),
+                      "process_wall": time.perf_counter() - w, "process_cpu": time.process_time() - c}))
+
+
+def same_exports(a: Path, b: Path) -> dict[str, Any]:
+    """Byte-for-byte comparison of two export folders (``audit.jsonl`` line by line without ``time``), and of the
+    files' permissions."""
+    fa = sorted(p.name for p in a.iterdir() if p.is_file())
+    fb = sorted(p.name for p in b.iterdir() if p.is_file())
+    differ = []
+    for name in sorted(set(fa) & set(fb)):
+        x, y = a / name, b / name
+        if name == "audit.jsonl":
+            def strip(p: Path) -> list[dict[str, Any]]:
+                return [{k: v for k, v in json.loads(line).items() if k != "time"}
+                        for line in p.read_text(encoding="utf-8").splitlines()]
+            same = strip(x) == strip(y)
+        else:
+            same = x.read_bytes() == y.read_bytes()
+        if not same or (x.stat().st_mode & 0o777) != (y.stat().st_mode & 0o777):
+            differ.append(name)
+    return {"files": len(fa), "same_names": fa == fb, "differ": differ, "identical": fa == fb and not differ}
+
+
+def _child(args: list[str], code: str) -> tuple[dict[str, Any], float]:
+    import subprocess
+
+    load = os.getloadavg()[0]
+    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), *args],
+                          env={**os.environ, "PYTHONPATH": code}, capture_output=True, text=True, check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1]), load
+
+
+def stage_main(folder: Path, config: Path, before: str | None, repeat: int, label: str) -> None:
+    import shutil
+    import subprocess
+    import tempfile
+
+    root = Path(__file__).resolve().parents[1]
+    result: dict[str, Any] = {"machine": machine(), "load_start": os.getloadavg()[0], "folder": str(folder),
+                              "config": str(config), "before": before, "runs": {}, "pipeline": {}}
+    with tempfile.TemporaryDirectory(prefix="exports_stage_") as tmp_name:
+        tmp = Path(tmp_name)
+        variants = [("after (runner's read)", str(root), "runner"), ("after (stage's columns)", str(root), "columns")]
+        if before:
+            old = tmp / "before_code"
+            old.mkdir()
+            archive = subprocess.run(["git", "-C", str(root), "archive", before, "geo_segment"], check=True,
+                                     capture_output=True).stdout
+            subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
+            variants.insert(0, ("before (runner's read)", str(old), "runner"))
+        for k in range(repeat):  # interleaved, so a busy spell of the shared machine hits every variant
+            for name, code, read in variants:
+                out = tmp / f"out_{len(result['runs'].get(name, []))}_{abs(hash(name))}"
+                run, load = _child(["--stage-child", str(folder), str(config), str(out), read], code)
+                run["load_1m"] = load
+                result["runs"].setdefault(name, []).append(run)
+                print(name, json.dumps({x: round(v, 2) for x, v in run.items() if isinstance(v, float)}), flush=True)
+                if k == 0:
+                    (tmp / f"first_{abs(hash(name))}").symlink_to(out)
+                else:
+                    shutil.rmtree(out)
+            for name, code in ([("before", str(tmp / "before_code"))] if before else []) + [("after", str(root))]:
+                copy = tmp / f"run_{name}_{k}"
+                subprocess.run(["cp", "-al", str(folder), str(copy)], check=True)
+                run, load = _child(["--pipeline-child", str(config), str(copy)], code)
+                run["load_1m"] = load
+                result["pipeline"].setdefault(name, []).append(run)
+                print("pipeline", name, json.dumps(run), flush=True)
+                if k == 0:
+                    result.setdefault("pipeline_outputs", {})[name] = str(copy / "exports")
+                else:
+                    shutil.rmtree(copy)
+        if before:
+            ref = tmp / f"first_{abs(hash(variants[0][0]))}"
+            result["same_outputs"] = {name: same_exports(ref, tmp / f"first_{abs(hash(name))}")
+                                      for name, _, _ in variants[1:]}
+            result["same_outputs"]["pipeline after"] = same_exports(Path(result["pipeline_outputs"]["before"]),
+                                                                    Path(result["pipeline_outputs"]["after"]))
+        result.pop("pipeline_outputs", None)
+    result["load_end"] = os.getloadavg()[0]
+    text = stage_report(result, label)
+    print(text)
+    out_dir = Path(__file__).resolve().parent / "results"
+    out_dir.mkdir(exist_ok=True)
+    slug = "".join(ch if ch.isalnum() else "_" for ch in label.lower()).strip("_") or "run"
+    (out_dir / f"exports_stage_{slug}.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    (out_dir / f"exports_stage_{slug}.md").write_text(text + "\n", encoding="utf-8")
+
+
+def stage_report(result: dict[str, Any], label: str) -> str:
+    runs = result["runs"]
+    names = list(runs)
+    best = {n: min(runs[n], key=lambda r: r["total_wall"]) for n in names}
+    first = best[names[-1]]
+    m = result["machine"]
+    lines = [f"# Export stage at {label}: {first['voters']:,} voters", "",
+             f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}; 1-minute load "
+             f"average {result['load_start']:.2f} at start, {result['load_end']:.2f} at the end (2 cores shared with "
+             f"other agents: wall times are noisy, CPU seconds less so). Best of {len(runs[names[0]])} runs per "
+             "variant (interleaved); seconds wall (CPU).", "",
+             "| step | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    steps = sorted({s for n in names for s in best[n]["steps"]},
+                   key=lambda s: -max(best[n]["steps"].get(s, [0, 0])[1] for n in names))
+    for row, key in (("read voters + fence layers", "read"), ("export_stage", "stage")):
+        lines.append(f"| {row} | " + " | ".join(
+            f"{best[n][key + '_wall']:.1f} ({best[n][key + '_cpu']:.1f})" for n in names) + " |")
+    for s in steps:
+        cells = [f"{best[n]['steps'][s][0]:.2f} ({best[n]['steps'][s][1]:.2f})" if s in best[n]["steps"] else "-"
+                 for n in names]
+        lines.append(f"| &nbsp; {s} | " + " | ".join(cells) + " |")
+    lines.append("| **read + stage** | " + " | ".join(
+        f"**{best[n]['total_wall']:.1f}** ({best[n]['total_cpu']:.1f})" for n in names) + " |")
+    lines.append("| median read + stage, wall | " + " | ".join(
+        f"{statistics.median(r['total_wall'] for r in runs[n]):.1f}" for n in names) + " |")
+    lines.append("| load average before the best run | " + " | ".join(f"{best[n]['load_1m']:.2f}" for n in names)
+                 + " |")
+    lines.append("| voter columns read | " + " | ".join(str(best[n]["columns"]) for n in names) + " |")
+    lines.append("| peak RSS MB | " + " | ".join(f"{best[n]['peak_rss_mb']:,.0f}" for n in names) + " |")
+    if result["pipeline"]:
+        lines += ["", "Inside the pipeline (`run_pipeline(config, copy, only=\"exports\")`, the runner reading the "
+                  "whole voters file as today): the seconds the runner records for the stage, and the process.", "",
+                  "| code | runner's stage seconds (best, median) | process wall (CPU) of the best | load before |",
+                  "|---|---:|---:|---:|"]
+        for name, rs in result["pipeline"].items():
+            b = min(rs, key=lambda r: r["runner_seconds"])
+            lines.append(f"| {name} | {b['runner_seconds']:.1f}, "
+                         f"{statistics.median(r['runner_seconds'] for r in rs):.1f} | "
+                         f"{b['process_wall']:.1f} ({b['process_cpu']:.1f}) | {b['load_1m']:.2f} |")
+    if "same_outputs" in result:
+        lines += ["", "Same outputs as the old code (every file of `exports/` byte for byte and its permissions; "
+                  "`audit.jsonl` without its time stamps): " + "; ".join(
+                      f"{n}: **{v['identical']}** ({v['files']} files, differ {v['differ']})"
+                      for n, v in result["same_outputs"].items()) + "."]
+    return "\n".join(lines)
+
+
 def main() -> None:
+    if len(sys.argv) == 6 and sys.argv[1] == "--stage-child":
+        stage_child(Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]), sys.argv[5])
+        return
+    if len(sys.argv) == 4 and sys.argv[1] == "--pipeline-child":
+        pipeline_child(Path(sys.argv[2]), Path(sys.argv[3]))
+        return
+    if "--stage" in sys.argv:
+        sp = argparse.ArgumentParser()
+        sp.add_argument("--stage", type=Path, required=True)
+        sp.add_argument("--config", type=Path, required=True)
+        sp.add_argument("--before", default=None)
+        sp.add_argument("--repeat", type=int, default=2)
+        sp.add_argument("--size-label", default="")
+        sa = sp.parse_args()
+        stage_main(sa.stage, sa.config, sa.before, sa.repeat, sa.size_label or str(sa.stage))
+        return
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="100000,1000000")
     ap.add_argument("--naive-max", type=int, default=100000)

@@ -35,6 +35,7 @@ from geo_segment.exports import geofences as G
 from geo_segment.exports.audiences import _duplicated
 from geo_segment.exports.geofences import _distinct_pairs, _minimum_circles, _voters_in_fences, voter_grid
 from geo_segment.exports.guardrails import check_states, csv_bytes, write_private_csv
+from geo_segment.exports.hashing import hash_codes, hash_series
 from geo_segment.exports.platforms import load_rules
 from geo_segment.exports.stage import export_columns, export_stage, read_export_voters
 
@@ -258,7 +259,19 @@ def test_property_duplicates_on_codes_are_pandas_duplicates(rows: list[tuple[str
     frame = pd.DataFrame(rows, columns=["fn", "ln"], dtype="string")
     keep = np.array(data.draw(st.lists(st.booleans(), min_size=len(rows), max_size=len(rows))), dtype=bool)
     sel = np.flatnonzero(keep)
-    assert np.array_equal(_duplicated(frame, sel), frame.iloc[sel].duplicated(keep="first").to_numpy())
+    codes = [pd.factorize(frame[c], use_na_sentinel=True)[0] for c in frame.columns]  # missing: -1
+    assert np.array_equal(_duplicated(codes, sel), frame.iloc[sel].duplicated(keep="first").to_numpy())
+
+
+@pytest.mark.parametrize("platform", ["meta", "google"])
+def test_hash_codes_are_hash_series_as_codes(platform: str) -> None:
+    raw = pd.Series(["RI", " ri", None, "Rhode Island", "XX", "", "RI"], index=[9, 8, 7, 6, 5, 4, 3])
+    kind = "state" if platform == "meta" else "first_name"
+    codes, outputs, bad = hash_codes(raw, kind=kind, platform=platform)
+    values, why = hash_series(raw, kind=kind, platform=platform)
+    assert [None if c < 0 else outputs[c] for c in codes] == [None if pd.isna(v) else v for v in values]
+    assert bad == int(why.notna().sum())
+    assert len(set(outputs)) == len(outputs)  # one code per distinct output
 
 
 # --- the stage reads its own columns -------------------------------------------------------------------------

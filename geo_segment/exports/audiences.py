@@ -7,6 +7,7 @@ the overlap report, optional mutual exclusivity, owner-only files and the audit 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from geo_segment import schema as S
 from geo_segment.errors import AudienceTooSmallError, ConfigError, SchemaError
@@ -30,7 +32,7 @@ from geo_segment.exports.guardrails import (
     overlap_report,
     write_private_csv,
 )
-from geo_segment.exports.hashing import GOOGLE_HEADERS, HASHED_KINDS, META_HEADERS, hash_series
+from geo_segment.exports.hashing import GOOGLE_HEADERS, HASHED_KINDS, META_HEADERS, _string_series, hash_codes
 from geo_segment.exports.platforms import AUDIENCE_PLATFORMS, PlatformRules, load_rules
 from geo_segment.io.atomic import safe_output_path, write_csv
 
@@ -43,6 +45,7 @@ SOURCE_COLUMNS: Mapping[str, str] = {
 }
 _HEADERS = {"meta": META_HEADERS, "google": GOOGLE_HEADERS}
 _GOOGLE_ADDRESS = ("first_name", "last_name", "country", "zip")
+_DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass
@@ -121,7 +124,10 @@ def build_customer_list(
     check_eu_records(voters, default_region=default_region, consent_col=consent_col, rules=rules)
     n_in = len(voters)
     headers = _HEADERS[platform]
-    out: dict[str, pd.Series] = {}
+    # every column as integer codes into its distinct outputs: rows are filtered and deduplicated on the codes,
+    # and strings are made once, for the rows written
+    codes: dict[str, np.ndarray] = {}
+    outputs: dict[str, np.ndarray] = {}
     invalid: dict[str, int] = {}
     for kind, header in headers.items():
         col = SOURCE_COLUMNS[kind]
@@ -131,29 +137,31 @@ def build_customer_list(
             raw = pd.Series(default_region, index=voters.index, dtype="string")
         else:
             continue
-        values, why = hash_series(raw, kind=kind, platform=platform, default_region=default_region)
-        out[header] = values
-        if int(why.notna().sum()):
-            invalid[kind] = int(why.notna().sum())
-    frame = pd.DataFrame(out, index=voters.index)
-    present = {k: h for k, h in headers.items() if h in frame.columns}
+        codes[header], outputs[header], n_bad = hash_codes(raw, kind=kind, platform=platform,
+                                                           default_region=default_region)
+        if n_bad:
+            invalid[kind] = n_bad
+    present = {k: h for k, h in headers.items() if h in codes}
     address_kinds = ("first_name", "last_name", "zip") if platform == "meta" else _GOOGLE_ADDRESS
     address_cols = [present[k] for k in address_kinds if k in present]
     counts: dict[str, int] = {"rows_in": n_in}
     if platform == "google" and address_cols:
-        full = frame[address_cols].notna().all(axis=1) if len(address_cols) == 4 else pd.Series(False, frame.index)
-        counts["address_incomplete"] = int((frame[address_cols].notna().any(axis=1) & ~full).sum())
+        has = np.array([codes[c] >= 0 for c in address_cols]).reshape(len(address_cols), n_in)
+        full = has.all(axis=0) if len(address_cols) == 4 else np.zeros(n_in, dtype=bool)
+        counts["address_incomplete"] = int((has.any(axis=0) & ~full).sum())
         for c in address_cols:
-            frame.loc[~full, c] = pd.NA
+            codes[c] = np.where(full, codes[c], -1)
     # a row can match when it has an email or phone, or a full name-and-address group
     direct = [present[k] for k in ("email", "phone") if k in present]
-    can_match = frame[direct].notna().any(axis=1) if direct else pd.Series(False, index=frame.index)
+    can_match = np.zeros(n_in, dtype=bool)
+    for c in direct:
+        can_match |= codes[c] >= 0
     if len(address_cols) == len(address_kinds):
-        can_match |= frame[address_cols].notna().all(axis=1)
+        can_match |= np.array([codes[c] >= 0 for c in address_cols]).reshape(len(address_cols), n_in).all(axis=0)
     counts["unmatchable"] = int((~can_match).sum())
     # rows kept so far, by position: matchable, then the first of each group of identical rows
-    rows = np.flatnonzero(can_match.to_numpy(dtype=bool))
-    dup = _duplicated(frame, rows)
+    rows = np.flatnonzero(can_match)
+    dup = _duplicated(list(codes.values()), rows)
     counts["duplicates"] = int(dup.sum())
     rows = rows[~dup]
     n_supp = 0
@@ -162,7 +170,9 @@ def build_customer_list(
         kept, n_supp = apply_suppression(voters[keys].iloc[rows].set_axis(pd.Index(rows)), suppression,
                                          default_region=default_region)
         rows = kept.index.to_numpy(dtype=np.int64)
-    frame = frame.iloc[rows]  # one take of the hashed columns
+    index = pd.RangeIndex(len(rows))
+    frame = pd.DataFrame({h: _string_series(outputs[h], pa.array(codes[h][rows], mask=codes[h][rows] < 0), index)
+                          for h in codes}, index=index)
     counts["suppressed"] = n_supp
     counts["rows_out"] = len(frame)
     check_columns(frame.columns, allowlist=_allowlist(platform), target=f"{platform} customer list")
@@ -178,23 +188,22 @@ def build_customer_list(
         )
     hashed = {_HEADERS[platform][k] for k in HASHED_KINDS[platform] if k in headers}
     for c in frame.columns:
-        if c in hashed:  # each distinct value once
-            ok = pd.Series(frame[c].dropna().unique(), dtype="string").str.fullmatch(r"[0-9a-f]{64}")
-            if not bool(ok.all()):  # pragma: no cover - guarded by construction
+        if c in hashed:  # each distinct value written, once
+            used = np.unique(codes[c][rows])
+            if not all(_DIGEST.fullmatch(v) for v in outputs[c][used[used >= 0]]):  # pragma: no cover
                 raise SchemaError(f"column {c} holds values that are not SHA-256 digests", fix="report this bug")
-    return CustomerList(platform=platform, frame=frame.reset_index(drop=True), counts=counts, invalid=invalid,
-                        warnings=warnings_)
+    return CustomerList(platform=platform, frame=frame, counts=counts, invalid=invalid, warnings=warnings_)
 
 
-def _duplicated(frame: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
-    """``frame.iloc[rows].duplicated(keep="first")`` as a boolean array, on integer codes of each column
-    (missing equals missing) instead of a copy of the rows' strings."""
-    key = np.zeros(len(frame), dtype=np.int64)
-    for c in frame.columns:
-        codes, uniques = pd.factorize(frame[c], use_na_sentinel=True)
-        # fold the column in, then renumber so the key stays below len(frame) (no overflow)
-        key, _ = pd.factorize(key * (len(uniques) + 1) + (codes.astype(np.int64) + 1))
-    _, first = np.unique(key[rows], return_index=True)
+def _duplicated(codes: list[np.ndarray], rows: np.ndarray) -> np.ndarray:
+    """Whether each of ``rows`` repeats an earlier one of ``rows`` on every column, the columns given as integer
+    codes (``-1`` missing: missing equals missing); ``DataFrame.duplicated(keep="first")`` on the rows' values."""
+    key = np.zeros(len(rows), dtype=np.int64)
+    for c in codes:
+        col = c[rows].astype(np.int64) + 1
+        # fold the column in, then renumber so the key stays below len(rows) (no overflow)
+        key, _ = pd.factorize(key * (int(col.max(initial=0)) + 1) + col)
+    _, first = np.unique(key, return_index=True)
     dup = np.ones(len(rows), dtype=bool)
     dup[first] = False
     return dup

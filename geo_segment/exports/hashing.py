@@ -31,6 +31,7 @@ __all__ = [
     "KINDS",
     "META_HEADERS",
     "PLATFORMS",
+    "hash_codes",
     "hash_identifier",
     "hash_series",
     "is_sha256",
@@ -374,6 +375,14 @@ def hash_series(
     """
     _check(kind, platform, default_region)
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    out_u, why_u = _hash_distinct(uniques, kind, platform, default_region)
+    # spread the per-distinct results back with one Arrow take each (no Python object per row)
+    positions = pa.array(codes, mask=codes < 0)
+    return (_string_series(out_u, positions, values.index), _string_series(why_u, positions, values.index))
+
+
+def _hash_distinct(uniques: Any, kind: str, platform: str, region: str) -> tuple[np.ndarray, np.ndarray]:
+    """Output and reason (``None`` each where missing / fine) of every distinct raw value."""
     hashed = kind in HASHED_KINDS[platform]
     out_u = np.empty(len(uniques), dtype=object)
     why_u = np.empty(len(uniques), dtype=object)
@@ -386,14 +395,46 @@ def hash_series(
             out_u[i] = text.strip().lower()
             continue
         try:
-            norm = _normalize(text, kind, platform, default_region)
+            norm = _normalize(text, kind, platform, region)
         except _Invalid as exc:
             why_u[i] = f"{kind}: {exc.args[0]}"
             continue
         out_u[i] = _sha256(norm) if hashed else norm
-    # spread the per-distinct results back with one Arrow take each (no Python object per row)
-    positions = pa.array(codes, mask=codes < 0)
-    return (_string_series(out_u, positions, values.index), _string_series(why_u, positions, values.index))
+    return out_u, why_u
+
+
+def hash_codes(
+    values: pd.Series, *, kind: str, platform: str, default_region: str = "US"
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """:func:`hash_series` as integer codes: what a customer list needs to filter and deduplicate rows before
+    any per-row string exists.
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray, int)
+        ``codes`` (int64, one per value: the position of its output in ``outputs``, ``-1`` where missing or
+        invalid), ``outputs`` (the distinct output strings, object array; two raw values with the same output
+        share a code) and the number of invalid values.
+
+    Examples
+    --------
+    >>> codes, outputs, bad = hash_codes(pd.Series(["02908-1234", "bad", "02908", None]), kind="zip",
+    ...                                  platform="google")
+    >>> codes.tolist(), outputs.tolist(), bad
+    ([0, -1, 0, -1], ['02908'], 1)
+    """
+    _check(kind, platform, default_region)
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    out_u, why_u = _hash_distinct(uniques, kind, platform, default_region)
+    position: dict[str, int] = {}
+    out_code = np.full(len(uniques) + 1, -1, dtype=np.int64)  # the last slot: missing values (code -1)
+    for i, out in enumerate(out_u):
+        if out is not None:
+            out_code[i] = position.setdefault(out, len(position))
+    bad = np.append(np.array([w is not None for w in why_u], dtype=bool), False)
+    outputs = np.empty(len(position), dtype=object)
+    outputs[:] = list(position)
+    return out_code[codes], outputs, int(bad[codes].sum())
 
 
 def _string_series(distinct: np.ndarray, positions: pa.Array, index: pd.Index) -> pd.Series:
