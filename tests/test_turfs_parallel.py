@@ -245,3 +245,30 @@ def test_spanning_forest_ties_go_to_the_lowest_pair() -> None:
     got = min_spanning_forest(4, ei, ej, np.ones(5))
     assert sorted(zip(ei[got].tolist(), ej[got].tolist(), strict=True)) == [(0, 1), (0, 2), (0, 3)]
     assert min_spanning_forest(3, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0)).size == 0
+
+
+# --- walk-list rows -----------------------------------------------------------------------------------------------
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 5), st.sampled_from(["h1", "h2", "h10"]),
+                          st.sampled_from(["DOE", "", None, "doe", "ÉLAN", "Zed"]),
+                          st.sampled_from(["A", "", None, "b"])), min_size=1, max_size=30))
+def test_walklist_rows_order_is_sort_values(people: list[tuple[int, str, str | None, str | None]]) -> None:
+    """Rows by turf, door, household, last name, first name, voter id; missing names last; members without a door
+    left out (the merge-and-sort_values implementation as the reference)."""
+    from geo_segment.turfs.walklists import walklist_rows
+
+    members = pd.DataFrame({
+        "voter_id": [f"v{i:02d}" for i in range(len(people))][::-1], "door_id": [f"d{p[0]}" for p in people],
+        "household_id": [p[1] for p in people], "building_id": "b",
+        "last_name": pd.Series([p[2] for p in people], dtype="string"),
+        "first_name": pd.Series([p[3] for p in people], dtype="str"), "lat": 41.8, "lng": -71.4})
+    doors = pd.DataFrame({"door_id": pd.Series([f"d{i}" for i in range(5)], dtype="string"),  # d5: no door
+                          "turf_id": pd.Series(["T2", "T1", "T2", "T10", "T1"], dtype="string"),
+                          "door_order": pd.array([2, 1, 1, 1, 2], dtype="Int64")})
+    turfs = pd.DataFrame({"turf_id": pd.Series(["T1", "T10", "T2"], dtype="string"), "list_number": [1, 2, 3]})
+    rows = walklist_rows(doors, members, turfs, as_of_year=2026)
+    ref = members.merge(doors, on="door_id", how="inner").merge(turfs, on="turf_id", how="left").sort_values(
+        ["turf_id", "door_order", "household_id", "last_name", "first_name", "voter_id"], kind="stable")
+    assert rows["voter_id"].tolist() == ref["voter_id"].tolist()
+    assert rows["list_number"].tolist() == ref["list_number"].tolist()

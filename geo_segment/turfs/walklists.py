@@ -6,9 +6,11 @@ import re
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from geo_segment import schema as S
+from geo_segment._vector import arrow_str, index_in_str
 from geo_segment.io.atomic import write_files
 
 __all__ = ["WALKLIST_COLUMNS", "file_stem", "neutralize", "walklist_rows", "walklist_texts", "write_walklists"]
@@ -64,8 +66,18 @@ def walklist_rows(
         Year ages are computed on (default: this year).
     """
     year = as_of_year or pd.Timestamp.now().year
-    m = members.merge(doors[["door_id", S.TURF_ID, S.DOOR_ORDER]], on="door_id", how="inner", validate="m:1")
-    m = m.merge(turfs[[S.TURF_ID, "list_number"]], on=S.TURF_ID, how="left", validate="m:1")
+    # the members' doors and turfs by Arrow hash lookups (as an inner merge on door_id, then a left merge on
+    # turf_id: the members' order, those without a door left out)
+    if not doors["door_id"].is_unique or not turfs[S.TURF_ID].is_unique:
+        raise ValueError("walklist_rows: door_id and turf_id must be unique")
+    door_pos = index_in_str(members["door_id"].astype("str"), doors["door_id"].astype("str"))
+    has_door = door_pos >= 0
+    m = members.loc[has_door].reset_index(drop=True) if not has_door.all() else members.reset_index(drop=True)
+    door_pos = door_pos[has_door]
+    m[S.TURF_ID] = doors[S.TURF_ID].array.take(door_pos)
+    m[S.DOOR_ORDER] = doors[S.DOOR_ORDER].array.take(door_pos)
+    turf_pos = index_in_str(m[S.TURF_ID].astype("str"), turfs[S.TURF_ID].astype("str"))
+    m["list_number"] = pd.array(turfs["list_number"].to_numpy(), dtype="Int64").take(turf_pos, allow_fill=True)
     for col in (S.LAST_NAME, S.FIRST_NAME, S.ADDRESS, S.UNIT, S.PARTY):
         if col not in m.columns:
             m[col] = ""
@@ -93,9 +105,28 @@ def walklist_rows(
         "survey_answers": pd.Series([""] * len(m), dtype="string"),
         "notes": pd.Series([""] * len(m), dtype="string"),
     })
-    out = out.sort_values([S.TURF_ID, S.DOOR_ORDER, S.HOUSEHOLD_ID, S.LAST_NAME, S.FIRST_NAME, S.VOTER_ID],
-                          kind="stable").reset_index(drop=True)
-    return out[list(WALKLIST_COLUMNS)]
+    return out.take(_sort_order(out)).reset_index(drop=True)[list(WALKLIST_COLUMNS)]
+
+
+#: the walk list's row order: turf, door, household, then names and voter id
+_SORT_KEYS = (S.TURF_ID, S.DOOR_ORDER, S.HOUSEHOLD_ID, S.LAST_NAME, S.FIRST_NAME, S.VOTER_ID)
+
+
+def _sort_order(rows: pd.DataFrame) -> npt.NDArray[np.int64]:
+    """``rows.sort_values(_SORT_KEYS, kind="stable")``'s order, by Arrow's stable multi-key sort (strings in code
+    point order, missing values last)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    cols = {}
+    for c in _SORT_KEYS:
+        col = rows[c]
+        if pd.api.types.is_integer_dtype(col.dtype):
+            cols[c] = pa.array(col.to_numpy(dtype=float, na_value=np.nan), from_pandas=True)
+        else:
+            cols[c] = arrow_str(col.astype("str"))
+    order = pc.sort_indices(pa.table(cols), sort_keys=[(c, "ascending", "at_end") for c in _SORT_KEYS])
+    return order.to_numpy(zero_copy_only=False).astype(np.int64)
 
 
 def walklist_texts(rows: pd.DataFrame, *, chunk_rows: int = 100_000) -> dict[str, str]:
