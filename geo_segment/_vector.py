@@ -63,8 +63,18 @@ def per_distinct(values: pd.Series, fn: Callable[[pd.Series], pd.Series]) -> pd.
     per-row parse into a per-distinct-value parse plus one ``take``.
     """
     codes, uniques = factorize_str(values)
-    result = fn(uniques).reset_index(drop=True)
-    return result.reindex(codes).set_axis(values.index)
+    result = fn(uniques)
+    if len(result) != len(uniques):
+        raise ValueError(f"per_distinct: fn returned {len(result)} values for {len(uniques)} distinct values")
+    # ``result.reindex(codes)`` by position, without hashing the codes into an index: -1 (null) gives the
+    # missing value of the result's dtype (bool and int become object / float, as reindex makes them)
+    missing = codes < 0
+    fill = bool(missing.any())
+    if isinstance(result.dtype, pd.api.extensions.ExtensionDtype):
+        taken = result.array.take(codes, allow_fill=fill)
+    else:
+        taken = pd.api.extensions.take(result.to_numpy(), codes, allow_fill=fill)
+    return pd.Series(taken, index=values.index, name=result.name, dtype=taken.dtype)
 
 
 def isin_str(values: pd.Series, other: pd.Series) -> np.ndarray:

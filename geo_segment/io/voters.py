@@ -619,6 +619,8 @@ class _LongHistory:
     method: pd.Series
     voted: pd.Series
     party: pd.Series
+    vid_codes: np.ndarray  # voter id -> its distinct value (-1 for null), hashed on the side thread
+    vid_distinct: pd.Series
     seconds: float
 
 
@@ -668,8 +670,10 @@ def _prepare_long_history(lay: Layout, hpath: Path, enc: str) -> _LongHistory:
         party = _map_values(t[str(h["ballot_party"])], party_map, None)
     else:
         party = pd.Series("", index=t.index, dtype="str")
+    vid_codes, vid_distinct = factorize_str(vid)
     return _LongHistory(read=read, path=hpath, fmt=fmt, vid=vid, dates=dates, etype=etype, method=method,
-                        voted=voted, party=party, seconds=time.perf_counter() - t0)
+                        voted=voted, party=party, vid_codes=vid_codes, vid_distinct=vid_distinct,
+                        seconds=time.perf_counter() - t0)
 
 
 def _finish_long_history(
@@ -683,7 +687,9 @@ def _finish_long_history(
     reason = pd.Series(None, index=t.index, dtype="object")
     reason = reason.mask(dates.isna(), f"election date is not a valid date in format {prep.fmt}")
     reason = reason.mask(vid.isna() | (vid == ""), "missing voter id")
-    known = isin_str(vid, voters[S.VOTER_ID])
+    # each distinct id is looked up once among the voters; null ids are never known
+    known_distinct = np.append(isin_str(prep.vid_distinct, voters[S.VOTER_ID]), False)
+    known = known_distinct[prep.vid_codes]  # code -1 takes the appended False
     reason = reason.mask(reason.isna().to_numpy() & ~known, "voter id not in the voter file")
     bad = reason.notna().to_numpy()
     rejects = [read.rejects]
