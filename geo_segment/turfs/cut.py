@@ -167,12 +167,22 @@ def door_adjacency(
 
 def atoms_of(doors: pd.DataFrame, x: FloatArray, y: FloatArray) -> IntArray:
     """Atom index of each door: doors of one building, or at one point of one region, share an atom."""
-    bkey = doors["region"].astype(str) + "\x1f" + doors["building_id"].astype(str)
-    _, b_code = np.unique(bkey.to_numpy(dtype=object).astype(str), return_inverse=True)
-    # buildings at the very same point of a region are one atom too (Delaunay needs distinct points)
-    pkey = doors["region"].astype(str).to_numpy(dtype=object) + "\x1f" + np.round(x, 2).astype(str) + "," + \
-        np.round(y, 2).astype(str)
-    _, p_code = np.unique(pkey.astype(str), return_inverse=True)
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from geo_segment._vector import arrow_str
+
+    region = arrow_str(doors["region"].astype(str))
+    # buildings numbered in the order of "<region>\x1f<building_id>" (code points), as np.unique numbers them
+    bkey = pc.binary_join_element_wise(region, arrow_str(doors["building_id"].astype(str)),
+                                       pa.scalar("\x1f", type=pa.large_string()))
+    b_code = pc.subtract(pc.rank(bkey, sort_keys="ascending", tiebreaker="dense"), 1).to_numpy().astype(np.int64)
+    # buildings at the very same point of a region are one atom too (Delaunay needs distinct points); how the
+    # points are numbered does not matter: every atom's lowest node is a building
+    r_code = pc.rank(region, sort_keys="ascending", tiebreaker="dense").to_numpy().astype(float)
+    pts = np.column_stack([r_code, np.round(x, 2) + 0.0, np.round(y, 2) + 0.0])
+    _, p_code = np.unique(pts, axis=0, return_inverse=True)
+    p_code = np.asarray(p_code, dtype=np.int64).reshape(-1)
     # union of the two groupings: connected components of the door-building-point bipartite graph
     nb, npnt = int(b_code.max()) + 1, int(p_code.max()) + 1
     g = coo_matrix((np.ones(len(doors)), (b_code, nb + p_code)), shape=(nb + npnt, nb + npnt))

@@ -5,6 +5,8 @@ little). Distances are straight lines in metres in the data's UTM zone.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
@@ -70,12 +72,33 @@ def street_order(doors: pd.DataFrame, *, both_sides: bool = False, group: npt.Ar
     signed = signed if both_sides else np.where(side == 1, -signed, signed)
     suffix = suf.rank(method="dense").to_numpy(dtype=float)
     suffix = suffix if both_sides else np.where(side == 1, -suffix, suffix)
-    frame = pd.DataFrame({"street": street, "side": side, "num": signed, "suf": suffix,
-                          "b": doors["building_id"].astype(str).to_numpy(dtype=object), "unum": unum,
-                          "utext": utext.to_numpy(dtype=object), "pos": np.arange(len(doors)),
-                          "g": np.zeros(len(doors), dtype=np.int64) if group is None else np.asarray(group)})
-    frame = frame.sort_values(["g", "street", "side", "num", "suf", "b", "unum", "utext", "pos"], kind="stable")
-    return frame["pos"].to_numpy(dtype=np.int64)
+    keys = {"g": np.zeros(len(doors), dtype=np.int64) if group is None else np.asarray(group, dtype=np.int64),
+            "street": street, "side": side, "num": signed, "suf": suffix,
+            "b": doors["building_id"].astype(str).to_numpy(dtype=object), "unum": unum,
+            "utext": utext.to_numpy(dtype=object)}
+    return _stable_order(keys)
+
+
+def _stable_order(keys: dict[str, Any]) -> IntArray:
+    """The stable ascending order of rows by the columns of ``keys`` in turn (numbers, or strings without missing
+    values, in code point order): ``pd.DataFrame(keys).sort_values(list(keys), kind="stable")``'s, by Arrow's
+    multi-key sort."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    cols = {}
+    for name, values in keys.items():
+        v = np.asarray(values)
+        if v.dtype == object:
+            cols[name] = pa.array(v, type=pa.large_string())
+        elif v.dtype.kind == "f":
+            cols[name] = pa.array(v + 0.0)  # -0.0 sorts as 0.0, as in pandas
+        else:
+            cols[name] = pa.array(v)
+    n = len(next(iter(cols.values()))) if cols else 0
+    cols["__pos"] = pa.array(np.arange(n, dtype=np.int64))  # ties keep their order
+    order = pc.sort_indices(pa.table(cols), sort_keys=[(c, "ascending") for c in cols])
+    return order.to_numpy(zero_copy_only=False).astype(np.int64)
 
 
 def path_length(x: FloatArray, y: FloatArray, order: IntArray | None = None) -> float:
