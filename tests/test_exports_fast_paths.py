@@ -94,6 +94,14 @@ def test_any_grid_size_finds_the_same_voters(size: int) -> None:
     assert pairs(_voters_in_fences(polys, v, voter_grid(v, size=size))) == every_pair(polys, v)
 
 
+def test_an_empty_fence_holds_nobody() -> None:
+    v = voters([-71.41, -71.39], [41.82, 41.82])
+    grid = voter_grid(v)
+    boxes = np.array([[np.nan] * 4, [-71.42, 41.81, -71.40, 41.83], [np.nan] * 4])
+    fi, vi = grid.in_boxes(boxes)
+    assert fi.tolist() == [1] and vi.tolist() == [0]
+
+
 def test_no_geocoded_voter_and_a_single_location() -> None:
     assert pairs(_voters_in_fences(fences(A), voters([np.nan], [np.nan]))) == set()
     same = voters([-71.41, -71.41], [41.82, 41.82])  # every voter at one point: a grid of one cell

@@ -365,8 +365,11 @@ class VoterGrid:
         n = len(bounds)
         if not n or not len(self.order):
             return np.empty(0, np.int64), np.empty(0, np.int64)
+        finite = np.isfinite(bounds).all(axis=1)  # an empty geometry's box (NaN) holds nobody
+        bounds = np.where(finite[:, None], bounds, 0.0)
         c0, c1 = self.cells(bounds[:, 0], 0), self.cells(bounds[:, 2], 0)
-        r0, r1 = self.cells(bounds[:, 1], 1), self.cells(bounds[:, 3], 1)
+        r0, r1 = self.cells(bounds[:, 1], 1), np.where(finite, self.cells(bounds[:, 3], 1), -1)
+        r0 = np.where(finite, r0, 0)
         # one run of consecutive cells per (box, grid row), then every voter of each run
         rows = r1 - r0 + 1
         box = np.repeat(np.arange(n), rows)
