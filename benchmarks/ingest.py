@@ -8,12 +8,14 @@ signals, then runs, each in a fresh child process so peak RSS is its own:
 1. ``pandas.read_csv`` of the voter file, all columns as strings (the naive baseline: no line numbers, no
    validation, no addresses), unless ``--no-pandas``;
 2. the ingest stage as ``geo-segment run`` does it (``runner._ingest``): ``read_voter_file`` with the vote history
-   and geocodes, ``read_signals``, and ``write_parquet`` of voters, vote history and signals, with the code of
-   ``--before REV`` (extracted with ``git archive``) and with the working tree's.
+   and geocodes, ``write_parquet`` of voters and history, ``read_signals`` and its ``write_parquet``, with the code
+   of ``--before REV`` (extracted with ``git archive``) and with the working tree's;
+3. the same stage through ``geo_segment.io.ingest.ingest_files`` (the runner change proposed with it: voters and
+   history written on a side thread while the signals are read).
 
-Each run records wall seconds (read and write apart), CPU seconds (user + system, every thread), peak RSS and the
+Each run records wall seconds, CPU seconds (user + system, every thread), peak RSS and the
 1-minute load average before it (2 cores shared with other jobs: above about 1 the figures include waiting). The
-outputs of the two code versions are compared (pandas ``equals`` with dtypes, and byte for byte).
+outputs of every variant are compared with the first's (pandas ``equals`` with dtypes, and byte for byte).
 
 Prints a table and saves it to benchmarks/results/ingest_<size>.json and .md with the machine's facts.
 """
@@ -44,8 +46,8 @@ load = os.getloadavg()[0]
 t0 = time.perf_counter()
 df = pd.read_csv(sys.argv[1], sep="\t", dtype=str, keep_default_na=False)
 ru = resource.getrusage(resource.RUSAGE_SELF)
-print(json.dumps({"rows": len(df), "seconds": time.perf_counter() - t0, "read_seconds": time.perf_counter() - t0,
-                  "write_seconds": 0.0, "cpu_seconds": ru.ru_utime + ru.ru_stime - ru0.ru_utime - ru0.ru_stime,
+print(json.dumps({"rows": len(df), "seconds": time.perf_counter() - t0,
+                  "cpu_seconds": ru.ru_utime + ru.ru_stime - ru0.ru_utime - ru0.ru_stime,
                   "peak_rss_mb": ru.ru_maxrss / 1024, "load_1m": load}))
 """
 
@@ -54,7 +56,7 @@ STAGE_CHILD = r"""
 import json, os, resource, sys, time, warnings
 from pathlib import Path
 warnings.simplefilter("ignore")
-folder, out = Path(sys.argv[1]), Path(sys.argv[2])
+folder, out, mode = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 from geo_segment.io.atomic import write_parquet
 from geo_segment.io.signals import read_signals
 from geo_segment.io.voters import read_voter_file
@@ -62,22 +64,31 @@ import geo_segment
 ru0 = resource.getrusage(resource.RUSAGE_SELF)
 load = os.getloadavg()[0]
 t0 = time.perf_counter()
-read = read_voter_file(folder / "ncvoter.txt", layout="nc", history=folder / "ncvhis.txt",
-                       geocodes=folder / "geocodes.csv")
-sig = read_signals(folder / "signals.csv")
-t1 = time.perf_counter()
-write_parquet(read.voters, out / "voters.parquet")
-write_parquet(read.history, out / "vote_history.parquet")
-write_parquet(sig.signals, out / "signals.parquet")
-t2 = time.perf_counter()
-assert all(s.balanced for s in read.stages) and sig.stage.balanced
+inputs = {"voter_file": folder / "ncvoter.txt", "history": folder / "ncvhis.txt", "geocodes": folder / "geocodes.csv",
+          "signals": folder / "signals.csv"}
+if mode == "steps":  # runner._ingest as it is: read, write, read, write
+    read = read_voter_file(inputs["voter_file"], layout="nc", history=inputs["history"], geocodes=inputs["geocodes"])
+    write_parquet(read.voters, out / "voters.parquet")
+    write_parquet(read.history, out / "vote_history.parquet")
+    t1 = time.perf_counter()
+    sig = read_signals(inputs["signals"])
+    write_parquet(sig.signals, out / "signals.parquet")
+    t2 = time.perf_counter()
+    records, rejects = [*read.stages, sig.stage], [read.rejects, sig.rejects]
+else:  # the proposed runner: geo_segment.io.ingest.ingest_files
+    from geo_segment.io.ingest import ingest_files
+    res = ingest_files(inputs, out, layout="nc")
+    t1 = t2 = time.perf_counter()
+    records, rejects = res.records, res.rejects
+assert all(r.balanced for r in records)
 import pandas as pd
 from geo_segment import schema as S
-rejects = pd.concat([r for r in (read.rejects, sig.rejects) if len(r)] or [S.empty_rejects()], ignore_index=True)
+rejects = pd.concat([r for r in rejects if len(r)] or [S.empty_rejects()], ignore_index=True)
 rejects[list(S.REJECT_COLUMNS)].to_csv(out / "rejects.csv", index=False, lineterminator="\n")
 ru = resource.getrusage(resource.RUSAGE_SELF)
-print(json.dumps({"rows": len(read.voters), "history_rows": len(read.history), "signals_rows": len(sig.signals),
-                  "seconds": t2 - t0, "read_seconds": t1 - t0, "write_seconds": t2 - t1,
+print(json.dumps({"rows": records[0].rows_out, "history_rows": records[2].rows_out,
+                  "signals_rows": records[-1].rows_out,
+                  "seconds": t2 - t0, "voters_seconds": t1 - t0, "signals_seconds": t2 - t1,
                   "cpu_seconds": ru.ru_utime + ru.ru_stime - ru0.ru_utime - ru0.ru_stime,
                   "peak_rss_mb": ru.ru_maxrss / 1024, "load_1m": load, "code": geo_segment.__file__}))
 """
@@ -143,30 +154,31 @@ def main() -> None:
     same: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="ingest_bench_") as tmp_name:
         tmp = Path(tmp_name)
-        variants: list[tuple[str, Path]] = []
+        variants: list[tuple[str, Path, str]] = []
         if args.before:
             old = tmp / "before_code"
             old.mkdir()
             archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.before, "geo_segment"], check=True,
                                      capture_output=True).stdout
             subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
-            variants.append((f"before ({args.before})", old))
-        variants.append(("after (working tree)", ROOT))
+            variants.append((f"before ({args.before}), runner's steps", old, "steps"))
+        variants.append(("after, runner's steps", ROOT, "steps"))
+        variants.append(("after, ingest_files (proposed runner)", ROOT, "ingest_files"))
         if not args.no_pandas:
             results["pandas.read_csv (voter file only)"] = summarize(
                 [run_child(PANDAS_CHILD, [str(folder / "ncvoter.txt")], None) for _ in range(args.repeat)])
         outs = []
-        for name, code in variants:
+        for name, code, mode in variants:
             out = tmp / f"out_{len(outs)}"
             out.mkdir()
             outs.append(out)
             runs = []
             for _ in range(args.repeat):
-                runs.append(run_child(STAGE_CHILD, [str(folder), str(out)], code))
+                runs.append(run_child(STAGE_CHILD, [str(folder), str(out), mode], code))
                 print(f"{name}: {runs[-1]['seconds']:.1f} s (load {runs[-1]['load_1m']:.2f})", file=sys.stderr)
             results[f"ingest stage, {name}"] = summarize(runs)
-        if len(outs) == 2:
-            same = same_outputs(outs[0], outs[1])
+        same = {f"{variants[0][0]} vs {name}": same_outputs(outs[0], o)
+                for (name, _, _), o in zip(variants[1:], outs[1:], strict=True)}
     report = {
         "benchmark": "ingest", "voters": args.voters, "seed": args.seed, "before": args.before,
         "machine": machine(), "file_bytes": sizes, "results": results, "same_outputs": same,
@@ -189,17 +201,16 @@ def main() -> None:
         f"Machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, "
         f"{report['machine']['memory_gib']} GiB, Python {report['machine']['python']}",
         "",
-        "| variant | voters | wall s (best) | read s | write s | runs s | CPU s | voters/s | peak RSS MB | load |",
-        "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|",
+        "| variant | voters | wall s (best) | runs s | CPU s | voters/s | peak RSS MB | load |",
+        "|---|---:|---:|---|---:|---:|---:|---:|",
     ]
     for kind, r in results.items():
-        lines.append(f"| {kind} | {r['rows']:,} | {r['seconds']:.1f} | {r['read_seconds']:.1f} | "
-                     f"{r['write_seconds']:.1f} | {r['runs_seconds']} | {r['cpu_seconds']:.1f} | "
+        lines.append(f"| {kind} | {r['rows']:,} | {r['seconds']:.1f} | {r['runs_seconds']} | {r['cpu_seconds']:.1f} | "
                      f"{r['rows_per_s']:,.0f} | {r['peak_rss_mb']:,.0f} | {r['load_1m']:.2f} |")
-    if same:
-        lines += ["", "Outputs of the two code versions: " + ", ".join(
+    for pair, files in same.items():
+        lines += ["", f"Outputs, {pair}: " + ", ".join(
             f"{k} {'equal' if v['equal'] else 'DIFFERENT'}{' (byte for byte)' if v['bytes_identical'] else ''}"
-            for k, v in same.items())]
+            for k, v in files.items())]
     text = "\n".join(lines) + "\n"
     print(text)
     res = HERE / "results"
