@@ -25,6 +25,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -202,8 +203,21 @@ def _stage_key(spec: StageSpec, cfg: dict[str, Any], inputs: dict[str, Path], up
 
 
 def _files(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): sha256_file(p) for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.name != _STATE and not p.name.startswith(".")}
+    """SHA-256 of every file under ``folder`` (but the stage state and hidden files), by relative path.
+
+    A turf stage writes tens of thousands of walk lists and packets, so the files are listed with ``os.walk`` and
+    hashed by two threads (``hashlib`` releases the GIL).
+    """
+    rel: list[str] = []
+    for root, _dirs, names in os.walk(folder):
+        base = os.path.relpath(root, folder)
+        for name in names:
+            if name != _STATE and not name.startswith(".") and os.path.isfile(os.path.join(root, name)):
+                rel.append(name if base == "." else os.path.join(base, name))
+    rel.sort()
+    with ThreadPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
+        digests = list(pool.map(lambda r: sha256_file(folder / r), rel))
+    return dict(zip(rel, digests, strict=True))
 
 
 def _read_state(folder: Path) -> dict[str, Any] | None:
@@ -273,10 +287,12 @@ def _publish(stage_dir: Path, run_dir: Path, names: Sequence[str]) -> list[Path]
         elif tmp.exists():
             tmp.unlink()
         if src.is_dir():
-            for f in sorted(p for p in src.rglob("*") if p.is_file()):
-                target = tmp / f.relative_to(src)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                _link_or_copy(f, target)
+            for root, _dirs, files in os.walk(src):
+                target_dir = tmp / os.path.relpath(root, src)
+                target_dir.mkdir(parents=True, exist_ok=True)
+                for fname in files:
+                    if os.path.isfile(os.path.join(root, fname)):
+                        _link_or_copy(Path(root, fname), target_dir / fname)
             tmp.mkdir(exist_ok=True)
             old = run_dir / f".{name}.old.tmp"
             if dst.exists():
