@@ -42,6 +42,7 @@ __all__ = [
     "FEATURE_DEFINITIONS",
     "PERSON_SIGNAL_KINDS",
     "DateLike",
+    "FeatureBuilder",
     "build_features",
     "eligible_voters",
     "feature_names",
@@ -232,7 +233,7 @@ def _check(frame: pd.DataFrame | None, required: Iterable[str], what: str) -> li
     return [f"{what}: missing columns {missing}"] if missing else []
 
 
-def _cutoff(history: pd.DataFrame, signals: pd.DataFrame | None, label_election: DateLike | None,
+def _cutoff(hist_ns: npt.NDArray[np.int64], sig_ns: npt.NDArray[np.int64] | None, label_election: DateLike | None,
             as_of: DateLike | None) -> pd.Timestamp:
     if label_election is not None and as_of is not None:
         raise ConfigError(
@@ -245,20 +246,298 @@ def _cutoff(history: pd.DataFrame, signals: pd.DataFrame | None, label_election:
         return _to_naive_utc(label_election, "label_election").normalize()
     if as_of is not None:
         return _to_naive_utc(as_of, "as_of")
-    latest = []
-    if len(history):
-        d = _ns(history[S.ELECTION_DATE])
-        d = d[d != _NAT]
-        if len(d):
-            latest.append(int(d.max()))
-    if signals is not None and len(signals):
-        t = _ns(signals[S.TIMESTAMP])
-        t = t[t != _NAT]
-        if len(t):
-            latest.append(int(t.max()))
+    latest = [int(a[a != _NAT].max()) for a in (hist_ns, sig_ns) if a is not None and (a != _NAT).any()]
     if not latest:
         return pd.Timestamp.now("UTC").tz_localize(None).normalize().as_unit("ns")
     return (pd.Timestamp(max(latest), unit="ns").normalize() + pd.Timedelta(days=1)).as_unit("ns")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the builder: what does not depend on the cutoff is computed once
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class _History:
+    """The vote history as integer arrays, one entry per history row."""
+
+    def __init__(self, voters: pd.DataFrame, history: pd.DataFrame) -> None:
+        self.ns = _ns(history[S.ELECTION_DATE]) if len(history) else np.zeros(0, dtype=np.int64)
+        valid = self.ns != _NAT
+        # the distinct election days (sorted) and each row's index into them (-1: no date)
+        self.udays, inv = np.unique(self.ns[valid] // _DAY_NS, return_inverse=True)
+        self.day_idx = np.full(len(self.ns), -1, dtype=np.int64)
+        self.day_idx[valid] = inv.reshape(-1)
+        self.pos = _index_in(history[S.VOTER_ID], voters[S.VOTER_ID])
+        self.voted = history[S.VOTED].to_numpy(dtype=bool, na_value=False)
+        type_codes, type_uniques = factorize_str(history[S.ELECTION_TYPE])
+        type_group_of = np.array([_TYPE_GROUP.get(t, _OTHER) for t in type_uniques.astype(str)] + [_OTHER],
+                                 dtype=np.int64)
+        self.group = type_group_of[type_codes]  # -1 (null) indexes the trailing _OTHER
+        if S.VOTE_METHOD in history.columns:
+            m_codes, m_uniques = factorize_str(history[S.VOTE_METHOD])
+            m_group_of = np.array([_METHOD_GROUP.get(m, 3) for m in m_uniques.astype(str)] + [3], dtype=np.int64)
+            self.method = m_group_of[m_codes]
+        else:
+            self.method = np.full(len(history), 3, dtype=np.int64)
+
+
+class _Signals:
+    """The signals as arrays: timestamps, kinds, the voter each is linked to; cells per resolution on demand."""
+
+    def __init__(self, voters: pd.DataFrame, signals: pd.DataFrame) -> None:
+        self.frame = signals
+        self.ns = _ns(signals[S.TIMESTAMP])
+        self.kind = signals[S.KIND].astype("str").fillna("").to_numpy(dtype=object)
+        self.pos = (_index_in(signals[S.VOTER_ID], voters[S.VOTER_ID]) if S.VOTER_ID in signals.columns
+                    and len(signals) else np.full(len(signals), -1, dtype=np.int64))
+        self._cells: dict[int, npt.NDArray[np.uint64]] = {}
+
+    def cells(self, resolution: int) -> npt.NDArray[np.uint64]:
+        if resolution not in self._cells:
+            self._cells[resolution] = _h3.latlng_to_cells(
+                self.frame[S.LAT].to_numpy(dtype=np.float64, na_value=np.nan),
+                self.frame[S.LNG].to_numpy(dtype=np.float64, na_value=np.nan), resolution)
+        return self._cells[resolution]
+
+
+class FeatureBuilder:
+    """Builds :func:`build_features` from one set of frames at one or several cutoffs.
+
+    Everything that does not depend on the cutoff (voter positions of the history and signal rows, household,
+    cell and precinct codes, party and status flags) is computed once and reused, so training features (cut at the
+    label election) and scoring features (cut now) cost little more than one set. The frames must not change
+    while the builder is in use.
+
+    Parameters
+    ----------
+    voters, history, signals
+        As for :func:`build_features`.
+
+    Raises
+    ------
+    SchemaError
+        A required column is missing, or ``voter_id`` is not unique (every problem listed at once).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> voters = pd.DataFrame({"voter_id": ["a", "b"]})
+    >>> history = pd.DataFrame({"voter_id": ["a", "a", "b"], "election_type": ["general"] * 3,
+    ...                         "election_date": pd.to_datetime(["2020-11-03", "2022-11-08", "2022-11-08"]),
+    ...                         "voted": [True, True, True]})
+    >>> fb = FeatureBuilder(voters, history)
+    >>> fb.build(label_election="2022-11-08", n_elections=2)["votes"].tolist()
+    [1.0, 0.0]
+    >>> fb.build(n_elections=2)["votes"].tolist()
+    [2.0, 1.0]
+    """
+
+    def __init__(self, voters: pd.DataFrame, history: pd.DataFrame, signals: pd.DataFrame | None = None) -> None:
+        problems = _check(voters, (S.VOTER_ID,), "voters")
+        problems += _check(history, (S.VOTER_ID, S.ELECTION_DATE, S.ELECTION_TYPE, S.VOTED), "history")
+        problems += _check(signals, (S.TIMESTAMP, S.KIND, S.WEIGHT, S.LAT, S.LNG), "signals")
+        if not problems and voters[S.VOTER_ID].dropna().duplicated().any():
+            problems.append(f"voters: {int(voters[S.VOTER_ID].dropna().duplicated().sum())} duplicated voter_id "
+                            "values")
+        if problems:
+            raise SchemaError(f"cannot build features ({len(problems)} problems: {'; '.join(problems)})",
+                              fix="build frames with geo_segment's readers (see docs/column-contract.md)")
+        self.voters, self.history, self.signals = voters, history, signals
+        self._hist: _History | None = None
+        self._sig: _Signals | None = None
+        self._static: dict[str, Any] | None = None
+        self._cells: dict[int, tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64], npt.NDArray[np.float64]]] = {}
+
+    # -- cached parts ------------------------------------------------------------------------------------------
+    def _history(self) -> _History:
+        if self._hist is None:
+            self._hist = _History(self.voters, self.history)
+        return self._hist
+
+    def _signal_arrays(self) -> _Signals | None:
+        if self.signals is None:
+            return None
+        if self._sig is None:
+            self._sig = _Signals(self.voters, self.signals)
+        return self._sig
+
+    def _voter_arrays(self) -> dict[str, Any]:
+        if self._static is not None:
+            return self._static
+        voters, n = self.voters, len(self.voters)
+        st: dict[str, Any] = {}
+        st["reg_ns"] = (_ns(voters[S.REGISTRATION_DATE]) if S.REGISTRATION_DATE in voters.columns
+                        else np.full(n, _NAT, dtype=np.int64))
+        if S.BIRTH_YEAR in voters.columns:
+            st["birth"] = voters[S.BIRTH_YEAR].to_numpy(dtype=np.float64, na_value=np.nan)
+        elif "birth_date" in voters.columns:
+            st["birth"] = pd.to_datetime(voters["birth_date"]).dt.year.to_numpy(dtype=np.float64, na_value=np.nan)
+        else:
+            st["birth"] = np.full(n, np.nan)
+        party = (voters[S.PARTY].astype("str").fillna("").str.upper().to_numpy(dtype=object)
+                 if S.PARTY in voters.columns else np.full(n, "", dtype=object))
+        st["party"] = {p: (party == p).astype(np.float64) for p in PARTIES}
+        st["party_other"] = (~np.isin(party, PARTIES)).astype(np.float64)
+        if S.STATUS in voters.columns:
+            status = voters[S.STATUS].astype("str").fillna("").str.strip().str.upper().str.startswith("I")
+            st["status_inactive"] = np.asarray(status.to_numpy(dtype=bool, na_value=False), dtype=np.float64)
+        else:
+            st["status_inactive"] = np.zeros(n)
+        st["household"] = (_group_codes(voters[S.HOUSEHOLD_ID]) if S.HOUSEHOLD_ID in voters.columns
+                           else (np.full(n, -1, dtype=np.int64), 0))
+        st["precinct"] = _group_codes(voters[S.PRECINCT_ID]) if S.PRECINCT_ID in voters.columns else None
+        self._static = st
+        return st
+
+    def _voter_cells(self, resolution: int) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64],
+                                                      npt.NDArray[np.float64]]:
+        """Distinct cells (sorted), each voter's code into them (-1: no cell) and the cells' areas in km²."""
+        if resolution not in self._cells:
+            voters = self.voters
+            if S.LAT in voters.columns and S.LNG in voters.columns:
+                cells = _h3.latlng_to_cells(voters[S.LAT].to_numpy(dtype=np.float64, na_value=np.nan),
+                                            voters[S.LNG].to_numpy(dtype=np.float64, na_value=np.nan), resolution)
+            else:
+                cells = np.zeros(len(voters), dtype=np.uint64)
+            ucells, c_code = np.unique(cells, return_inverse=True)
+            c_code = np.where(cells == _h3.NO_CELL, -1, c_code).astype(np.int64)
+            self._cells[resolution] = (ucells, c_code, _cell_area_km2(ucells))
+        return self._cells[resolution]
+
+    # -- building ----------------------------------------------------------------------------------------------
+    def build(
+        self,
+        *,
+        label_election: DateLike | None = None,
+        as_of: DateLike | None = None,
+        n_elections: int = 8,
+        half_life_days: float = 30.0,
+        h3_resolution: int = 9,
+        engaged_threshold: float = 0.5,
+    ) -> pd.DataFrame:
+        """The features at one cutoff: see :func:`build_features` for the parameters and the result.
+
+        Raises
+        ------
+        ConfigError
+            A parameter is out of range, or both ``label_election`` and ``as_of`` are given.
+        """
+        if isinstance(n_elections, bool) or not isinstance(n_elections, int | np.integer) or n_elections < 1:
+            raise ConfigError("n_elections must be a positive integer", found=repr(n_elections), fix="use 8")
+        if not half_life_days > 0:
+            raise ConfigError("half_life_days must be positive", found=repr(half_life_days), fix="use 30 (days)")
+        if not 0 < engaged_threshold <= 1:
+            raise ConfigError("engaged_threshold must be in (0, 1]", found=repr(engaged_threshold), fix="use 0.5")
+        _h3.check_resolution(h3_resolution)
+        n_elections = int(n_elections)
+        hist = self._history()
+        sig = self._signal_arrays()
+        cutoff = _cutoff(hist.ns, sig.ns if sig is not None else None, label_election, as_of)
+        cutoff_ns = int(cutoff.value)
+        n = len(self.voters)
+        st = self._voter_arrays()
+
+        reg_ns = st["reg_ns"]
+        cols, votes, elig, window = _history_block(hist, n, cutoff_ns, n_elections, reg_ns)
+
+        # registration, age, party, status
+        reg_known = reg_ns != _NAT
+        reg_safe = np.where(reg_known, reg_ns, cutoff_ns)
+        cols["registration_years"] = np.maximum(cutoff_ns - reg_safe, 0) / (_DAY_NS * _YEAR_DAYS)
+        cols["registration_missing"] = (~reg_known).astype(np.float64)
+        birth = st["birth"]
+        age_known = np.isfinite(birth)
+        cols["age"] = np.where(age_known, cutoff.year - np.where(age_known, birth, 0.0), 0.0)
+        cols["age_missing"] = (~age_known).astype(np.float64)
+        for p in PARTIES:
+            cols[f"party_{p}"] = st["party"][p]
+        cols["party_other"] = st["party_other"]
+        cols["status_inactive"] = st["status_inactive"]
+
+        # household
+        hh, n_hh = st["household"]
+        ok = hh >= 0
+        size = np.bincount(hh[ok], minlength=max(n_hh, 1))
+        cols["household_size"] = np.where(ok, size[np.where(ok, hh, 0)], 1).astype(np.float64)
+        o_votes, o_elig = _loo(hh, n_hh, votes, elig)
+        cols["household_others_rate"] = _ratio(o_votes, o_elig)
+
+        # signals, cut off and decayed
+        sig_cells = sig_decayed = sig_is_ping = None
+        if sig is not None:
+            s_keep = (sig.ns != _NAT) & (sig.ns < cutoff_ns)
+            frame = sig.frame[s_keep]
+            decayed = (decay_weights(frame[S.TIMESTAMP], frame[S.WEIGHT], half_life_days=half_life_days,
+                                     as_of=cutoff.tz_localize("UTC")) if len(frame) else np.zeros(0))
+            decayed = np.nan_to_num(decayed, nan=0.0)
+            kind = sig.kind[s_keep]
+            s_pos = sig.pos[s_keep]
+            for k in PERSON_SIGNAL_KINDS:
+                m = (kind == k) & (s_pos >= 0)
+                cols[f"signal_{k}"] = np.bincount(s_pos[m], weights=decayed[m], minlength=n).astype(np.float64)
+            sig_cells = sig.cells(h3_resolution)[s_keep]
+            sig_decayed = decayed
+            sig_is_ping = kind == "ping"
+
+        # context: H3 cell
+        engaged = ((elig > 0) & (_ratio(votes, elig) >= engaged_threshold)).astype(np.float64)
+        ucells, c_code, area = self._voter_cells(h3_resolution)
+        has_cell = c_code >= 0
+        c_safe = np.where(has_cell, c_code, 0)
+        cols["cell_missing"] = (~has_cell).astype(np.float64)
+        n_cells = len(ucells)
+        c_size = np.bincount(c_code[has_cell], minlength=max(n_cells, 1))
+        cols["cell_voters"] = np.where(has_cell, c_size[c_safe], 0).astype(np.float64)
+        c_votes, c_elig, c_engaged = _loo(c_code, n_cells, votes, elig, engaged)
+        cols["cell_turnout_rate"] = _ratio(c_votes, c_elig)
+        cols["cell_engaged_per_km2"] = np.where(has_cell, c_engaged / area[c_safe], 0.0)
+        if sig_cells is not None and sig_decayed is not None and sig_is_ping is not None:
+            if n_cells:
+                j = np.minimum(np.searchsorted(ucells, sig_cells), n_cells - 1)
+                hit = (sig_cells != _h3.NO_CELL) & (ucells[j] == sig_cells)
+            else:
+                j = np.zeros(len(sig_cells), dtype=np.int64)
+                hit = np.zeros(len(sig_cells), dtype=bool)
+            for name, m in (("cell_foot_traffic", sig_is_ping), ("cell_activity", ~sig_is_ping)):
+                sel = hit & m
+                per_cell = np.bincount(j[sel], weights=sig_decayed[sel], minlength=max(n_cells, 1))
+                cols[name] = np.where(has_cell, per_cell[c_safe] / area[c_safe], 0.0)
+
+        # context: precinct
+        if st["precinct"] is not None:
+            pr, n_pr = st["precinct"]
+            has_pr = pr >= 0
+            p_size = np.bincount(pr[has_pr], minlength=max(n_pr, 1))
+            cols["precinct_voters"] = np.where(has_pr, p_size[np.where(has_pr, pr, 0)], 0).astype(np.float64)
+            p_votes, p_elig, p_engaged, p_count = _loo(pr, n_pr, votes, elig, engaged, np.ones(n))
+            cols["precinct_turnout_rate"] = _ratio(p_votes, p_elig)
+            cols["precinct_engaged_share"] = _ratio(p_engaged, p_count)
+
+        names = feature_names(n_elections=n_elections, signals=sig is not None, precincts=st["precinct"] is not None)
+        # one (features x voters) block, handed to pandas transposed: no consolidation copy
+        block = np.empty((len(names), n), dtype=np.float64)
+        for i, name in enumerate(names):
+            block[i] = cols[name]
+        out = pd.DataFrame(block.T, columns=pd.Index(names), index=self.voters.index, copy=False)
+        out.attrs.update({
+            "as_of": cutoff.isoformat(),
+            "label_election": None if label_election is None else cutoff.date().isoformat(),
+            "window": window,
+            "n_elections": n_elections,
+            "half_life_days": float(half_life_days),
+            "h3_resolution": int(h3_resolution),
+            "engaged_threshold": float(engaged_threshold),
+        })
+        return out
+
+    def label(self, election_date: DateLike) -> pd.Series:
+        """:func:`make_label` for these voters, reusing the history's voter positions."""
+        hist = self._history()
+        on_day = _on_label_day(np.where(hist.ns == _NAT, _NAT, hist.ns // _DAY_NS), election_date)
+        rows = on_day & hist.voted & (hist.pos >= 0)
+        label = np.zeros(len(self.voters), dtype=bool)
+        label[hist.pos[rows]] = True
+        return pd.Series(label, index=self.voters.index, name=S.VOTED)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -267,29 +546,19 @@ def _cutoff(history: pd.DataFrame, signals: pd.DataFrame | None, label_election:
 
 
 def _history_block(
-    voters: pd.DataFrame, history: pd.DataFrame, cutoff_ns: int, n_elections: int, reg_ns: npt.NDArray[np.int64]
+    hist: _History, n: int, cutoff_ns: int, n_elections: int, reg_ns: npt.NDArray[np.int64]
 ) -> tuple[dict[str, npt.NDArray[np.float64]], npt.NDArray[np.float64], npt.NDArray[np.float64], list[str]]:
     """Turnout features; also returns votes and eligible elections in the window per voter and the window dates."""
-    n = len(voters)
-    dates = _ns(history[S.ELECTION_DATE]) if len(history) else np.zeros(0, dtype=np.int64)
-    keep = (dates != _NAT) & (dates < cutoff_ns)
-    pos = _index_in(history[S.VOTER_ID][keep], voters[S.VOTER_ID]) if keep.any() else np.zeros(0, np.int64)
-    days = dates[keep] // _DAY_NS
-    voted = history[S.VOTED].to_numpy(dtype=bool, na_value=False)[keep]
-    types = history[S.ELECTION_TYPE][keep]
-    type_codes, type_uniques = factorize_str(types)
-    type_group_of = np.array([_TYPE_GROUP.get(t, _OTHER) for t in type_uniques.astype(str)] + [_OTHER],
-                             dtype=np.int64)
-    group = type_group_of[type_codes]  # -1 (null) indexes the trailing _OTHER
-    if S.VOTE_METHOD in history.columns:
-        m_codes, m_uniques = factorize_str(history[S.VOTE_METHOD][keep])
-        m_group_of = np.array([_METHOD_GROUP.get(m, 3) for m in m_uniques.astype(str)] + [3], dtype=np.int64)
-        method = m_group_of[m_codes]
-    else:
-        method = np.full(len(days), 3, dtype=np.int64)
-
+    keep = (hist.ns != _NAT) & (hist.ns < cutoff_ns)
+    pos = hist.pos[keep]
+    voted = hist.voted[keep]
+    group = hist.group[keep]
+    method = hist.method[keep]
     # elections: distinct days before the cutoff (any row, voted or not); type of a day = its most common type
-    udays, inv = np.unique(days, return_inverse=True)
+    all_inv = hist.day_idx[keep]
+    present = np.bincount(all_inv, minlength=len(hist.udays)) > 0
+    udays = hist.udays[present]
+    inv = (np.cumsum(present) - 1)[all_inv]
     nd = len(udays)
     type_counts = np.bincount(inv * 3 + group, minlength=3 * nd).reshape(nd, 3)
     day_group = type_counts.argmax(axis=1) if nd else np.zeros(0, dtype=np.int64)
@@ -422,140 +691,9 @@ def build_features(
     >>> f[["votes", "general_rate", "household_size", "household_others_rate"]].to_dict("list")
     {'votes': [1.0, 0.0], 'general_rate': [1.0, 0.0], 'household_size': [2.0, 2.0], 'household_others_rate': [0.0, 1.0]}
     """
-    problems = _check(voters, (S.VOTER_ID,), "voters")
-    problems += _check(history, (S.VOTER_ID, S.ELECTION_DATE, S.ELECTION_TYPE, S.VOTED), "history")
-    problems += _check(signals, (S.TIMESTAMP, S.KIND, S.WEIGHT, S.LAT, S.LNG), "signals")
-    if not problems and voters[S.VOTER_ID].dropna().duplicated().any():
-        problems.append(f"voters: {int(voters[S.VOTER_ID].dropna().duplicated().sum())} duplicated voter_id values")
-    if problems:
-        raise SchemaError(f"cannot build features ({len(problems)} problems: {'; '.join(problems)})",
-                          fix="build frames with geo_segment's readers (see docs/column-contract.md)")
-    if isinstance(n_elections, bool) or not isinstance(n_elections, int | np.integer) or n_elections < 1:
-        raise ConfigError("n_elections must be a positive integer", found=repr(n_elections), fix="use 8")
-    if not half_life_days > 0:
-        raise ConfigError("half_life_days must be positive", found=repr(half_life_days), fix="use 30 (days)")
-    if not 0 < engaged_threshold <= 1:
-        raise ConfigError("engaged_threshold must be in (0, 1]", found=repr(engaged_threshold), fix="use 0.5")
-    _h3.check_resolution(h3_resolution)
-    n_elections = int(n_elections)
-    cutoff = _cutoff(history, signals, label_election, as_of)
-    cutoff_ns = int(cutoff.value)
-    n = len(voters)
-
-    reg_ns = (_ns(voters[S.REGISTRATION_DATE]) if S.REGISTRATION_DATE in voters.columns
-              else np.full(n, _NAT, dtype=np.int64))
-    cols, votes, elig, window = _history_block(voters, history, cutoff_ns, n_elections, reg_ns)
-
-    # registration, age, party, status
-    reg_known = reg_ns != _NAT
-    reg_safe = np.where(reg_known, reg_ns, cutoff_ns)
-    cols["registration_years"] = np.maximum(cutoff_ns - reg_safe, 0) / (_DAY_NS * _YEAR_DAYS)
-    cols["registration_missing"] = (~reg_known).astype(np.float64)
-    if S.BIRTH_YEAR in voters.columns:
-        birth = voters[S.BIRTH_YEAR].to_numpy(dtype=np.float64, na_value=np.nan)
-    elif "birth_date" in voters.columns:
-        birth = pd.to_datetime(voters["birth_date"]).dt.year.to_numpy(dtype=np.float64, na_value=np.nan)
-    else:
-        birth = np.full(n, np.nan)
-    age_known = np.isfinite(birth)
-    cols["age"] = np.where(age_known, cutoff.year - np.where(age_known, birth, 0.0), 0.0)
-    cols["age_missing"] = (~age_known).astype(np.float64)
-    party = (voters[S.PARTY].astype("str").fillna("").str.upper().to_numpy(dtype=object) if S.PARTY in voters.columns
-             else np.full(n, "", dtype=object))
-    for p in PARTIES:
-        cols[f"party_{p}"] = (party == p).astype(np.float64)
-    cols["party_other"] = (~np.isin(party, PARTIES)).astype(np.float64)
-    if S.STATUS in voters.columns:
-        status = voters[S.STATUS].astype("str").fillna("").str.strip().str.upper().str.startswith("I")
-        cols["status_inactive"] = np.asarray(status.to_numpy(dtype=bool, na_value=False), dtype=np.float64)
-    else:
-        cols["status_inactive"] = np.zeros(n)
-
-    # household
-    if S.HOUSEHOLD_ID in voters.columns:
-        hh, n_hh = _group_codes(voters[S.HOUSEHOLD_ID])
-    else:
-        hh, n_hh = np.full(n, -1, dtype=np.int64), 0
-    ok = hh >= 0
-    size = np.bincount(hh[ok], minlength=max(n_hh, 1))
-    cols["household_size"] = np.where(ok, size[np.where(ok, hh, 0)], 1).astype(np.float64)
-    o_votes, o_elig = _loo(hh, n_hh, votes, elig)
-    cols["household_others_rate"] = _ratio(o_votes, o_elig)
-
-    # signals, cut off and decayed
-    sig_cells = sig_decayed = sig_is_ping = None
-    if signals is not None:
-        ts = _ns(signals[S.TIMESTAMP])
-        s_keep = (ts != _NAT) & (ts < cutoff_ns)
-        sig = signals[s_keep]
-        decayed = (decay_weights(sig[S.TIMESTAMP], sig[S.WEIGHT], half_life_days=half_life_days,
-                                 as_of=cutoff.tz_localize("UTC")) if len(sig) else np.zeros(0))
-        decayed = np.nan_to_num(decayed, nan=0.0)
-        kind = sig[S.KIND].astype("str").fillna("").to_numpy(dtype=object)
-        s_pos = (_index_in(sig[S.VOTER_ID], voters[S.VOTER_ID]) if S.VOTER_ID in sig.columns and len(sig)
-                 else np.full(len(sig), -1, dtype=np.int64))
-        for k in PERSON_SIGNAL_KINDS:
-            m = (kind == k) & (s_pos >= 0)
-            cols[f"signal_{k}"] = np.bincount(s_pos[m], weights=decayed[m], minlength=n).astype(np.float64)
-        sig_cells = _h3.latlng_to_cells(sig[S.LAT].to_numpy(dtype=np.float64, na_value=np.nan),
-                                        sig[S.LNG].to_numpy(dtype=np.float64, na_value=np.nan), h3_resolution)
-        sig_decayed = decayed
-        sig_is_ping = kind == "ping"
-
-    # context: H3 cell
-    engaged = ((elig > 0) & (_ratio(votes, elig) >= engaged_threshold)).astype(np.float64)
-    if S.LAT in voters.columns and S.LNG in voters.columns:
-        cells = _h3.latlng_to_cells(voters[S.LAT].to_numpy(dtype=np.float64, na_value=np.nan),
-                                    voters[S.LNG].to_numpy(dtype=np.float64, na_value=np.nan), h3_resolution)
-    else:
-        cells = np.zeros(n, dtype=np.uint64)
-    ucells, c_code = np.unique(cells, return_inverse=True)
-    c_code = np.where(cells == _h3.NO_CELL, -1, c_code).astype(np.int64)
-    has_cell = c_code >= 0
-    area = _cell_area_km2(ucells)
-    c_safe = np.where(has_cell, c_code, 0)
-    cols["cell_missing"] = (~has_cell).astype(np.float64)
-    n_cells = len(ucells)
-    c_size = np.bincount(c_code[has_cell], minlength=max(n_cells, 1))
-    cols["cell_voters"] = np.where(has_cell, c_size[c_safe], 0).astype(np.float64)
-    c_votes, c_elig, c_engaged = _loo(c_code, n_cells, votes, elig, engaged)
-    cols["cell_turnout_rate"] = _ratio(c_votes, c_elig)
-    cols["cell_engaged_per_km2"] = np.where(has_cell, c_engaged / area[c_safe], 0.0)
-    if sig_cells is not None and sig_decayed is not None and sig_is_ping is not None:
-        if n_cells:
-            j = np.minimum(np.searchsorted(ucells, sig_cells), n_cells - 1)
-            hit = (sig_cells != _h3.NO_CELL) & (ucells[j] == sig_cells)
-        else:
-            j = np.zeros(len(sig_cells), dtype=np.int64)
-            hit = np.zeros(len(sig_cells), dtype=bool)
-        for name, m in (("cell_foot_traffic", sig_is_ping), ("cell_activity", ~sig_is_ping)):
-            sel = hit & m
-            per_cell = np.bincount(j[sel], weights=sig_decayed[sel], minlength=max(n_cells, 1))
-            cols[name] = np.where(has_cell, per_cell[c_safe] / area[c_safe], 0.0)
-
-    # context: precinct
-    if S.PRECINCT_ID in voters.columns:
-        pr, n_pr = _group_codes(voters[S.PRECINCT_ID])
-        has_pr = pr >= 0
-        p_size = np.bincount(pr[has_pr], minlength=max(n_pr, 1))
-        cols["precinct_voters"] = np.where(has_pr, p_size[np.where(has_pr, pr, 0)], 0).astype(np.float64)
-        p_votes, p_elig, p_engaged, p_count = _loo(pr, n_pr, votes, elig, engaged, np.ones(n))
-        cols["precinct_turnout_rate"] = _ratio(p_votes, p_elig)
-        cols["precinct_engaged_share"] = _ratio(p_engaged, p_count)
-
-    names = feature_names(n_elections=n_elections, signals=signals is not None,
-                          precincts=S.PRECINCT_ID in voters.columns)
-    out = pd.DataFrame({name: np.asarray(cols[name], dtype=np.float64) for name in names}, index=voters.index)
-    out.attrs.update({
-        "as_of": cutoff.isoformat(),
-        "label_election": None if label_election is None else cutoff.date().isoformat(),
-        "window": window,
-        "n_elections": n_elections,
-        "half_life_days": float(half_life_days),
-        "h3_resolution": int(h3_resolution),
-        "engaged_threshold": float(engaged_threshold),
-    })
-    return out
+    return FeatureBuilder(voters, history, signals).build(
+        label_election=label_election, as_of=as_of, n_elections=n_elections, half_life_days=half_life_days,
+        h3_resolution=h3_resolution, engaged_threshold=engaged_threshold)
 
 
 def _cell_area_km2(cells: npt.NDArray[np.uint64]) -> npt.NDArray[np.float64]:
@@ -572,6 +710,22 @@ def _cell_area_km2(cells: npt.NDArray[np.uint64]) -> npt.NDArray[np.float64]:
 def _history_days(history: pd.DataFrame) -> npt.NDArray[np.int64]:
     d = _ns(history[S.ELECTION_DATE])
     return np.where(d == _NAT, _NAT, d // _DAY_NS)
+
+
+def _on_label_day(days: npt.NDArray[np.int64], election_date: DateLike) -> npt.NDArray[np.bool_]:
+    """History rows (as epoch days) held on ``election_date``; a ConfigError listing the latest days if none."""
+    day = _to_naive_utc(election_date, "election_date").normalize().value // _DAY_NS
+    on_day = days == day
+    if not on_day.any():
+        known = sorted({int(d) for d in np.unique(days[days != _NAT])})[-8:]
+        listing = [pd.Timestamp(d * _DAY_NS, unit="ns").date().isoformat() for d in known]
+        raise ConfigError(
+            "the label election is not in the vote history",
+            expected="an election day present in the history",
+            found=f"{pd.Timestamp(day * _DAY_NS, unit='ns').date().isoformat()}; latest election days {listing}",
+            fix="pick one of the listed days",
+        )
+    return on_day
 
 
 def make_label(history: pd.DataFrame, voter_ids: pd.Series, election_date: DateLike) -> pd.Series:
@@ -604,18 +758,7 @@ def make_label(history: pd.DataFrame, voter_ids: pd.Series, election_date: DateL
     >>> make_label(h, pd.Series(["a", "b"]), "2024-11-05").tolist()
     [True, False]
     """
-    day = _to_naive_utc(election_date, "election_date").normalize().value // _DAY_NS
-    days = _history_days(history)
-    on_day = days == day
-    if not on_day.any():
-        known = sorted({int(d) for d in np.unique(days[days != _NAT])})[-8:]
-        listing = [pd.Timestamp(d * _DAY_NS, unit="ns").date().isoformat() for d in known]
-        raise ConfigError(
-            "the label election is not in the vote history",
-            expected="an election day present in the history",
-            found=f"{pd.Timestamp(day * _DAY_NS, unit='ns').date().isoformat()}; latest election days {listing}",
-            fix="pick one of the listed days",
-        )
+    on_day = _on_label_day(_history_days(history), election_date)
     rows = on_day & history[S.VOTED].to_numpy(dtype=bool, na_value=False)
     pos = _index_in(history[S.VOTER_ID][rows], voter_ids)
     label = np.zeros(len(voter_ids), dtype=bool)

@@ -51,7 +51,7 @@ from threadpoolctl import threadpool_limits
 
 from geo_segment import schema as S
 from geo_segment.errors import ConfigError, GeoSegmentWarning, SchemaError
-from geo_segment.features import DateLike, build_features, eligible_voters, make_label
+from geo_segment.features import DateLike, FeatureBuilder, eligible_voters
 from geo_segment.io.atomic import atomic_path
 
 __all__ = [
@@ -446,12 +446,12 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
         self,
         *,
         model: ModelName = "auto",
-        cv: int = 5,
+        cv: int = 3,
         calibrate: bool | Literal["auto"] = "auto",
         calibration_method: Literal["isotonic", "sigmoid"] = "isotonic",
         ece_tolerance: float = 0.02,
         n_bins: int = 10,
-        learning_rate: float = 0.05,
+        learning_rate: float = 0.1,
         max_iter: int = 300,
         max_leaf_nodes: int = 15,
         min_samples_leaf: int = 40,
@@ -1134,7 +1134,8 @@ def score_voters_with_model(
     }
     if "engaged_threshold" in opts:
         feature_kw["engaged_threshold"] = float(opts["engaged_threshold"])
-    now = build_features(voters, history, signals, as_of=as_of, **feature_kw)
+    builder = FeatureBuilder(voters, history, signals)
+    now = builder.build(as_of=as_of, **feature_kw)
     out = voters.copy()
     metrics: dict[str, Any] = {"as_of": now.attrs["as_of"], "n_voters": len(voters),
                                "rule_weights": weights.to_dict()}
@@ -1143,8 +1144,8 @@ def score_voters_with_model(
 
     use: PropensityModel | None = model if fitted else None
     if not fitted and label_election is not None:
-        train_x = build_features(voters, history, signals, label_election=label_election, **feature_kw)
-        label = make_label(history, voters[S.VOTER_ID], label_election)
+        train_x = builder.build(label_election=label_election, **feature_kw)
+        label = builder.label(label_election)
         eligible = eligible_voters(voters, label_election).to_numpy()
         template = model if model is not None else PropensityModel(random_state=random_state)
         use = clone(template).fit(train_x[eligible], label.to_numpy()[eligible])

@@ -21,7 +21,14 @@ from threadpoolctl import threadpool_limits
 
 from geo_segment import schema as S
 from geo_segment.errors import ConfigError, GeoSegmentError, InputFileError, SchemaError
-from geo_segment.features import FEATURE_DEFINITIONS, build_features, eligible_voters, feature_names, make_label
+from geo_segment.features import (
+    FEATURE_DEFINITIONS,
+    FeatureBuilder,
+    build_features,
+    eligible_voters,
+    feature_names,
+    make_label,
+)
 from geo_segment.io.signals import read_signals
 from geo_segment.io.voters import read_voter_file
 from geo_segment.scoring import (
@@ -249,6 +256,33 @@ def county(tmp_path_factory: pytest.TempPathFactory) -> County:
     voters = read.voters.merge(truth, on=S.VOTER_ID, how="left")
     signals = pd.DataFrame(read_signals(paths["signals"]).signals.drop(columns="geometry"))
     return County(pop, voters, read.history, signals)
+
+
+
+@pytest.mark.parametrize("h3_resolution", [9, 7])
+def test_one_builder_at_many_cutoffs_equals_fresh_builds(county: County, h3_resolution: int) -> None:
+    """The builder caches what does not depend on the cutoff: reusing it across cutoffs (label election, an instant
+    in the middle of an election day, the default, before any record) gives what a fresh build gives."""
+    v, h, s = county.voters, county.history, county.signals
+    builder = FeatureBuilder(v, h, s)
+    cutoffs: list[dict[str, object]] = [
+        {"label_election": LABEL},
+        {"as_of": "2024-03-05T12:00:00"},  # rows of 2024-03-05 count, signals after noon do not
+        {},
+        {"as_of": "1990-01-01"},
+        {"label_election": "2022-11-08", "n_elections": 3, "half_life_days": 7.0},
+    ]
+    for kw in cutoffs:
+        got = builder.build(h3_resolution=h3_resolution, **kw)  # type: ignore[arg-type]
+        want = build_features(v, h, s, h3_resolution=h3_resolution, **kw)  # type: ignore[arg-type]
+        pd.testing.assert_frame_equal(got, want, check_exact=True)
+        assert got.attrs == want.attrs
+    assert builder.label(LABEL).equals(make_label(h, v[S.VOTER_ID], LABEL))
+    # the mid-day cutoff keeps that day's election: it is the newest of the window
+    mid = builder.build(as_of="2024-03-05T12:00:00")
+    assert mid.attrs["window"][0] == "2024-03-05"
+    with pytest.raises(ConfigError, match="the label election is not in the vote history"):
+        builder.label("2024-03-06")
 
 
 @dataclass
