@@ -122,7 +122,7 @@ class ScoresConfig:
 
     label_election: str = "latest-general"
     model: str = "auto"
-    cv: int = 5
+    cv: int = 3
     n_elections: int = 8
     half_life_days: float = 30.0
     n_threads: int | None = None
