@@ -4,7 +4,7 @@ guardrails. See ``docs/exports.md``."""
 from __future__ import annotations
 
 from geo_segment.exports.audiences import AudienceExport, CustomerList, build_customer_list, export_audiences
-from geo_segment.exports.hashing import hash_identifier, hash_series, normalize_identifier
+from geo_segment.exports.hashing import hash_codes, hash_identifier, hash_series, normalize_identifier
 from geo_segment.exports.platforms import load_rules
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "CustomerList",
     "build_customer_list",
     "export_audiences",
+    "hash_codes",
     "hash_identifier",
     "hash_series",
     "load_rules",
