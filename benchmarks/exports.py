@@ -144,6 +144,8 @@ def stage_child(folder: Path, config: Path, out: Path, read: str) -> None:
     print(json.dumps({"code": stage_mod.__file__, "read_wall": read_s[0], "read_cpu": read_s[1],
                       "stage_wall": stage_s[0], "stage_cpu": stage_s[1], "total_wall": read_s[0] + stage_s[0],
                       "total_cpu": read_s[1] + stage_s[1], "steps": times, "voters": len(voters),
+                      "fences": {n: 0 if f is None else len(f) for n, f in layers.items()},
+                      "output_mb": round(sum(f.stat().st_size for f in out.iterdir()) / 1e6, 1),
                       "columns": len(voters.columns),
                       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
@@ -251,7 +253,10 @@ def stage_report(result: dict[str, Any], label: str) -> str:
     best = {n: min(runs[n], key=lambda r: r["total_wall"]) for n in names}
     first = best[names[-1]]
     m = result["machine"]
+    fences = ", ".join(f"{n:,} {k}" for k, n in first.get("fences", {}).items())
     lines = [f"# Export stage at {label}: {first['voters']:,} voters", "",
+             f"Fences: {fences}; two audiences (`micro_geo`, `top`) for Meta and Google; "
+             f"{first.get('output_mb', '?')} MB of exports.", "",
              f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}; 1-minute load "
              f"average {result['load_start']:.2f} at start, {result['load_end']:.2f} at the end (2 cores shared with "
              f"other agents: wall times are noisy, CPU seconds less so). Best of {len(runs[names[0]])} runs per "
