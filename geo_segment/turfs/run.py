@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 
 from geo_segment import schema as S
@@ -26,8 +27,6 @@ __all__ = ["TurfStageResult", "read_previous_cut", "turf_stage"]
 
 def read_previous_cut(folder: str | Path) -> TurfCut | None:
     """The cut written in ``folder`` by :func:`turf_stage` (``None`` when its files are not all there)."""
-    import numpy as np
-
     from geo_segment.turfs.cut import metric_crs
 
     base = Path(folder)
@@ -178,15 +177,25 @@ class _WriteInput:
 
 def _write_chunk(shared: _WriteInput, k: int) -> tuple[int, int, int]:
     """Write the walk lists and packets of chunk ``k`` of the turfs (in ``turf_id`` order); return the counts."""
-    rows = shared.rows.loc[shared.row_chunk == k]
+    rows = _chunk_of(shared.rows, shared.row_chunk, k)
     lists = write_walklists(rows, shared.out / "walklists")
     if not shared.packets:
         return len(lists), 0, 0
     turfs = shared.cut.turfs.iloc[k * _PACKET_CHUNK:(k + 1) * _PACKET_CHUNK]
-    sections = packet_sections(turfs, shared.cut.routes, shared.cut.doors.loc[shared.door_chunk == k], rows,
+    sections = packet_sections(turfs, shared.cut.routes, _chunk_of(shared.cut.doors, shared.door_chunk, k), rows,
                                config=shared.config)
     written = write_packets(sections, shared.out / "packets", pdf=shared.pdf, chromium=shared.chromium)
     return len(lists), len(written["html"]), len(written["pdf"])
+
+
+def _chunk_of(frame: pd.DataFrame, chunk: Any, k: int) -> pd.DataFrame:
+    """The rows of ``frame`` in chunk ``k``: a slice when the frame is in chunk order (rows and doors are sorted by
+    turf id, as the turfs), else a selection."""
+    c = np.asarray(chunk)
+    if len(c) and c[0] >= 0 and bool((c[1:] >= c[:-1]).all()):
+        lo, hi = np.searchsorted(c, [k, k + 1])
+        return frame.iloc[int(lo):int(hi)]
+    return frame.loc[c == k]
 
 
 def _write_lists_and_packets(cut: TurfCut, rows: pd.DataFrame, out: Path, cfg: TurfsConfig, *, packets: bool,
