@@ -71,6 +71,65 @@ class StageOutput:
     rejects: list[pd.DataFrame] = field(default_factory=list)
 
 
+def _file_key(path: Path) -> tuple[int, int, int, int]:
+    st = os.stat(path)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+class _FrameMemo:
+    """GeoDataFrames this run's stages wrote, handed to later stages of the same process instead of re-reading.
+
+    Each stage reads the voters table an earlier stage wrote (a million rows, a second or two to decode) and writes
+    it back with more columns. The memo keeps, per file name, the last frame written *as reading the file back
+    would give it* (same dtypes, index, column order and CRS; the geometry objects are the written ones, equal to
+    their WKB round trip), keyed by the file's device, inode, size and modification time: the published hard link
+    is the same file, and a file changed since (or written by another process) is read from disk as before.
+    ``GEO_SEGMENT_NO_MEMO=1`` turns it off.
+    """
+
+    def __init__(self) -> None:
+        self._frames: dict[str, tuple[tuple[int, int, int, int], Any]] = {}
+        self.enabled = os.environ.get("GEO_SEGMENT_NO_MEMO", "") not in ("1", "true", "yes")
+
+    def write(self, frame: Any, path: Path) -> Path:
+        from geo_segment.io.atomic import write_parquet
+
+        write_parquet(frame, path)
+        if self.enabled:
+            import geopandas as gpd
+
+            if isinstance(frame, gpd.GeoDataFrame):
+                self._frames[path.name] = (_file_key(path), as_read_back(frame))
+        return path
+
+    def read(self, path: Path) -> Any:
+        import geopandas as gpd
+
+        hit = self._frames.get(path.name)
+        if hit is not None and hit[0] == _file_key(path):
+            return hit[1].copy(deep=False)  # copy-on-write: a stage changing it never changes the memo
+        return gpd.read_parquet(path)
+
+    def clear(self) -> None:
+        self._frames.clear()
+
+
+def as_read_back(frame: Any) -> Any:
+    """``frame`` as ``geopandas.read_parquet`` returns it after :func:`geo_segment.io.atomic.write_parquet` wrote it
+    (``index=False``), without the Parquet encoding and decoding: the attribute columns go through the same Arrow
+    conversion (``pyarrow.Table.from_pandas`` then ``to_pandas``), the geometry column is kept."""
+    import geopandas as gpd
+    import pyarrow as pa
+
+    geom = frame.geometry.name
+    columns = list(frame.columns)
+    plain = pd.DataFrame({c: frame[c] for c in columns if c != geom}, index=frame.index)
+    back = pa.Table.from_pandas(plain, preserve_index=False).to_pandas()
+    back.insert(columns.index(geom), geom, frame[geom].array)
+    out = gpd.GeoDataFrame(back, geometry=geom, crs=frame.crs)
+    return out
+
+
 @dataclass
 class StageContext:
     """What a stage function receives."""
@@ -80,6 +139,21 @@ class StageContext:
     run_dir: Path
     stage_dir: Path
     done: dict[str, Path]
+    memo: _FrameMemo = field(default_factory=_FrameMemo)
+
+    def read_geo(self, name: str) -> Any:
+        """The newest upstream stage's GeoParquet ``name`` as a GeoDataFrame (from the memo when this run wrote it).
+
+        Raises
+        ------
+        InputNotFoundError
+            No earlier stage wrote it.
+        """
+        return self.memo.read(self.file(name))
+
+    def write_geo(self, frame: Any, name: str) -> Path:
+        """Write ``frame`` atomically as the stage's GeoParquet ``name`` and remember it for later stages."""
+        return self.memo.write(frame, self.stage_dir / name)
 
     def optional_file(self, name: str) -> Path | None:
         """The newest upstream stage's file ``name`` (searching stages in reverse order), or ``None``."""
@@ -419,9 +493,10 @@ def run_pipeline(
     statuses: list[StageStatus] = []
     rejects: list[pd.DataFrame] = []
     first_forced = names.index(from_stage) if from_stage is not None else None
+    memo = _FrameMemo()
     for i, spec in enumerate(specs):
         folder = out / "stages" / spec.name
-        ctx = StageContext(config=cfg, inputs=files, run_dir=out, stage_dir=folder, done=dict(done))
+        ctx = StageContext(config=cfg, inputs=files, run_dir=out, stage_dir=folder, done=dict(done), memo=memo)
         reason = spec.skip_if(ctx) if spec.skip_if is not None else None
         missing_needs = [n for n in spec.needs if n in names and n not in keys]
         if reason is None and missing_needs:
@@ -484,6 +559,7 @@ def run_pipeline(
         done[spec.name] = folder
         statuses.append(StageStatus(spec.name, "ran", seconds=seconds, peak_rss_mb=peak, key=key))
         emit("done", spec.name, {"seconds": seconds, "peak_rss_mb": peak})
+    memo.clear()
     outputs: dict[str, Path] = {}
     all_rejects = pd.concat(rejects, ignore_index=True) if rejects else S.empty_rejects()
     outputs["rejects"] = write_csv(all_rejects, out / "rejects.csv")
@@ -521,21 +597,20 @@ def _ingest(ctx: StageContext) -> StageOutput:
     read = read_voter_file(ctx.inputs["voter_file"], layout=cfg.ingest.layout, history=ctx.inputs.get("history"),
                            geocodes=ctx.inputs.get("geocodes"), election_map=ctx.inputs.get("election_map"),
                            encoding=cfg.ingest.encoding, duplicates=cfg.ingest.duplicates)  # type: ignore[arg-type]
-    write_parquet(read.voters, ctx.stage_dir / "voters.parquet")
+    ctx.write_geo(read.voters, "voters.parquet")
     write_parquet(read.history, ctx.stage_dir / "vote_history.parquet")
     records = list(read.stages)
     rejects = [read.rejects]
     publish = ["vote_history.parquet"]
     if "signals" in ctx.inputs:
         sig = read_signals(ctx.inputs["signals"], default_weight=cfg.signals.default_weight)
-        write_parquet(sig.signals, ctx.stage_dir / "signals.parquet")
+        ctx.write_geo(sig.signals, "signals.parquet")
         records.append(sig.stage)
         rejects.append(sig.rejects)
     return StageOutput(records=records, publish=publish, rejects=rejects)
 
 
 def _join(ctx: StageContext) -> StageOutput:
-    import geopandas as gpd
 
     from geo_segment.io.atomic import write_parquet
     from geo_segment.io.precincts import read_precincts
@@ -546,37 +621,33 @@ def _join(ctx: StageContext) -> StageOutput:
     pre = read_precincts(str(ctx.inputs["precincts"]), id_col=cfg.precincts.id_col,
                          area_tolerance=cfg.precincts.area_tolerance)
     pre.stage.seconds = pre.stage.seconds or round(time.perf_counter() - t0, 3)
-    voters = gpd.read_parquet(ctx.file("voters.parquet"))
+    voters = ctx.read_geo("voters.parquet")
     history = pd.read_parquet(ctx.file("vote_history.parquet"))
-    sig_path = ctx.optional_file("signals.parquet")
-    signals = gpd.read_parquet(sig_path) if sig_path is not None else None
+    signals = ctx.read_geo("signals.parquet") if ctx.optional_file("signals.parquet") is not None else None
     joined = join_and_aggregate(voters, pre.precincts, id_col=S.PRECINCT_ID, history=history, signals=signals,
                                 config=cfg)
-    write_parquet(joined.voters, ctx.stage_dir / "voters.parquet")
+    ctx.write_geo(joined.voters, "voters.parquet")
     write_parquet(joined.cells, ctx.stage_dir / "cells.parquet")
     write_parquet(joined.precincts, ctx.stage_dir / "precincts.parquet")
     publish = ["voters.parquet", "cells.parquet", "precincts.parquet"]
     if joined.signals is not None:
-        write_parquet(joined.signals, ctx.stage_dir / "signals.parquet")
+        ctx.write_geo(joined.signals, "signals.parquet")
         publish.append("signals.parquet")
     return StageOutput(records=[pre.stage, *joined.stages], publish=publish, rejects=[pre.rejects])
 
 
 def _score(ctx: StageContext) -> StageOutput:
-    import geopandas as gpd
 
-    from geo_segment.io.atomic import write_parquet
     from geo_segment.pipeline import read_seed_ids, score_stage
     from geo_segment.scoring import PropensityModel
 
-    voters = gpd.read_parquet(ctx.file("voters.parquet"))
+    voters = ctx.read_geo("voters.parquet")
     history = pd.read_parquet(ctx.file("vote_history.parquet"))
-    sig_path = ctx.optional_file("signals.parquet")
-    signals = gpd.read_parquet(sig_path) if sig_path is not None else None
+    signals = ctx.read_geo("signals.parquet") if ctx.optional_file("signals.parquet") is not None else None
     model = PropensityModel.load(ctx.inputs["model"]) if "model" in ctx.inputs else None
     seeds = read_seed_ids(ctx.inputs["seeds"]) if "seeds" in ctx.inputs else None
     result = score_stage(voters, history, signals, config=ctx.config, model=model, seeds=seeds)
-    write_parquet(result.voters, ctx.stage_dir / "voters.parquet")
+    ctx.write_geo(result.voters, "voters.parquet")
     publish = ["voters.parquet"]
     if result.model is not None and model is None:
         result.model.save(ctx.stage_dir / "model.joblib")
@@ -586,15 +657,14 @@ def _score(ctx: StageContext) -> StageOutput:
 
 
 def _cluster(ctx: StageContext) -> StageOutput:
-    import geopandas as gpd
 
     from geo_segment.clustering import cluster_stage
     from geo_segment.io.atomic import write_parquet
 
-    voters = gpd.read_parquet(ctx.file("voters.parquet"))
+    voters = ctx.read_geo("voters.parquet")
     cfg = ctx.config
     clustered, micro_geos, record = cluster_stage(voters, **cfg.cluster.options(voters.columns, k_min=cfg.join.k_min))
-    write_parquet(clustered, ctx.stage_dir / "voters.parquet")
+    ctx.write_geo(clustered, "voters.parquet")
     write_parquet(micro_geos, ctx.stage_dir / "micro_geos.parquet")
     return StageOutput(records=[record], publish=["voters.parquet", "micro_geos.parquet"])
 
@@ -630,7 +700,7 @@ def _turfs(ctx: StageContext) -> StageOutput:
     from geo_segment.turfs.results import import_results, read_results
 
     cfg = ctx.config
-    voters = gpd.read_parquet(ctx.file("voters.parquet"))
+    voters = ctx.read_geo("voters.parquet")
     precincts = gpd.read_parquet(ctx.file("precincts.parquet"))
     history = pd.read_parquet(ctx.file("vote_history.parquet"))
     records: list[StageRecord] = []
@@ -656,7 +726,7 @@ def _turfs(ctx: StageContext) -> StageOutput:
                         contact_history=contact_history, exclude_contacted=contact_history is not None,
                         do_not_contact=dnc, barriers=barriers, packets=True, pdf=False)
     records.extend(result.stages)
-    write_parquet(with_turfs(everyone, ctx.stage_dir), ctx.stage_dir / "voters.parquet")
+    ctx.write_geo(with_turfs(everyone, ctx.stage_dir), "voters.parquet")
     return StageOutput(records=records, publish=["voters.parquet", *publish], rejects=rejects)
 
 
@@ -683,7 +753,7 @@ def _exports(ctx: StageContext) -> StageOutput:
     from geo_segment.exports.stage import export_stage
 
     records: list[StageRecord] = []
-    voters = _holdout(ctx, gpd.read_parquet(ctx.file("voters.parquet")), records)
+    voters = _holdout(ctx, ctx.read_geo("voters.parquet"), records)
     design = ctx.inputs.get("experiment_design")
     layers: dict[str, Any] = {}
     for name in ("micro_geos", "turfs", "precincts"):

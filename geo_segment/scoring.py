@@ -322,12 +322,17 @@ def _check_xy(X: Any, y: Any | None, what: str) -> tuple[pd.DataFrame, npt.NDArr
 
 @contextmanager
 def _threads(n_threads: int | None) -> Iterator[None]:
-    """Cap the OpenMP threads of gradient boosting (``None``: leave them alone)."""
-    if n_threads is None:
-        yield
-        return
-    with threadpool_limits(limits=n_threads, user_api="openmp"):
-        yield
+    """Cap the OpenMP threads of gradient boosting (``None``: leave them alone) and run BLAS on one thread.
+
+    The logistic regression's BLAS calls are small (tens of features): on two cores, threaded BLAS took three times
+    the wall time of one thread (its threads spin while waiting), for the same result.
+    """
+    with threadpool_limits(limits=1, user_api="blas"):
+        if n_threads is None:
+            yield
+            return
+        with threadpool_limits(limits=n_threads, user_api="openmp"):
+            yield
 
 
 def _cv_predict(

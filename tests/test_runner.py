@@ -304,3 +304,67 @@ def test_an_experiment_holdout_is_never_knocked_or_targeted(tmp_path: Path) -> N
     assert len(records) == 2 and all(r.rows_dropped == len(held) and r.balanced for r in records)
     export = next(r for r in result.manifest.stages if r.name == "export")
     assert export.rows_in == len(voters) - len(held)
+
+
+def test_the_frame_memo_gives_what_reading_the_file_back_gives(tmp_path: Path) -> None:
+    """Frames handed from stage to stage in memory equal the file read back: dtypes, index, order, CRS, values."""
+    import geopandas as gpd
+    import numpy as np
+    from geopandas.testing import assert_geodataframe_equal
+    from shapely.geometry import Point, Polygon
+
+    from geo_segment.io.atomic import write_parquet
+    from geo_segment.runner import as_read_back
+
+    frame = gpd.GeoDataFrame(
+        {
+            "name": pd.Series(["a", None, "c"], dtype=object),
+            "kind": pd.Categorical(["x", "y", "x"]),
+            "count": pd.array([1, None, 3], dtype="Int64"),
+            "u": np.array([1, 2, 2**63], dtype=np.uint64),
+            "when": pd.to_datetime(["2024-11-05T00:00:00", None, "2020-01-01T12:00:00.000000001"], utc=True,
+                           format="ISO8601"),
+            "flag": [True, False, True],
+            "geometry": [Point(1.5, 2.25), None, Polygon([(0, 0), (1, 0), (1, 1)])],
+            "after": [0.1, np.nan, -3.0],
+        },
+        geometry="geometry", crs="EPSG:4326", index=pd.Index([7, 3, 5]),
+    )
+    write_parquet(frame, tmp_path / "f.parquet")
+    back = gpd.read_parquet(tmp_path / "f.parquet")
+    memo = as_read_back(frame)
+    assert list(memo.columns) == list(back.columns) and list(memo.dtypes.astype(str)) == list(back.dtypes.astype(str))
+    assert_geodataframe_equal(memo, back, check_dtype=True)
+    assert memo.index.equals(back.index) and type(memo.index) is type(back.index)
+    assert memo.crs == back.crs and memo.attrs == back.attrs
+
+
+def test_a_run_with_the_frame_memo_writes_what_a_run_without_it_writes(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The memo only saves reading: every output of the sample run is byte-identical with it off."""
+    from geo_segment.config import load_config
+    from geo_segment.runner import core_stages, resolve_inputs
+
+    sample = Path(__file__).resolve().parents[1] / "sample_data" / "geo_segment.toml"
+    cfg = load_config(sample)
+    inputs = resolve_inputs(cfg, sample.parent)
+    run_pipeline(cfg, tmp_path / "memo", inputs=inputs, stages=core_stages(), report=False)
+    monkeypatch.setenv("GEO_SEGMENT_NO_MEMO", "1")
+    run_pipeline(cfg, tmp_path / "disk", inputs=inputs, stages=core_stages(), report=False)
+
+    def files(root: Path) -> dict[str, object]:
+        out: dict[str, object] = {}
+        for p in sorted(root.rglob("*")):
+            # manifest, stage states and the pickled model hold timings; the audit log its time of writing
+            if not p.is_file() or p.name in ("manifest.json", "stage.json", "model.joblib"):
+                continue
+            if p.name == "audit.jsonl":
+                out[str(p.relative_to(root))] = [{k: v for k, v in json.loads(line).items() if k != "time"}
+                                                 for line in p.read_text().splitlines()]
+            else:
+                out[str(p.relative_to(root))] = p.read_bytes()
+        return out
+
+    a, b = files(tmp_path / "memo"), files(tmp_path / "disk")
+    assert len(a) > 100 and a.keys() == b.keys()
+    assert [k for k in a if a[k] != b[k]] == []
