@@ -201,12 +201,21 @@ def join_areas(
     # 3. nearest polygon within the tolerance, in metres
     if len(todo) and tolerance_m > 0:
         crs = metric_crs or gpd.GeoSeries(geoms, crs=S.CRS_STORAGE).estimate_utm_crs()
-        geoms_m = gpd.GeoSeries(geoms, crs=S.CRS_STORAGE).to_crs(crs).values
+        # Only polygons near a leftover point are projected (detailed precincts have thousands of vertices): a box
+        # of twice the tolerance in degrees around each point (metres per degree at the highest latitude; map
+        # projections distort distances by well under 2x near their zone) holds every polygon within tolerance.
+        lat_max = min(float(np.max(np.abs(y[todo]))), 89.0)
+        dy = 2.0 * tolerance_m / 110_574.0
+        dx = 2.0 * tolerance_m / (111_320.0 * np.cos(np.radians(lat_max)))
+        boxes = shapely.box(x[todo] - dx, y[todo] - dy, x[todo] + dx, y[todo] + dy)
+        near_polys = np.unique(shapely.STRtree(geoms).query(boxes)[1])
+        geoms_m = np.asarray(gpd.GeoSeries(geoms[near_polys], crs=S.CRS_STORAGE).to_crs(crs).values)
         pts_m = gpd.GeoSeries(shapely.points(x[todo], y[todo]), crs=S.CRS_STORAGE).to_crs(crs).values
-        tree_m = shapely.STRtree(np.asarray(geoms_m))
+        tree_m = shapely.STRtree(geoms_m)
         (pt, poly), dist = tree_m.query_nearest(
             np.asarray(pts_m), max_distance=tolerance_m, return_distance=True, all_matches=True
         )
+        poly = near_polys[poly]
         ok = dist <= tolerance_m
         chosen, _ = _pick(pt[ok], poly[ok], np.zeros(int(ok.sum()), bool), rank, len(todo))
         near = chosen >= 0
