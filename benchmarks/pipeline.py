@@ -149,6 +149,8 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the run folders")
     ap.add_argument("--no-nightly", action="store_true",
                     help="skip the nightly variant (a fresh folder scored with the full run's saved model)")
+    ap.add_argument("--nightly-max", type=int, default=1_000_000,
+                    help="run the nightly variant only for sizes up to this many voters")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
     work = DATA / "pipeline_runs"
@@ -169,7 +171,7 @@ def main() -> None:
             ratio = float(full["wall_s"]) / max(float(again["wall_s"]), 0.01)  # type: ignore[arg-type]
             entry["rerun_ratio"] = round(ratio, 1)
             print(f"  re-run (all up to date) {again['wall_s']} s: {ratio:.1f}x faster", flush=True)
-        if not args.no_nightly:
+        if not args.no_nightly and n <= args.nightly_max:
             # the nightly job: a new folder, the model trained once (here by the full run) scoring the file
             model = work / f"model_{n}.joblib"
             shutil.copyfile(folder / "model.joblib", model)
