@@ -378,6 +378,13 @@ def _read_voter_file(
         good = ~bad & np.isfinite(num_lat) & np.isfinite(num_lng)
         lat[good], lng[good] = num_lat[good], num_lng[good]
         source[good] = "file"
+        del raw_lat, raw_lng
+    if lay.history_style not in ("wide", "pairs"):
+        # the raw columns are read no more (only wide and positional history come from them): free them before
+        # the geocodes, the history and the points take their memory
+        raw = None
+        table = table.iloc[:0]
+        read.table = table
     stages: list[StageRecord] = []
     if geocodes is not None:
         g_lat, g_lng, g_rejects, g_stage = _read_geocodes(Path(geocodes), out, encoding=enc,
@@ -671,6 +678,8 @@ def _prepare_long_history(lay: Layout, hpath: Path, enc: str) -> _LongHistory:
     else:
         party = pd.Series("", index=t.index, dtype="str")
     vid_codes, vid_distinct = factorize_str(vid)
+    read.table = t[[S.SOURCE_LINE]]  # every value is mapped: only the line numbers are needed from here
+    del t
     return _LongHistory(read=read, path=hpath, fmt=fmt, vid=vid, dates=dates, etype=etype, method=method,
                         voted=voted, party=party, vid_codes=vid_codes, vid_distinct=vid_distinct,
                         seconds=time.perf_counter() - t0)
@@ -696,9 +705,11 @@ def _finish_long_history(
     if bad.any():
         rejects.append(S.make_rejects(file, t.loc[bad, S.SOURCE_LINE].astype("int64"),
                                       reason[bad].astype(str).tolist()))
-    good = ~bad
-    frame = _history_frame(vid[good], dates[good], prep.etype[good], prep.voted[good], prep.method[good],
-                           prep.party[good], t.loc[good, S.SOURCE_LINE])
+    columns = (vid, dates, prep.etype, prep.voted, prep.method, prep.party, t[S.SOURCE_LINE])
+    if bad.any():  # no copies of millions of rows when every row is good
+        good = ~bad
+        columns = tuple(c[good] for c in columns)  # type: ignore[assignment]
+    frame = _history_frame(*columns)
     rej = pd.concat(rejects, ignore_index=True)
     stage = StageRecord("history", rows_in=read.rows_in, rows_out=len(frame), rows_rejected=len(rej),
                         seconds=round(prep.seconds + time.perf_counter() - t0, 3),
