@@ -16,8 +16,10 @@ itself.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
+import sys
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -123,6 +125,9 @@ def run_tasks(fn: Callable[[Any, int], Any], shared: Any, n_tasks: int, *, worke
     """
     if workers <= 1 or n_tasks <= 1 or not fork_available():
         return [fn(shared, i) for i in range(n_tasks)]
+    for stream in (sys.stdout, sys.stderr):  # a forked worker would write the caller's unflushed output again
+        with contextlib.suppress(Exception):
+            stream.flush()
     ctx = multiprocessing.get_context("fork")
     pool = ProcessPoolExecutor(max_workers=min(workers, n_tasks), mp_context=ctx, initializer=_init,
                                initargs=(fn, shared))
