@@ -272,3 +272,22 @@ def test_walklist_rows_order_is_sort_values(people: list[tuple[int, str, str | N
         ["turf_id", "door_order", "household_id", "last_name", "first_name", "voter_id"], kind="stable")
     assert rows["voter_id"].tolist() == ref["voter_id"].tolist()
     assert rows["list_number"].tolist() == ref["list_number"].tolist()
+
+
+def _ident(shared: object, i: int) -> int:
+    return i
+
+
+def _nested(shared: object, i: int) -> list[int]:
+    return [*run_tasks(_ident, None, 3, workers=2), i]
+
+
+@needs_fork
+def test_tasks_inside_a_daemonic_process_run_in_it() -> None:
+    """A multiprocessing.Pool worker is daemonic and may not start processes: the tasks it runs stay in it (the
+    stage's own workers may start theirs)."""
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        assert pool.apply(_nested, (None, 5)) == [0, 1, 2, 5]
+    assert run_tasks(_nested, None, 2, workers=2) == [[0, 1, 2, 0], [0, 1, 2, 1]]

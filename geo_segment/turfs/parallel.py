@@ -123,7 +123,8 @@ def run_tasks(fn: Callable[[Any, int], Any], shared: Any, n_tasks: int, *, worke
     GeoSegmentError
         As raised by a task.
     """
-    if workers <= 1 or n_tasks <= 1 or not fork_available():
+    if workers <= 1 or n_tasks <= 1 or not fork_available() or multiprocessing.current_process().daemon:
+        # (a daemonic process, e.g. another pool's worker, may not start processes)
         return [fn(shared, i) for i in range(n_tasks)]
     for stream in (sys.stdout, sys.stderr):  # a forked worker would write the caller's unflushed output again
         with contextlib.suppress(Exception):
