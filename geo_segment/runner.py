@@ -264,12 +264,22 @@ class _Hashes:
         return self._cache[path]
 
 
+#: settings that change how fast a stage runs, never what it writes: left out of the stage keys
+_SPEED_ONLY = {"turfs": ("workers",)}
+
+
+def _outputs_settings(section: str, table: Any) -> Any:
+    if isinstance(table, dict) and section in _SPEED_ONLY:
+        return {k: v for k, v in table.items() if k not in _SPEED_ONLY[section]}
+    return table
+
+
 def _stage_key(spec: StageSpec, cfg: dict[str, Any], inputs: dict[str, Path], upstream: dict[str, str],
                hashes: _Hashes) -> str:
     payload = {
         "stage": spec.name,
         "code": [__version__, _STAGE_CODE_VERSION],
-        "config": {s: cfg.get(s) for s in spec.sections},
+        "config": {s: _outputs_settings(s, cfg.get(s)) for s in spec.sections},
         "inputs": {r: hashes(inputs[r]) for r in spec.inputs if r in inputs},
         "upstream": {n: upstream[n] for n in spec.needs if n in upstream},
     }
@@ -702,7 +712,6 @@ def _turfs(ctx: StageContext) -> StageOutput:
     cfg = ctx.config
     voters = ctx.read_geo("voters.parquet")
     precincts = gpd.read_parquet(ctx.file("precincts.parquet"))
-    history = pd.read_parquet(ctx.file("vote_history.parquet"))
     records: list[StageRecord] = []
     rejects: list[pd.DataFrame] = []
     contact_history = None
@@ -722,7 +731,8 @@ def _turfs(ctx: StageContext) -> StageOutput:
     voters = _holdout(ctx, voters, records)
     dnc = read_id_list(ctx.inputs["do_not_contact"]) if "do_not_contact" in ctx.inputs else None
     barriers = gpd.read_file(ctx.inputs["barriers"]).to_crs(4326) if "barriers" in ctx.inputs else None
-    result = turf_stage(voters, precincts, ctx.stage_dir, cfg.turfs, history=history,
+    # no vote history: the run's universe has no turnout filter (which would say it needs one)
+    result = turf_stage(voters, precincts, ctx.stage_dir, cfg.turfs, history=None,
                         contact_history=contact_history, exclude_contacted=contact_history is not None,
                         do_not_contact=dnc, barriers=barriers, packets=True, pdf=False)
     records.extend(result.stages)

@@ -368,3 +368,20 @@ def test_a_run_with_the_frame_memo_writes_what_a_run_without_it_writes(tmp_path:
     a, b = files(tmp_path / "memo"), files(tmp_path / "disk")
     assert len(a) > 100 and a.keys() == b.keys()
     assert [k for k in a if a[k] != b[k]] == []
+
+
+def test_speed_only_settings_do_not_change_a_stage_key() -> None:
+    """``[turfs] workers`` changes how fast the turfs are cut, never what is written: a folder stays up to date."""
+    import dataclasses as dc
+
+    from geo_segment.config import TurfsConfig
+    from geo_segment.runner import _Hashes, _stage_key, core_stages
+
+    spec = next(s for s in core_stages() if s.name == "turfs")
+
+    def key(**turfs: object) -> str:
+        cfg = dc.replace(Config(), turfs=TurfsConfig(**turfs))  # type: ignore[arg-type]
+        return _stage_key(spec, cfg.to_dict(), {}, {"cluster": "k"}, _Hashes())
+
+    assert key(workers=1) == key(workers="auto") == key(workers=2)
+    assert key(target_doors=40) != key(target_doors=50)
