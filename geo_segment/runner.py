@@ -23,9 +23,10 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -247,12 +248,42 @@ def resolve_inputs(config: Config, base: str | Path | None = None, *, skip: Sequ
 
 
 class _Hashes:
-    """SHA-256 of input files, computed once per run."""
+    """SHA-256 of input files, computed once per run (in a background thread once :meth:`prefetch` asked)."""
 
     def __init__(self) -> None:
         self._cache: dict[Path, str] = {}
+        self._pending: dict[Path, Future[str]] = {}
+
+    def prefetch(self, paths: Sequence[Path]) -> None:
+        """Start hashing ``paths`` (files) in a background daemon thread: a fresh run's first stage reads the
+        inputs while they are hashed (``hashlib`` releases the GIL), instead of after. A failing run exits without
+        waiting for it."""
+        todo = [p for p in paths if p.is_file() and p not in self._cache and p not in self._pending]
+        if not todo:
+            return
+        futures: list[tuple[Path, Future[str]]] = [(p, Future()) for p in todo]
+        self._pending.update(dict(futures))
+
+        def work() -> None:
+            for p, fut in futures:
+                if not fut.set_running_or_notify_cancel():
+                    continue
+                try:
+                    fut.set_result(sha256_file(p))
+                except BaseException as exc:
+                    fut.set_exception(exc)
+
+        threading.Thread(target=work, name="geo-segment-hash", daemon=True).start()
+
+    def close(self) -> None:
+        """Cancel what was prefetched and not yet asked for."""
+        for fut in self._pending.values():
+            fut.cancel()
+        self._pending.clear()
 
     def __call__(self, path: Path) -> str:
+        if path in self._pending:
+            self._cache[path] = self._pending.pop(path).result()
         if path not in self._cache:
             if path.is_dir():
                 digest = hashlib.sha256()
@@ -495,9 +526,7 @@ def run_pipeline(
     if config_path is not None:
         man.add_input("config", config_path)
     hashes = _Hashes()
-    for role, p in files.items():
-        if p.is_file():
-            man.inputs.append({"role": role, "path": str(p), "bytes": p.stat().st_size, "sha256": hashes(p)})
+    hashes.prefetch(list(files.values()))  # listed in the manifest after the stages ran
     keys: dict[str, str] = {}
     done: dict[str, Path] = {}
     statuses: list[StageStatus] = []
@@ -515,7 +544,9 @@ def run_pipeline(
             statuses.append(StageStatus(spec.name, "left out", reason=reason))
             emit("skip", spec.name, {"status": "left out", "reason": reason})
             continue
-        key = _stage_key(spec, cfg_dict, files, keys, hashes)
+        key: str | None = None
+        if (folder / _STATE).exists():  # a fresh stage's key waits until it ran (its inputs hash meanwhile)
+            key = _stage_key(spec, cfg_dict, files, keys, hashes)
         keep = (only is not None and spec.name != only) or (first_forced is not None and i < first_forced)
         forced = only == spec.name or (first_forced is not None and i >= first_forced)
         if only is not None and spec.name != only and names.index(spec.name) > names.index(only):
@@ -530,7 +561,7 @@ def run_pipeline(
                     fix=f"run the whole pipeline once before using --only/--from (or --from {spec.name})")
             keys[spec.name] = state["key"]
             status = StageStatus(spec.name, "kept", key=state["key"], reason="before --from/--only")
-        elif not forced and (state := _up_to_date(folder, key)) is not None:
+        elif not forced and key is not None and (state := _up_to_date(folder, key)) is not None:
             keys[spec.name] = key
             status = StageStatus(spec.name, "up-to-date", key=key)
         else:
@@ -554,6 +585,8 @@ def run_pipeline(
         produced = spec.run(ctx)
         seconds = round(time.perf_counter() - t0, 3)
         peak = _peak_rss_mb() if measured else None
+        if key is None:
+            key = _stage_key(spec, cfg_dict, files, keys, hashes)
         if produced.rejects:
             frames = [r for r in produced.rejects if len(r)]
             stage_rejects = pd.concat(frames, ignore_index=True) if frames else S.empty_rejects()
@@ -570,6 +603,10 @@ def run_pipeline(
         statuses.append(StageStatus(spec.name, "ran", seconds=seconds, peak_rss_mb=peak, key=key))
         emit("done", spec.name, {"seconds": seconds, "peak_rss_mb": peak})
     memo.clear()
+    for role, p in files.items():
+        if p.is_file():
+            man.inputs.append({"role": role, "path": str(p), "bytes": p.stat().st_size, "sha256": hashes(p)})
+    hashes.close()
     outputs: dict[str, Path] = {}
     all_rejects = pd.concat(rejects, ignore_index=True) if rejects else S.empty_rejects()
     outputs["rejects"] = write_csv(all_rejects, out / "rejects.csv")
