@@ -554,3 +554,21 @@ def test_score_voters_trains_reports_and_scores_lookalikes(county: County) -> No
     import json
 
     json.dumps(metrics)  # ready for the manifest
+
+
+def test_importance_in_two_threads_equals_one_thread(trained: Trained) -> None:
+    """Permutation importance runs features in two threads; each feature's shuffles have their own seed, so the
+    numbers are those of a serial run."""
+    from sklearn.inspection import permutation_importance
+
+    m = trained.model
+    X, y = trained.X[trained.eligible], trained.y[trained.eligible].to_numpy().astype(np.int64)
+    rows = np.arange(min(len(y), 2000))
+    got = m._importance(m.estimator_, X, y, rows)
+    ref = permutation_importance(m.estimator_, X.iloc[rows], y[rows], scoring="roc_auc",
+                                 n_repeats=m.importance_repeats, random_state=m.random_state)
+    want = pd.DataFrame({"feature": list(map(str, X.columns)), "importance_mean": ref.importances_mean})
+    want = want.sort_values("importance_mean", ascending=False, kind="stable").reset_index(drop=True)
+    assert got["feature"].tolist() == want["feature"].tolist()
+    np.testing.assert_array_equal(got["importance_mean"].to_numpy(), want["importance_mean"].to_numpy())
+    assert got["importance_mean"].iloc[0] > 0.01  # a real ranking, not all zeros
