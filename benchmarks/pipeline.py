@@ -140,6 +140,18 @@ def same_outputs(a: Path, b: Path) -> bool:
     return sorted(p.name for p in (a / "walklists").iterdir()) == sorted(p.name for p in (b / "walklists").iterdir())
 
 
+def _commit() -> str:
+    """The measured code: the short commit, with ``+`` when the working tree differs from it."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+" if dirty else "")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="100000,1000000")
@@ -151,10 +163,19 @@ def main() -> None:
                     help="skip the nightly variant (a fresh folder scored with the full run's saved model)")
     ap.add_argument("--nightly-max", type=int, default=1_000_000,
                     help="run the nightly variant only for sizes up to this many voters")
+    ap.add_argument("--add", action="store_true",
+                    help="keep the other sizes of the saved results (each row says which commit it measured)")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
     work = DATA / "pipeline_runs"
     report: dict[str, object] = {"machine": machine(), "seed": args.seed, "runs": []}
+    kept: list[dict[str, object]] = []
+    if args.add and (RESULTS / "pipeline.json").exists():
+        old = json.loads((RESULTS / "pipeline.json").read_text(encoding="utf-8"))
+        kept = [e for e in old.get("runs", []) if e["voters"] not in sizes]
+        if "concurrent" in old and not args.concurrent:
+            report["concurrent"] = old["concurrent"]
+    commit = _commit()
     print(f"machine: {report['machine']}", flush=True)
     for n in sizes:
         data = ensure_county(n, args.seed)
@@ -163,7 +184,7 @@ def main() -> None:
         config = write_config(data, work / f"cfg_{n}")
         print(f"\n{n:,} voters: full run ...", flush=True)
         full = run_child(config, folder)
-        entry: dict[str, object] = {"voters": n, "full": full}
+        entry: dict[str, object] = {"voters": n, "commit": commit, "full": full}
         show("full run", full)
         if not args.skip_rerun:
             again = run_child(config, folder)
@@ -206,6 +227,7 @@ def main() -> None:
         if not args.keep:
             for o in outs:
                 shutil.rmtree(o, ignore_errors=True)
+    report["runs"] = sorted([*kept, *report["runs"]], key=lambda e: int(e["voters"]))  # type: ignore[misc]
     report["benchmark_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "pipeline.json").write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
@@ -220,8 +242,8 @@ def main() -> None:
              "run's folder again, every stage up to date. Peak RSS: the largest stage's high-water mark. Load: the "
              "1-minute load average before the run (2 cores; above about 1 other jobs shared the CPU).", "",
              f"machine: {report['machine']}", "",
-             "| voters | run | s | peak RSS MB | load | " + " | ".join(f"{s} s" for s in names) + " |",
-             "|---:|---|---:|---:|---:|" + "---:|" * len(names)]
+             "| voters | run | s | peak RSS MB | load | " + " | ".join(f"{s} s" for s in names) + " | commit |",
+             "|---:|---|---:|---:|---:|" + "---:|" * len(names) + "---|"]
     for e in report["runs"]:  # type: ignore[union-attr]
         for label, key in (("full", "full"), ("nightly", "nightly"), ("re-run", "rerun")):
             r = e.get(key)
@@ -230,7 +252,7 @@ def main() -> None:
             st = {s["name"]: s for s in r["stages"]}
             cells = [f"{st[k]['seconds']:.1f}" if k in st else "" for k in names]
             lines.append(f"| {e['voters']:,} | {label} | {r['wall_s']} | {r['peak_rss_mb']:,} | "
-                         f"{r.get('load_before', '')} | " + " | ".join(cells) + " |")
+                         f"{r.get('load_before', '')} | " + " | ".join(cells) + f" | {e.get('commit', '')} |")
     for e in report["runs"]:  # type: ignore[union-attr]
         if e["voters"] == 1_000_000:
             for label, key in (("full", "full"), ("nightly", "nightly")):

@@ -385,3 +385,63 @@ def test_speed_only_settings_do_not_change_a_stage_key() -> None:
 
     assert key(workers=1) == key(workers="auto") == key(workers=2)
     assert key(target_doors=40) != key(target_doors=50)
+
+
+def _geo_first(ctx: StageContext) -> StageOutput:
+    import geopandas as gpd
+    from shapely.geometry import Point
+
+    frame = gpd.GeoDataFrame({"voter_id": ["A1", "A2"], "geometry": [Point(0, 0), Point(1, 1)]}, crs="EPSG:4326")
+    ctx.write_geo(frame, "voters.parquet")  # written in the background
+    return StageOutput(records=[StageRecord("geo_first", rows_in=2, rows_out=2, rows_rejected=0, seconds=0.0)],
+                       publish=["voters.parquet"])
+
+
+def _geo_second(ctx: StageContext) -> StageOutput:
+    import geopandas as gpd
+
+    memo = ctx.read_geo("voters.parquet")  # from memory, maybe before the file is complete
+    disk = gpd.read_parquet(ctx.file("voters.parquet"))  # ctx.file waits for the write
+    assert memo["voter_id"].tolist() == disk["voter_id"].tolist() == ["A1", "A2"]
+    write_csv(pd.DataFrame({"n": [len(disk)]}), ctx.stage_dir / "n.csv")
+    return StageOutput(records=[StageRecord("geo_second", rows_in=2, rows_out=2, rows_rejected=0, seconds=0.0)],
+                       publish=["n.csv"])
+
+
+GEO_STAGES = [StageSpec("geo_first", _geo_first), StageSpec("geo_second", _geo_second, needs=("geo_first",))]
+
+
+def test_background_writes_are_complete_before_anyone_reads_the_file(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import geo_segment.io.atomic as atomic
+
+    real = atomic.write_parquet
+
+    def slow(frame: pd.DataFrame, path: Path) -> Path:
+        time.sleep(0.5)  # the next stage starts well before the file exists
+        return real(frame, path)
+
+    monkeypatch.setattr(atomic, "write_parquet", slow)
+    result = run_pipeline(Config(), tmp_path / "run", inputs={}, stages=GEO_STAGES, report=False)
+    assert [s.status for s in result.statuses] == ["ran", "ran"]
+    state = json.loads((tmp_path / "run" / "stages" / "geo_first" / "stage.json").read_text())
+    assert "voters.parquet" in state["files"] and (tmp_path / "run" / "voters.parquet").is_file()
+    assert pd.read_csv(tmp_path / "run" / "n.csv")["n"].tolist() == [2]
+
+
+def test_a_failed_background_write_fails_the_run_and_the_stage_runs_again(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import geo_segment.io.atomic as atomic
+
+    real = atomic.write_parquet
+
+    def broken(frame: pd.DataFrame, path: Path) -> Path:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(atomic, "write_parquet", broken)
+    with pytest.raises(OSError, match="No space left"):
+        run_pipeline(Config(), tmp_path / "run", inputs={}, stages=GEO_STAGES, report=False)
+    assert not (tmp_path / "run" / "stages" / "geo_first" / "stage.json").exists()
+    monkeypatch.setattr(atomic, "write_parquet", real)
+    result = run_pipeline(Config(), tmp_path / "run", inputs={}, stages=GEO_STAGES, report=False)
+    assert [s.status for s in result.statuses] == ["ran", "ran"]
