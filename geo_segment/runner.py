@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import hashlib
 import json
 import os
@@ -90,95 +89,30 @@ class _FrameMemo:
     """
 
     def __init__(self) -> None:
-        self._frames: dict[str, tuple[Path, Future[tuple[int, int, int, int]], Any]] = {}
-        self._pending: dict[Path, Future[tuple[int, int, int, int]]] = {}
+        self._frames: dict[str, tuple[tuple[int, int, int, int], Any]] = {}
         self.enabled = os.environ.get("GEO_SEGMENT_NO_MEMO", "") not in ("1", "true", "yes")
-        #: the run's one background thread: frame writes, then each stage's finishing work, in order
-        self.queue: _Queue | None = None
 
     def write(self, frame: Any, path: Path) -> Path:
-        import geopandas as gpd
-
         from geo_segment.io.atomic import write_parquet
 
-        def job() -> tuple[int, int, int, int]:
-            write_parquet(frame, path)
-            return _file_key(path)
+        write_parquet(frame, path)
+        if self.enabled:
+            import geopandas as gpd
 
-        remember = self.enabled and isinstance(frame, gpd.GeoDataFrame)
-        if remember and self.queue is not None:
-            fut = self.queue.submit(job)  # the next stage starts while the file is written
-            self._pending[path] = fut
-        else:
-            fut = Future()
-            fut.set_result(job())
-        if remember:
-            self._frames[path.name] = (path, fut, as_read_back(frame))
+            if isinstance(frame, gpd.GeoDataFrame):
+                self._frames[path.name] = (_file_key(path), as_read_back(frame))
         return path
-
-    def wait(self, path: Path) -> None:
-        """Return once a background write of ``path`` has finished (raising its error, if any)."""
-        fut = self._pending.get(path)
-        if fut is not None:
-            fut.result()
-            self._pending.pop(path, None)
-
-    def pending(self, path: Path) -> bool:
-        return path in self._pending
 
     def read(self, path: Path) -> Any:
         import geopandas as gpd
 
         hit = self._frames.get(path.name)
-        if hit is not None and hit[0] == path and not hit[1].done():
-            return hit[2].copy(deep=False)  # being written from this very frame
-        self.wait(path)
-        if hit is not None and hit[1].done() and hit[1].result() == _file_key(path):
-            return hit[2].copy(deep=False)  # copy-on-write: a stage changing it never changes the memo
+        if hit is not None and hit[0] == _file_key(path):
+            return hit[1].copy(deep=False)  # copy-on-write: a stage changing it never changes the memo
         return gpd.read_parquet(path)
 
     def clear(self) -> None:
         self._frames.clear()
-        self._pending.clear()
-
-
-class _Queue:
-    """One background worker thread running jobs in submission order; :meth:`drain` waits and re-raises."""
-
-    def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="geo-segment-finish")
-        self._futures: list[Future[Any]] = []
-        self._failed: BaseException | None = None
-
-    def submit(self, fn: Callable[[], Any]) -> Future[Any]:
-        """Run ``fn`` after every job submitted before it; once a job failed, the later ones are not run (a stage
-        whose file could not be written must not record itself as done)."""
-
-        def job() -> Any:
-            if self._failed is not None:
-                raise RuntimeError("not run: an earlier background job failed") from self._failed
-            try:
-                return fn()
-            except BaseException as exc:
-                self._failed = exc
-                raise
-
-        fut = self._pool.submit(job)
-        self._futures.append(fut)
-        return fut
-
-    def drain(self) -> None:
-        """Wait for every job; raise the first error."""
-        futures, self._futures = self._futures, []
-        errors = [f.exception() for f in futures]
-        first = next((e for e in errors if e is not None), None)
-        if first is not None:
-            raise first
-
-    def close(self) -> None:
-        with contextlib.suppress(BaseException):
-            self.drain()
-        self._pool.shutdown(wait=True)
 
 
 def as_read_back(frame: Any) -> Any:
@@ -216,34 +150,18 @@ class StageContext:
         InputNotFoundError
             No earlier stage wrote it.
         """
-        found = self._locate(name)
-        if found is None:
-            return self.memo.read(self.file(name))  # raises
-        return self.memo.read(found)
+        return self.memo.read(self.file(name))
 
     def write_geo(self, frame: Any, name: str) -> Path:
         """Write ``frame`` atomically as the stage's GeoParquet ``name`` and remember it for later stages."""
         return self.memo.write(frame, self.stage_dir / name)
 
-    def _locate(self, name: str) -> Path | None:
+    def optional_file(self, name: str) -> Path | None:
+        """The newest upstream stage's file ``name`` (searching stages in reverse order), or ``None``."""
         for folder in reversed(list(self.done.values())):
-            if self.memo.pending(folder / name) or (folder / name).exists():
+            if (folder / name).exists():
                 return folder / name
         return None
-
-    def settle(self) -> None:
-        """Wait for the run's background work (earlier stages' writes and publishing): call it before forking
-        worker processes, which must not start while another thread holds library locks."""
-        if self.memo.queue is not None:
-            self.memo.queue.drain()
-
-    def optional_file(self, name: str) -> Path | None:
-        """The newest upstream stage's file ``name`` (searching stages in reverse order), or ``None``; once it is
-        completely written."""
-        found = self._locate(name)
-        if found is not None:
-            self.memo.wait(found)
-        return found
 
     def file(self, name: str) -> Path:
         """The newest upstream stage's file ``name``.
@@ -470,13 +388,6 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def _finish_stage(folder: Path, run_dir: Path, state: dict[str, Any]) -> None:
-    """Hash the stage's files, write its ``stage.json`` (last) and publish its outputs."""
-    state["files"] = _files(folder)
-    write_json(state, folder / _STATE)
-    _publish(folder, run_dir, state["publish"])
-
-
 def _publish(stage_dir: Path, run_dir: Path, names: Sequence[str]) -> list[Path]:
     """Swap the stage's files and folders ``names`` into the run folder, each atomically."""
     done = []
@@ -622,84 +533,75 @@ def run_pipeline(
     rejects: list[pd.DataFrame] = []
     first_forced = names.index(from_stage) if from_stage is not None else None
     memo = _FrameMemo()
-    queue = _Queue()
-    memo.queue = queue
-    try:
-        for i, spec in enumerate(specs):
-            folder = out / "stages" / spec.name
-            ctx = StageContext(config=cfg, inputs=files, run_dir=out, stage_dir=folder, done=dict(done), memo=memo)
-            reason = spec.skip_if(ctx) if spec.skip_if is not None else None
-            missing_needs = [n for n in spec.needs if n in names and n not in keys]
-            if reason is None and missing_needs:
-                reason = f"needs {', '.join(missing_needs)}"
-            if reason is not None:
-                statuses.append(StageStatus(spec.name, "left out", reason=reason))
-                emit("skip", spec.name, {"status": "left out", "reason": reason})
-                continue
-            key: str | None = None
-            if (folder / _STATE).exists():  # a fresh stage's key waits until it ran (its inputs hash meanwhile)
-                key = _stage_key(spec, cfg_dict, files, keys, hashes)
-            keep = (only is not None and spec.name != only) or (first_forced is not None and i < first_forced)
-            forced = only == spec.name or (first_forced is not None and i >= first_forced)
-            if only is not None and spec.name != only and names.index(spec.name) > names.index(only):
-                statuses.append(StageStatus(spec.name, "not asked", reason="--only"))
-                continue
-            state = None
-            if keep:
-                state = _read_state(folder)
-                if state is None:
-                    raise InputNotFoundError(
-                        f"stage {spec.name} has not run in this folder", where=Location(folder),
-                        fix=f"run the whole pipeline once before using --only/--from (or --from {spec.name})")
-                keys[spec.name] = state["key"]
-                status = StageStatus(spec.name, "kept", key=state["key"], reason="before --from/--only")
-            elif not forced and key is not None and (state := _up_to_date(folder, key)) is not None:
-                keys[spec.name] = key
-                status = StageStatus(spec.name, "up-to-date", key=key)
-            else:
-                state = None
-            if state is not None:
-                queue.drain()  # earlier stages' files are published first
-                for rec in state.get("records", []):
-                    man.add_stage(StageRecord(**rec))
-                if (folder / "rejects.csv").exists():
-                    rejects.append(pd.read_csv(folder / "rejects.csv", dtype="str", keep_default_na=False))
-                _publish(folder, out, state.get("publish", []))
-                done[spec.name] = folder
-                statuses.append(status)
-                emit("skip", spec.name, {"status": status.status})
-                continue
-            emit("start", spec.name, {})
-            if folder.exists():
-                shutil.rmtree(folder)
-            folder.mkdir(parents=True)
-            measured = _reset_peak_rss()
-            t0 = time.perf_counter()
-            produced = spec.run(ctx)
-            seconds = round(time.perf_counter() - t0, 3)
-            peak = _peak_rss_mb() if measured else None
-            if key is None:
-                key = _stage_key(spec, cfg_dict, files, keys, hashes)
-            if produced.rejects:
-                frames = [r for r in produced.rejects if len(r)]
-                stage_rejects = pd.concat(frames, ignore_index=True) if frames else S.empty_rejects()
-                write_csv(stage_rejects[list(S.REJECT_COLUMNS)], folder / "rejects.csv")
-                rejects.append(pd.read_csv(folder / "rejects.csv", dtype="str", keep_default_na=False))
-            for rec in produced.records:
-                man.add_stage(rec)
-            # the stage's hashes, state and publishing run in the background, after its pending writes (one queue,
-            # in order), while the next stage starts; stage.json is still written last
-            queue.submit(functools.partial(_finish_stage, folder, out, {
-                "key": key, "stage": spec.name, "files": None, "publish": produced.publish,
-                "records": [dataclasses.asdict(r) for r in produced.records], "seconds": seconds,
-                "peak_rss_mb": peak}))
+    for i, spec in enumerate(specs):
+        folder = out / "stages" / spec.name
+        ctx = StageContext(config=cfg, inputs=files, run_dir=out, stage_dir=folder, done=dict(done), memo=memo)
+        reason = spec.skip_if(ctx) if spec.skip_if is not None else None
+        missing_needs = [n for n in spec.needs if n in names and n not in keys]
+        if reason is None and missing_needs:
+            reason = f"needs {', '.join(missing_needs)}"
+        if reason is not None:
+            statuses.append(StageStatus(spec.name, "left out", reason=reason))
+            emit("skip", spec.name, {"status": "left out", "reason": reason})
+            continue
+        key: str | None = None
+        if (folder / _STATE).exists():  # a fresh stage's key waits until it ran (its inputs hash meanwhile)
+            key = _stage_key(spec, cfg_dict, files, keys, hashes)
+        keep = (only is not None and spec.name != only) or (first_forced is not None and i < first_forced)
+        forced = only == spec.name or (first_forced is not None and i >= first_forced)
+        if only is not None and spec.name != only and names.index(spec.name) > names.index(only):
+            statuses.append(StageStatus(spec.name, "not asked", reason="--only"))
+            continue
+        state = None
+        if keep:
+            state = _read_state(folder)
+            if state is None:
+                raise InputNotFoundError(
+                    f"stage {spec.name} has not run in this folder", where=Location(folder),
+                    fix=f"run the whole pipeline once before using --only/--from (or --from {spec.name})")
+            keys[spec.name] = state["key"]
+            status = StageStatus(spec.name, "kept", key=state["key"], reason="before --from/--only")
+        elif not forced and key is not None and (state := _up_to_date(folder, key)) is not None:
             keys[spec.name] = key
+            status = StageStatus(spec.name, "up-to-date", key=key)
+        else:
+            state = None
+        if state is not None:
+            for rec in state.get("records", []):
+                man.add_stage(StageRecord(**rec))
+            if (folder / "rejects.csv").exists():
+                rejects.append(pd.read_csv(folder / "rejects.csv", dtype="str", keep_default_na=False))
+            _publish(folder, out, state.get("publish", []))
             done[spec.name] = folder
-            statuses.append(StageStatus(spec.name, "ran", seconds=seconds, peak_rss_mb=peak, key=key))
-            emit("done", spec.name, {"seconds": seconds, "peak_rss_mb": peak})
-        queue.drain()
-    finally:
-        queue.close()
+            statuses.append(status)
+            emit("skip", spec.name, {"status": status.status})
+            continue
+        emit("start", spec.name, {})
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+        measured = _reset_peak_rss()
+        t0 = time.perf_counter()
+        produced = spec.run(ctx)
+        seconds = round(time.perf_counter() - t0, 3)
+        peak = _peak_rss_mb() if measured else None
+        if key is None:
+            key = _stage_key(spec, cfg_dict, files, keys, hashes)
+        if produced.rejects:
+            frames = [r for r in produced.rejects if len(r)]
+            stage_rejects = pd.concat(frames, ignore_index=True) if frames else S.empty_rejects()
+            write_csv(stage_rejects[list(S.REJECT_COLUMNS)], folder / "rejects.csv")
+            rejects.append(pd.read_csv(folder / "rejects.csv", dtype="str", keep_default_na=False))
+        for rec in produced.records:
+            man.add_stage(rec)
+        write_json({"key": key, "stage": spec.name, "files": _files(folder), "publish": produced.publish,
+                    "records": [dataclasses.asdict(r) for r in produced.records], "seconds": seconds,
+                    "peak_rss_mb": peak}, folder / _STATE)
+        _publish(folder, out, produced.publish)
+        keys[spec.name] = key
+        done[spec.name] = folder
+        statuses.append(StageStatus(spec.name, "ran", seconds=seconds, peak_rss_mb=peak, key=key))
+        emit("done", spec.name, {"seconds": seconds, "peak_rss_mb": peak})
     memo.clear()
     for role, p in files.items():
         if p.is_file():
@@ -867,7 +769,6 @@ def _turfs(ctx: StageContext) -> StageOutput:
     dnc = read_id_list(ctx.inputs["do_not_contact"]) if "do_not_contact" in ctx.inputs else None
     barriers = gpd.read_file(ctx.inputs["barriers"]).to_crs(4326) if "barriers" in ctx.inputs else None
     # no vote history: the run's universe has no turnout filter (which would say it needs one)
-    ctx.settle()  # the cut forks worker processes
     result = turf_stage(voters, precincts, ctx.stage_dir, cfg.turfs, history=None,
                         contact_history=contact_history, exclude_contacted=contact_history is not None,
                         do_not_contact=dnc, barriers=barriers, packets=True, pdf=False)
