@@ -59,7 +59,7 @@ __all__ = [
 INPUT_ROLES = tuple(f.name for f in dataclasses.fields(InputsConfig))
 
 #: bump when a stage's code changes what it writes, so cached stages re-run
-_STAGE_CODE_VERSION = "1"
+_STAGE_CODE_VERSION = "2"  # 2: propensity defaults cv=3, learning rate 0.1 (2026-11-27)
 _STATE = "stage.json"
 
 
