@@ -74,11 +74,7 @@ def main() -> None:
         m = PropensityModel(max_fit_rows=cap or None, n_threads=args.threads, random_state=0).fit(Xt, yt)
         fit_s = time.perf_counter() - t
         p = m.predict_proba(Xh)[:, 1]
-        auc = roc_auc_score(yh, p)
-        # standard error of the held-out AUC (Hanley & McNeil 1982)
-        n1, n0 = int(yh.sum()), int((1 - yh).sum())
-        q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
-        se = float(np.sqrt((auc * (1 - auc) + (n1 - 1) * (q1 - auc**2) + (n0 - 1) * (q2 - auc**2)) / (n1 * n0)))
+        auc, se = _heldout(yh, p)
         row = {"cap": cap or None, "n_fit": m.metrics_["n_fit"], "model": m.chosen_, "calibrated": m.calibrated_,
                "heldout_roc_auc": round(float(auc), 4), "heldout_auc_se": round(se, 4),
                "heldout_brier": round(float(brier_score_loss(yh, p)), 4),
@@ -107,16 +103,18 @@ def main() -> None:
         lines.append(f"| {r['cap'] or 'none'} | {r['n_fit']:,} | {r['model']} | {r['heldout_roc_auc']:.4f} "
                      f"({r['heldout_auc_se']:.4f}) | {diff} | {r['heldout_brier']:.4f} | {r['heldout_ece']:.4f} | "
                      f"{r['fit_seconds']} | {r.get('load_before', '-')} |")
+    _save("scores_rows", rows, lines)
+
+
+def _save(name: str, rows: list[dict[str, object]], lines: list[str]) -> None:
     out = HERE / "results"
-    (out / "scores_rows.json").write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1) + "\n")
-    (out / "scores_rows.md").write_text("\n".join(lines) + "\n")
+    (out / f"{name}.json").write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1) + "\n")
+    (out / f"{name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
-def _heldout(m, Xh, yh):  # type: ignore[no-untyped-def]
-    from sklearn.metrics import roc_auc_score
-
-    p = m.predict_proba(Xh)[:, 1]
+def _heldout(yh: np.ndarray, p: np.ndarray) -> tuple[float, float]:
+    """Held-out ROC-AUC of probabilities ``p`` and its standard error (Hanley & McNeil 1982)."""
     auc = float(roc_auc_score(yh, p))
     n1, n0 = int(yh.sum()), int((1 - yh).sum())
     q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
@@ -145,7 +143,7 @@ def _settings(args, d, label_election, X, Xt, yt, Xh, yh, held):  # type: ignore
         t, c = time.perf_counter(), time.process_time()
         m.predict_proba(big)
         pred_s, pred_cpu = time.perf_counter() - t, time.process_time() - c
-        auc, se = _heldout(m, Xh, yh)
+        auc, se = _heldout(yh, m.predict_proba(Xh)[:, 1])
         est = m.estimator_
         row = {"settings": name, "model": m.chosen_, "calibrated": m.calibrated_,
                "iterations": int(getattr(est, "n_iter_", 0)) or None,
@@ -174,10 +172,7 @@ def _settings(args, d, label_election, X, Xt, yt, Xh, yh, held):  # type: ignore
         lines.append(f"| {r['settings']} | {r['model']} | {r['iterations'] or '-'} | {r['heldout_roc_auc']:.4f} "
                      f"({r['heldout_auc_se']:.4f}) | {r['fit_cpu_seconds']} | {r['fit_seconds']} | "
                      f"{r['predict_1m_cpu_seconds']} | {r['load_before']} |")
-    out = HERE / "results"
-    (out / "scores_settings.json").write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1) + "\n")
-    (out / "scores_settings.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    _save("scores_settings", rows, lines)
 
 
 if __name__ == "__main__":
