@@ -9,6 +9,9 @@ at a time at about 0.9M/s).
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pyarrow as pa
 import shapely
@@ -23,6 +26,8 @@ __all__ = ["MAX_RESOLUTION", "MIN_RESOLUTION", "NO_CELL", "cell_parents", "cell_
 MIN_RESOLUTION = 5
 MAX_RESOLUTION = 15
 NO_CELL = np.uint64(0)
+#: points per thread below which one thread is faster
+_MIN_ROWS_PER_THREAD = 250_000
 
 
 def check_resolution(resolution: int) -> int:
@@ -46,8 +51,20 @@ def latlng_to_cells(lat: np.ndarray, lng: np.ndarray, resolution: int) -> np.nda
     lng = np.asarray(lng, dtype="float64")
     out = np.zeros(len(lat), dtype=np.uint64)
     ok = np.isfinite(lat) & np.isfinite(lng) & (np.abs(lat) <= 90) & (np.abs(lng) <= 180)
-    if ok.any():
-        out[ok] = np.asarray(coordinates_to_cells(lat[ok], lng[ok], res), dtype=np.uint64)
+    if not ok.any():
+        return out
+    rows = np.flatnonzero(ok)
+    la, ln = lat[rows], lng[rows]
+    threads = min(len(os.sched_getaffinity(0)), 4, len(rows) // _MIN_ROWS_PER_THREAD)
+    if threads < 2:
+        out[rows] = np.asarray(coordinates_to_cells(la, ln, res), dtype=np.uint64)
+        return out
+    # h3ronpy releases Python's lock: chunks on threads (1.9 -> 1.2 s for 5M points on 2 cores)
+    bounds = np.linspace(0, len(rows), threads + 1).astype(np.int64)
+    with ThreadPoolExecutor(threads) as pool:
+        parts = list(pool.map(lambda i: coordinates_to_cells(la[bounds[i]:bounds[i + 1]], ln[bounds[i]:bounds[i + 1]],
+                                                             res), range(threads)))
+    out[rows] = np.concatenate([np.asarray(part, dtype=np.uint64) for part in parts])
     return out
 
 

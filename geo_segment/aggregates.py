@@ -15,6 +15,8 @@ Columns
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +33,8 @@ __all__ = ["K_MIN", "PARTIES", "VoterCodes", "aggregate_cells", "aggregate_preci
            "suppress_small", "voter_codes"]
 
 K_MIN = 11
+#: voters from which households and buildings are factorized on two threads
+_MIN_ROWS_THREADED = 200_000
 PARTIES = ("DEM", "REP", "UNA", "LIB", "GRE")
 
 
@@ -59,10 +63,23 @@ def _label_codes(values: pd.Series, labels: tuple[str, ...]) -> np.ndarray:
 
 
 def _count_distinct(kc: np.ndarray, codes: np.ndarray, n_keys: int) -> np.ndarray:
+    """Distinct ``codes`` per key ``kc`` (codes ``-1`` ignored)."""
     ok = codes >= 0
-    width = int(codes.max()) + 1 if len(codes) else 1
-    distinct = pd.unique(kc[ok].astype(np.int64) * width + codes[ok])
-    return np.bincount((distinct // width).astype(np.int64), minlength=n_keys)
+    kc, codes = kc[ok].astype(np.int64), codes[ok].astype(np.int64)
+    if not len(codes):
+        return np.zeros(n_keys, dtype=np.int64)
+    # A household (building) nearly always falls in one key: pair each code with the key of its first row, count
+    # those pairs at once, and hash only the rows whose key differs from their code's first key.
+    width = int(codes.max()) + 1
+    first = np.full(width, -1, dtype=np.int64)
+    first[codes[::-1]] = kc[::-1]
+    present = first >= 0
+    counts = np.bincount(first[present], minlength=n_keys)
+    other = kc != first[codes]
+    if other.any():
+        distinct = pd.unique(kc[other] * width + codes[other])
+        counts += np.bincount(distinct // width, minlength=n_keys)
+    return counts
 
 
 @dataclass(frozen=True)
@@ -103,8 +120,14 @@ def voter_codes(voters: pd.DataFrame, history: pd.DataFrame | None = None, *, n_
     votes, dates = (None, ())
     if history is not None and len(history):
         votes, dates = _general_votes(voters, history, n_generals)
-    return VoterCodes(household=_codes(voters[S.HOUSEHOLD_ID]), building=_codes(voters[S.BUILDING_ID]),
-                      votes=votes, vote_dates=dates, n_generals=n_generals if votes is not None else 0)
+    columns = (voters[S.HOUSEHOLD_ID], voters[S.BUILDING_ID])
+    if len(voters) >= _MIN_ROWS_THREADED and len(os.sched_getaffinity(0)) > 1:
+        with ThreadPoolExecutor(2) as pool:  # Arrow's hashing releases Python's lock
+            household, building = pool.map(_codes, columns)
+    else:
+        household, building = (_codes(c) for c in columns)
+    return VoterCodes(household=household, building=building, votes=votes, vote_dates=dates,
+                      n_generals=n_generals if votes is not None else 0)
 
 
 def _base_counts(voters: pd.DataFrame, unit: np.ndarray, index: pd.Index, codes: VoterCodes) -> pd.DataFrame:

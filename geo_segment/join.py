@@ -14,16 +14,19 @@ Assignment rule, for every point with coordinates
 
 Fast path
 ---------
-Points are bucketed by their H3 cell at ``fast_resolution`` (``"auto"``: the coarsest resolution whose cells are
-at most 1/25 of the median polygon's area, between 6 and 11). A cell whose polygon,
-grown by about a metre to cover the difference between H3's spherical edges and straight lon/lat edges, lies in
-the interior of exactly one polygon and touches no other, assigns all its points at once (``within``). Only
-points in the remaining cells go through the exact STRtree tests. Results equal the exact rule point for point
+A grid of lon/lat boxes covers the layer; a box is *touched* when a polygon ring (exterior or hole) passes through
+it or within a hair of it (rings are sampled every half box and each sample marks the boxes its small square
+covers, so no touched box is ever missed). An untouched box lies wholly inside the same polygons, all in their
+interior, so its points share one answer: one representative point per box gets the exact test and the others
+copy it. The grid is hierarchical (boxes of 8, 4, 2 and 1 finest sides; ``fast_box_m`` sets the finest, by default
+from the polygons' median size): a point goes down a level only while its box is touched, and points in touched
+finest boxes go through the exact STRtree tests themselves. Results equal the exact rule point for point
 (``tests/test_join.py`` compares with ``geopandas.sjoin`` + the same tie-break).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,13 +42,19 @@ from geo_segment._vector import take_str
 from geo_segment.errors import ConfigError, InputFileError, MissingColumnsError
 from geo_segment.io.manifest import StageRecord
 
-__all__ = ["METHODS", "AreaJoin", "add_h3_cells", "assign_areas", "assign_precincts", "auto_fast_resolution",
+__all__ = ["METHODS", "AreaJoin", "add_h3_cells", "assign_areas", "assign_precincts", "auto_fast_box_m",
            "join_areas", "join_stage"]
 
 METHODS = ("within", "boundary", "nearest", "unassigned")
 _WITHIN, _BOUNDARY, _NEAREST, _UNASSIGNED = range(4)
-#: growth of an H3 cell polygon before the containment test, in degrees (about 1.1 m of latitude)
-CELL_MARGIN_DEG = 1e-5
+#: metres in a degree of latitude (converts the fast grid's box size; the grid itself works in degrees)
+M_PER_DEG = 111_320.0
+#: most boxes in the finest fast-path grid (one byte each); a wider layer gets bigger boxes
+GRID_MAX_BOXES = 2**26
+#: levels of the fast grid above the finest (each doubles the box side)
+GRID_LEVELS = 3
+#: extra margin of the ring samples' squares, in degrees: far above float rounding, far below a box
+_EPS_DEG = 1e-9
 
 
 def _require_4326(frame: gpd.GeoDataFrame, what: str) -> None:
@@ -144,8 +153,7 @@ def join_areas(
     ids: np.ndarray,
     *,
     tolerance_m: float = 50.0,
-    fast_resolution: int | str | None = "auto",
-    cells: np.ndarray | None = None,
+    fast_box_m: float | str | None = "auto",
     metric_crs: Any = None,
 ) -> AreaJoin:
     """Assign each (x=lng, y=lat) point to one polygon by the module's rule; the array-level engine.
@@ -160,10 +168,9 @@ def join_areas(
         Their ids (the tie-break sorts them as strings).
     tolerance_m
         Nearest-polygon tolerance in metres for points outside every polygon; 0 disables.
-    fast_resolution
-        H3 resolution of the fast path, ``"auto"`` (from the polygons' sizes), or ``None`` for exact tests only.
-    cells
-        Precomputed H3 cells of the points; reused when their resolution is ``fast_resolution``.
+    fast_box_m
+        Side of the fast path's finest boxes in metres (of latitude), ``"auto"`` (from the polygons' sizes, see
+        :func:`auto_fast_box_m`), or ``None`` for exact tests of every point. It changes the speed, never the result.
     metric_crs
         CRS for the nearest search (default: the layer's estimated UTM zone).
     """
@@ -179,21 +186,16 @@ def join_areas(
     todo = np.flatnonzero(has_xy)
     metrics: dict[str, Any] = {"points": n, "with_coordinates": int(has_xy.sum())}
 
-    if fast_resolution == "auto":
-        fast_resolution = auto_fast_resolution(geoms)
-    fast: np.ndarray | None = None
-    if fast_resolution is not None and len(todo):
-        fres = int(fast_resolution)
-        metrics["fast_resolution"] = fres
-        # a cell's parent is not the coarser cell that contains the point (H3 children stick out of their
-        # parent's hexagon), so precomputed cells are reused only at the fast resolution itself
-        if cells is not None and _cell_res(np.asarray(cells, dtype=np.uint64)) == fres:
-            fast = np.asarray(cells, dtype=np.uint64)[todo]
-        else:
-            fast = _h3.latlng_to_cells(y[todo], x[todo], fres)
+    grid = None
+    if fast_box_m == "auto":
+        fast_box_m = auto_fast_box_m(geoms)
+    if fast_box_m is not None and len(todo):
+        grid = _fast_grid(geoms, float(fast_box_m) / M_PER_DEG)
+        if grid is not None:
+            metrics["fast_box_m"] = round(grid.side * M_PER_DEG, 1)
 
     # 1. + 2. fast path, then exact tests
-    p_index, p_method, p_metrics = _inside(x[todo], y[todo], fast, geoms, rank)
+    p_index, p_method, p_metrics = _inside(x[todo], y[todo], grid, geoms, rank)
     index[todo], method[todo] = p_index, p_method
     metrics.update(p_metrics)
     todo = todo[index[todo] < 0]
@@ -201,26 +203,36 @@ def join_areas(
     # 3. nearest polygon within the tolerance, in metres
     if len(todo) and tolerance_m > 0:
         crs = metric_crs or gpd.GeoSeries(geoms, crs=S.CRS_STORAGE).estimate_utm_crs()
-        # Only polygons near a leftover point are projected (detailed precincts have thousands of vertices): a box
-        # of twice the tolerance in degrees around each point (metres per degree at the highest latitude; map
-        # projections distort distances by well under 2x near their zone) holds every polygon within tolerance.
+        # Only polygons near a leftover point are projected (detailed precincts have thousands of vertices), and
+        # only points near a polygon are searched: a box of twice the tolerance in degrees around each point
+        # (metres per degree at the highest latitude; map projections distort distances by well under 2x near
+        # their zone) holds every polygon within tolerance.
         lat_max = min(float(np.max(np.abs(y[todo]))), 89.0)
         dy = 2.0 * tolerance_m / 110_574.0
         dx = 2.0 * tolerance_m / (111_320.0 * np.cos(np.radians(lat_max)))
         boxes = shapely.box(x[todo] - dx, y[todo] - dy, x[todo] + dx, y[todo] + dy)
-        near_polys = np.unique(shapely.STRtree(geoms).query(boxes)[1])
-        geoms_m = np.asarray(gpd.GeoSeries(geoms[near_polys], crs=S.CRS_STORAGE).to_crs(crs).values)
-        pts_m = gpd.GeoSeries(shapely.points(x[todo], y[todo]), crs=S.CRS_STORAGE).to_crs(crs).values
-        tree_m = shapely.STRtree(geoms_m)
-        (pt, poly), dist = tree_m.query_nearest(
-            np.asarray(pts_m), max_distance=tolerance_m, return_distance=True, all_matches=True
-        )
-        poly = near_polys[poly]
-        ok = dist <= tolerance_m
-        chosen, _ = _pick(pt[ok], poly[ok], np.zeros(int(ok.sum()), bool), rank, len(todo))
-        near = chosen >= 0
-        index[todo[near]] = chosen[near]
-        method[todo[near]] = _NEAREST
+        box_pt, box_poly = shapely.STRtree(geoms).query(boxes)
+        near_polys, poly_pos = np.unique(box_poly, return_inverse=True)
+        near_pts, pt_pos = np.unique(box_pt, return_inverse=True)
+        if len(near_pts):
+            geoms_m = np.asarray(gpd.GeoSeries(geoms[near_polys], crs=S.CRS_STORAGE).to_crs(crs).values)
+            rows = todo[near_pts]
+            pts_m = np.asarray(gpd.GeoSeries(shapely.points(x[rows], y[rows]), crs=S.CRS_STORAGE).to_crs(crs).values)
+            # prepared distance-within first (most leftover points are far from every polygon), exact distances
+            # for the pairs within the tolerance only; ties by lowest id
+            shapely.prepare(geoms_m)
+            within = shapely.dwithin(geoms_m[poly_pos], pts_m[pt_pos], tolerance_m)
+            pt, poly = pt_pos[within], poly_pos[within]
+            dist = shapely.distance(geoms_m[poly], pts_m[pt])
+            ok = dist <= tolerance_m
+            pt, poly, dist = pt[ok], near_polys[poly[ok]], dist[ok]
+            best = np.full(len(rows), np.inf)
+            np.minimum.at(best, pt, dist)
+            nearest = dist == best[pt]
+            chosen, _ = _pick(pt[nearest], poly[nearest], np.zeros(int(nearest.sum()), bool), rank, len(rows))
+            near = chosen >= 0
+            index[rows[near]] = chosen[near]
+            method[rows[near]] = _NEAREST
         metrics["metric_crs"] = str(crs)
     metrics.update({m: int((method == i).sum()) for i, m in enumerate(METHODS)})
     metrics["not_geocoded"] = int((~has_xy).sum())
@@ -228,10 +240,96 @@ def join_areas(
     return AreaJoin(index=index, method=method, metrics=metrics)
 
 
-def _inside(x: np.ndarray, y: np.ndarray, fast: np.ndarray | None, geoms: np.ndarray, rank: np.ndarray) -> tuple[
+@dataclass(frozen=True)
+class _Grid:
+    """The fast path's hierarchical box grid: ``touched[0]`` is the finest (``side`` degrees), each next level
+    has boxes twice as wide; ``True`` where a polygon ring passes through or near the box."""
+
+    x0: float
+    y0: float
+    side: float
+    touched: tuple[np.ndarray, ...]
+
+
+def _fast_grid(geoms: np.ndarray, side: float, levels: int = GRID_LEVELS) -> _Grid | None:
+    """Mark the boxes every ring of ``geoms`` passes through (at least), at the finest level and the coarser ones."""
+    ok = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
+    if not ok.any() or not side > 0:
+        return None
+    minx, miny, maxx, maxy = shapely.total_bounds(geoms[ok])
+    blk = 2**levels
+    while ((maxx - minx) / side + 4 * blk) * ((maxy - miny) / side + 4 * blk) > GRID_MAX_BOXES:
+        side *= 2
+    # one spare box around the layer; sides rounded up to whole coarsest boxes so each level halves exactly
+    x0, y0 = minx - side, miny - side
+    nx = -(-(math.ceil((maxx - x0) / side) + 2) // blk) * blk
+    ny = -(-(math.ceil((maxy - y0) / side) + 2) // blk) * blk
+    coords, ring = shapely.get_coordinates(shapely.get_rings(shapely.get_parts(geoms[ok])), return_index=True)
+    same = ring[1:] == ring[:-1]
+    start, d = coords[:-1][same], np.diff(coords, axis=0)[same]
+    # Samples at most half a box apart (in x and in y) along every segment, both ends included: each point of a
+    # segment is within a quarter box of a sample in x and in y, so the squares of half-side a quarter box (plus a
+    # hair for rounding) around the samples cover the rings, and each square covers at most 2 x 2 boxes: marking
+    # the boxes of its four corners marks every box a ring passes through.
+    step = side / 2
+    k = np.ceil(np.abs(d).max(axis=1) / step).astype(np.int64) + 1
+    seg = np.repeat(np.arange(len(k)), k)
+    t = (np.arange(len(seg)) - np.repeat(np.cumsum(k) - k, k)) / np.repeat(np.maximum(k - 1, 1), k)
+    sx = start[seg, 0] + t * d[seg, 0]
+    sy = start[seg, 1] + t * d[seg, 1]
+    del seg, t
+    half = step / 2 + _EPS_DEG
+    finest = np.zeros((nx, ny), dtype=bool)
+    flat = finest.reshape(-1)
+    gy = [np.floor((sy + o - y0) / side).astype(np.int64) for o in (-half, half)]
+    for o in (-half, half):
+        gx = np.floor((sx + o - x0) / side).astype(np.int64) * ny
+        for g in gy:
+            flat[gx + g] = True
+    touched: list[np.ndarray] = [finest]
+    for _ in range(levels):
+        f = touched[-1]
+        touched.append(np.asarray(f.reshape(f.shape[0] // 2, 2, f.shape[1] // 2, 2).any(axis=(1, 3))))
+    return _Grid(float(x0), float(y0), float(side), tuple(touched))
+
+
+def _first_per_key(keys: np.ndarray, size: int) -> np.ndarray:
+    """For each element, the position of an element with the same key (one per key), keys in ``0..size-1``."""
+    n = len(keys)
+    if size <= max(4 * n, 2**22):
+        lut = np.empty(size, dtype=np.int64)
+        lut[keys] = np.arange(n)
+        return lut[keys]
+    codes, uniq = pd.factorize(keys)
+    first = np.empty(len(uniq), dtype=np.int64)
+    first[codes] = np.arange(n)
+    return first[codes]
+
+
+def _grid_representatives(x: np.ndarray, y: np.ndarray, grid: _Grid) -> tuple[np.ndarray, np.ndarray]:
+    """Each point's representative (a point of the same untouched box; ``-1`` for points in touched finest boxes,
+    which need their own exact test) and those points. Points outside the grid intersect no polygon: ``-2``."""
+    nx, ny = grid.touched[0].shape
+    ix = np.floor((x - grid.x0) / grid.side).astype(np.int64)
+    iy = np.floor((y - grid.y0) / grid.side).astype(np.int64)
+    inside = (ix >= 0) & (ix < nx) & (iy >= 0) & (iy < ny)
+    rep_of = np.full(len(x), -2, dtype=np.int64)
+    rest = np.flatnonzero(inside)
+    for level in range(len(grid.touched) - 1, -1, -1):  # coarsest first
+        touched = grid.touched[level]
+        key = (ix[rest] >> level) * touched.shape[1] + (iy[rest] >> level)
+        hit = touched.reshape(-1)[key]
+        free = rest[~hit]
+        rep_of[free] = free[_first_per_key(key[~hit], touched.size)]
+        rest = rest[hit]
+    rep_of[rest] = -1
+    return rep_of, rest
+
+
+def _inside(x: np.ndarray, y: np.ndarray, grid: _Grid | None, geoms: np.ndarray, rank: np.ndarray) -> tuple[
     np.ndarray, np.ndarray, dict[str, int]
 ]:
-    """Steps 1 (fast path over the ``fast`` cells) and 2 (exact tests) for points that all have coordinates.
+    """Steps 1 (the fast grid) and 2 (exact tests) for points that all have coordinates.
 
     Returns each point's polygon position (``-1`` when none intersects it), its method and counts.
     """
@@ -241,45 +339,21 @@ def _inside(x: np.ndarray, y: np.ndarray, fast: np.ndarray | None, geoms: np.nda
     metrics: dict[str, int] = {}
     shapely.prepare(geoms)
     tree = shapely.STRtree(geoms)
-    if fast is None or not n:
+    if grid is None or not n:
         pt, poly = tree.query(shapely.points(x, y))
         _exact(np.arange(n), pt, poly, x, y, geoms, rank, index, method)
         metrics["exact_points"] = n
         return index, method, metrics
-    codes, uniq = pd.factorize(fast)
-    uniq = np.asarray(uniq, dtype=np.uint64)
-    real = uniq != 0  # 0: no cell (coordinates H3 refuses); those points take the tree's candidates below
-    cell_geoms = np.full(len(uniq), None, dtype=object)
-    cell_geoms[real] = _grow(_h3.cell_polygons(uniq[real]), CELL_MARGIN_DEG)
-    c_idx, p_idx = _sorted_pairs(*tree.query(cell_geoms))
-    hit = shapely.intersects(geoms[p_idx], cell_geoms[c_idx])
-    c_idx, p_idx = c_idx[hit], p_idx[hit]
-    n_hits = np.bincount(c_idx, minlength=len(uniq))
-    single = n_hits[c_idx] == 1
-    clean_poly = np.full(len(uniq), -1, dtype=np.int64)
-    inside = shapely.contains_properly(geoms[p_idx[single]], cell_geoms[c_idx[single]])
-    clean_poly[c_idx[single][inside]] = p_idx[single][inside]
-    per_point = clean_poly[codes]
-    done = per_point >= 0
-    index[done] = per_point[done]
-    method[done] = _WITHIN
-    metrics.update({"fast_cells": len(uniq), "fast_cells_clean": int((clean_poly >= 0).sum()),
-                    "fast_points": int(done.sum())})
-    # The other points of a cell can only touch the polygons its grown hexagon intersects: those are their
-    # candidates, with no point geometry and no tree query per point.
-    rest = np.flatnonzero(~done & real[codes])
-    order = np.argsort(c_idx, kind="stable")
-    cand = p_idx[order]
-    first = np.concatenate([[0], np.cumsum(n_hits)[:-1]])
-    k = n_hits[codes[rest]]
-    pt = np.repeat(np.arange(len(rest)), k)
-    poly = cand[np.repeat(first[codes[rest]] - (np.cumsum(k) - k), k) + np.arange(int(k.sum()))]
-    _exact(rest, pt, poly, x, y, geoms, rank, index, method)
-    nocell = np.flatnonzero(~real[codes])
-    if len(nocell):
-        pt, poly = tree.query(shapely.points(x[nocell], y[nocell]))
-        _exact(nocell, pt, poly, x, y, geoms, rank, index, method)
-    metrics["exact_points"] = len(rest) + len(nocell)
+    rep_of, own = _grid_representatives(x, y, grid)
+    reps = np.flatnonzero(rep_of == np.arange(n))
+    rows = np.concatenate([reps, own])
+    pt, poly = tree.query(shapely.points(x[rows], y[rows]))
+    _exact(rows, pt, poly, x, y, geoms, rank, index, method)
+    copied = np.flatnonzero(rep_of >= 0)
+    index[copied] = index[rep_of[copied]]
+    method[copied] = method[rep_of[copied]]
+    metrics.update({"fast_points": len(copied) - len(reps) + int((rep_of == -2).sum()),
+                    "exact_points": len(rows)})
     return index, method, metrics
 
 
@@ -306,23 +380,14 @@ def _exact(rows: np.ndarray, pt: np.ndarray, poly: np.ndarray, x: np.ndarray, y:
     method[rows[assigned & ~is_within]] = _BOUNDARY
 
 
-#: average H3 cell areas in km² by resolution (h3geo.org)
-_CELL_KM2 = {6: 36.13, 7: 5.161, 8: 0.7373, 9: 0.1053, 10: 0.01504, 11: 0.002149}
-
-
-def auto_fast_resolution(geoms: np.ndarray) -> int:
-    """The coarsest H3 resolution (6..11) whose average cell is at most 1/25 of the median polygon's area."""
-    if len(geoms) == 0:
-        return 9
-    b = shapely.bounds(geoms)
-    lat = np.radians((b[:, 1] + b[:, 3]) / 2)
-    # area in km² from degrees², good enough to pick a resolution
-    km2 = shapely.area(geoms) * (111.32**2) * np.cos(lat)
-    target = float(np.median(km2)) / 25
-    for res in sorted(_CELL_KM2):
-        if _CELL_KM2[res] <= target:
-            return res
-    return 11
+def auto_fast_box_m(geoms: np.ndarray) -> float:
+    """The fast grid's finest box side in metres: the median polygon's side over 80 (boxes of 8 finest sides are
+    a tenth of it), at least 5 m."""
+    ok = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms)) if len(geoms) else np.zeros(0, bool)
+    if not ok.any():
+        return 50.0
+    side_deg = float(np.sqrt(np.median(shapely.area(geoms[ok]))))
+    return max(side_deg * M_PER_DEG / 80.0, 5.0)
 
 
 def _sorted_pairs(query_idx: np.ndarray, tree_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -333,26 +398,6 @@ def _sorted_pairs(query_idx: np.ndarray, tree_idx: np.ndarray) -> tuple[np.ndarr
     return query_idx[order], tree_idx[order]
 
 
-def _grow(polys: np.ndarray, margin: float) -> np.ndarray:
-    """Scale each convex cell polygon about its centre so every vertex moves out by at least ``margin`` degrees."""
-    if len(polys) == 0:
-        return polys
-    coords, offsets = shapely.get_coordinates(polys), shapely.get_num_coordinates(polys)
-    owner = np.repeat(np.arange(len(polys)), offsets)
-    centre = np.column_stack([np.bincount(owner, coords[:, 0]) / offsets, np.bincount(owner, coords[:, 1]) / offsets])
-    delta = coords - centre[owner]
-    radius = np.hypot(delta[:, 0], delta[:, 1])
-    grown = centre[owner] + delta * ((radius + margin) / np.where(radius > 0, radius, 1.0))[:, None]
-    return shapely.polygons(shapely.linearrings(grown, indices=owner))
-
-
-def _cell_res(cells: np.ndarray) -> int:
-    nz = cells[cells != 0]
-    if not len(nz):
-        return _h3.MAX_RESOLUTION
-    return int((int(nz[0]) >> 52) & 0xF)
-
-
 def assign_areas(
     points: gpd.GeoDataFrame,
     areas: gpd.GeoDataFrame,
@@ -361,11 +406,11 @@ def assign_areas(
     tolerance_m: float = 50.0,
     out_id: str = "area_id",
     out_method: str = "area_method",
-    fast_resolution: int | str | None = "auto",
+    fast_box_m: float | str | None = "auto",
 ) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
     """Assign every point to exactly one polygon of any layer (districts, wards, counties, turf boundaries).
 
-    ``fast_resolution`` is :func:`join_areas`'s (it changes the speed, never the result).
+    ``fast_box_m`` is :func:`join_areas`'s (it changes the speed, never the result).
 
     Returns
     -------
@@ -387,12 +432,7 @@ def assign_areas(
                                   fix="pass id_col naming the id column")
     ids = areas[id_col].astype("str").to_numpy()
     x, y = _xy(points)
-    cells = points[S.H3_CELL].to_numpy() if S.H3_CELL in points.columns else None
-    if fast_resolution == "auto":
-        fast_resolution = auto_fast_resolution(areas.geometry.values)
-
-    res = join_areas(x, y, areas.geometry.values, ids, tolerance_m=tolerance_m, fast_resolution=fast_resolution,
-                     cells=cells)
+    res = join_areas(x, y, areas.geometry.values, ids, tolerance_m=tolerance_m, fast_box_m=fast_box_m)
     out = points.copy(deep=False)  # copy-on-write: the caller's frame is never changed
     out[out_id] = take_str(ids, res.index, index=points.index)
     out[out_method] = take_str(list(METHODS), res.method.astype(np.int64), index=points.index)

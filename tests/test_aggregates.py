@@ -6,10 +6,12 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from shapely.geometry import box
 
 from geo_segment import schema as S
-from geo_segment.aggregates import aggregate_cells, aggregate_precincts, decay_weights, suppress_small
+from geo_segment.aggregates import _count_distinct, aggregate_cells, aggregate_precincts, decay_weights, suppress_small
 from geo_segment.join import add_h3_cells, assign_precincts
 
 
@@ -146,3 +148,16 @@ def test_shared_codes_give_the_same_tables(precincts: gpd.GeoDataFrame, n_genera
             pd.testing.assert_frame_equal(fn(codes), fn(None))
     cols = aggregate_cells(voters, history, k_min=1, n_generals=n_generals).columns
     assert sum(c.startswith("voted_general_") for c in cols) == min(n_generals, 2)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 6), st.integers(-1, 12)), max_size=80))
+def test_distinct_households_per_unit_equal_pandas(pairs: list[tuple[int, int]]) -> None:
+    """Households spanning several units, missing codes (-1) and units with none: the first-row shortcut counts
+    the same distinct codes per unit as pandas' drop_duplicates."""
+    kc = np.array([p[0] for p in pairs], dtype=np.int64)
+    codes = np.array([p[1] for p in pairs], dtype=np.int64)
+    ok = codes >= 0
+    expected = (pd.DataFrame({"k": kc[ok], "c": codes[ok]}).drop_duplicates().groupby("k").size()
+                .reindex(range(7), fill_value=0).to_numpy())
+    assert _count_distinct(kc, codes, 7).tolist() == expected.tolist()

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import shapely
+import shapely.affinity
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from shapely.geometry import MultiPolygon, Polygon, box
@@ -72,7 +73,7 @@ def _points(coords: list[tuple[float, float]]) -> gpd.GeoDataFrame:
     )
 
 
-@pytest.mark.parametrize("fast", [None, 11, "auto"], ids=["exact", "fast-r11", "fast-auto"])
+@pytest.mark.parametrize("fast", [None, 20.0, "auto"], ids=["exact", "fast-20m", "fast-auto"])
 @pytest.mark.parametrize(
     ("where", "xy", "pid", "method"),
     [
@@ -91,7 +92,7 @@ def _points(coords: list[tuple[float, float]]) -> gpd.GeoDataFrame:
 def test_each_place_gets_its_precinct(layer: gpd.GeoDataFrame, fast: int | str | None, where: str,
                                       xy: tuple[float, float], pid: str | None, method: str | None) -> None:
     out, _ = assign_areas(_points([pt(*xy)]), layer, id_col="pid", out_id=S.PRECINCT_ID,
-                          out_method=S.PRECINCT_METHOD, fast_resolution=fast)
+                          out_method=S.PRECINCT_METHOD, fast_box_m=fast)
     got_id = out[S.PRECINCT_ID].iloc[0]
     got_id = None if pd.isna(got_id) else got_id
     if where == "in the hole of E":  # 0.01 D (about 11 m) from the hole's edge: nearest E within 50 m
@@ -220,26 +221,53 @@ def test_real_ri_precincts_equal_the_exact_reference() -> None:
 
 
 @pytest.mark.skipif(not RI.exists(), reason="needs ../shared/data/ri")
-@pytest.mark.parametrize("fast", [7, 8, 9, 10])
-def test_fast_path_with_precomputed_cells_equals_exact(fast: int) -> None:
-    """A res-9 cell's parent is not the coarser cell holding the point: the fast path must not assume it is."""
+@pytest.mark.skipif(not RI.exists(), reason="needs ../shared/data/ri")
+@pytest.mark.parametrize("fast", [5.0, 25.0, 100.0, 400.0])
+def test_fast_grid_equals_exact_on_ri(fast: float) -> None:
+    """Shoreline, overlaps, gaps: points copied from their box's representative get the exact answer, with boxes
+    from 5 m (most points tested themselves) to 400 m (most copied), in dense clusters and on every vertex."""
     precincts = gpd.read_parquet(RI)
-    rng = np.random.default_rng(fast)
+    rng = np.random.default_rng(int(fast))
     minx, miny, maxx, maxy = precincts.total_bounds
     verts = shapely.get_coordinates(precincts.geometry.values.boundary)[::3]
-    xs = np.r_[rng.uniform(minx, maxx, 5000), verts[:, 0]]
-    ys = np.r_[rng.uniform(miny, maxy, 5000), verts[:, 1]]
-    points = add_h3_cells(_points(list(zip(xs, ys, strict=True))), resolution=9)
-    fast_out, _ = assign_areas(points, precincts, id_col="JOINID", fast_resolution=fast)
-    exact_out, _ = assign_areas(points, precincts, id_col="JOINID", fast_resolution=None)
+    centres = np.column_stack([rng.uniform(minx, maxx, 150), rng.uniform(miny, maxy, 150)])
+    cluster = np.repeat(centres, 30, axis=0) + rng.normal(0, 0.003, (4500, 2))
+    xs = np.r_[rng.uniform(minx, maxx, 3000), cluster[:, 0], verts[:, 0]]
+    ys = np.r_[rng.uniform(miny, maxy, 3000), cluster[:, 1], verts[:, 1]]
+    points = _points(list(zip(xs, ys, strict=True)))
+    fast_out, m_fast = assign_areas(points, precincts, id_col="JOINID", fast_box_m=fast)
+    exact_out, _ = assign_areas(points, precincts, id_col="JOINID", fast_box_m=None)
     pd.testing.assert_frame_equal(fast_out, exact_out)
+    assert m_fast["fast_points"] > 0
 
 
-@pytest.mark.parametrize("fast", [7, 8, 9])
-def test_fast_path_and_cell_candidates_equal_the_exact_path(fast: int) -> None:
-    """Clean cells assign at once and the other points are tested against their cell's polygons only: the same
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.sampled_from([3.0, 11.0, 40.0, 150.0]))
+def test_property_fast_grid_equals_exact_on_slanted_edges(seed: int, box_m: float) -> None:
+    """Rotated, overlapping squares (edges at every angle, clipping box corners) and points packed along their
+    edges: the fast grid never copies an answer across a ring, whatever the box size."""
+    rng = np.random.default_rng(seed)
+    polys = [shapely.affinity.rotate(sq(*(c := rng.uniform(0, 2, 2)), *(c + rng.uniform(0.2, 1.2))),
+                                     float(rng.uniform(0, 90)), origin="centroid") for _ in range(5)]
+    layer = gpd.GeoDataFrame({"pid": [f"q{k}" for k in range(5)], "geometry": polys}, crs=4326)
+    rings = shapely.get_coordinates(layer.boundary.values)
+    along = rings[rng.integers(0, len(rings) - 1, 400)]
+    t = rng.uniform(0, 1, (400, 1))
+    on_edges = along + t * (rings[np.minimum(rng.integers(0, len(rings) - 1, 400) + 1, len(rings) - 1)] - along)
+    near = np.repeat(on_edges, 3, axis=0) + rng.normal(0, 0.00005, (1200, 2))  # within metres of an edge
+    lattice = np.column_stack([rng.uniform(X0 - 0.005, X0 + 0.04, 800), rng.uniform(Y0 - 0.005, Y0 + 0.04, 800)])
+    coords = np.r_[near, lattice, rings]
+    points = _points([(float(x), float(y)) for x, y in coords])
+    quick, _ = assign_areas(points, layer, id_col="pid", fast_box_m=box_m, tolerance_m=0)
+    exact, _ = assign_areas(points, layer, id_col="pid", fast_box_m=None, tolerance_m=0)
+    pd.testing.assert_frame_equal(quick, exact)
+
+
+@pytest.mark.parametrize("fast", [30.0, 120.0, 500.0])
+def test_fast_path_equals_the_exact_path(fast: float) -> None:
+    """Points in untouched boxes copy their representative's answer, the others are tested themselves: the same
     answer as testing every point against the tree, on a jittered grid with an overlap, edges and vertices."""
-    rng = np.random.default_rng(fast)
+    rng = np.random.default_rng(int(fast))
     xs = np.linspace(-71.6, -71.2, 9)
     ys = np.linspace(41.6, 41.9, 7)
     jx = xs + np.r_[0, rng.uniform(-0.01, 0.01, len(xs) - 2), 0]
@@ -250,8 +278,8 @@ def test_fast_path_and_cell_candidates_equal_the_exact_path(fast: int) -> None:
     verts = shapely.get_coordinates(layer.boundary.values)
     coords = np.r_[np.column_stack([rng.uniform(-71.65, -71.15, 6000), rng.uniform(41.55, 41.95, 6000)]), verts]
     points = _points([(float(x), float(y)) for x, y in coords])
-    exact, m_exact = assign_areas(points, layer, id_col="pid", fast_resolution=None)
-    quick, m_fast = assign_areas(points, layer, id_col="pid", fast_resolution=fast)
+    exact, m_exact = assign_areas(points, layer, id_col="pid", fast_box_m=None)
+    quick, m_fast = assign_areas(points, layer, id_col="pid", fast_box_m=fast)
     pd.testing.assert_frame_equal(exact, quick)
     assert {k: m_exact[k] for k in METHODS} == {k: m_fast[k] for k in METHODS}
     assert m_fast["boundary"] > 0 and m_fast["nearest"] > 0 and m_fast["unassigned"] > 0

@@ -12,7 +12,7 @@ How it runs
    aggregation columns are sent; the client adds the join's columns to its frame). Each partition gets its H3 cells and
    its precinct by :func:`geo_segment.join.join_areas`, the local engine's code, against the precinct layer
    broadcast once to every worker (as WKB and bounding boxes). A partition uses only the polygons whose bounding box
-   comes within twice the tolerance of its points, with the layer-wide fast-path resolution, id order and metric CRS:
+   comes within twice the tolerance of its points, with the layer-wide fast-path box size, id order and metric CRS:
    the rule depends only on the polygons a point touches or is near, so every point gets what the local engine gives
    it. With ``voters_out`` each joined Parquet partition is written there as GeoParquet and never leaves its worker.
 2. **A slim table** per partition holds what aggregation needs (voter id, household, building, party, cell, precinct,
@@ -63,7 +63,7 @@ from geo_segment.aggregates import K_MIN, aggregate_cells, aggregate_metrics, ag
 from geo_segment.engines import JoinAggregate, ParquetSource, expand_parquet_paths
 from geo_segment.errors import ConfigError, MissingColumnsError, OutputPathError
 from geo_segment.io.atomic import write_parquet
-from geo_segment.join import METHODS, _require_4326, _xy, auto_fast_resolution, join_areas
+from geo_segment.join import METHODS, _require_4326, _xy, auto_fast_box_m, join_areas
 
 __all__ = ["ROWS_PER_PARTITION", "join_aggregate_dask"]
 
@@ -90,7 +90,7 @@ class _Layer:
     wkb: np.ndarray
     bounds: np.ndarray
     ids: np.ndarray
-    fast_resolution: int | None
+    fast_box_m: float
     metric_crs: Any
 
 
@@ -107,7 +107,7 @@ def _layer(precincts: gpd.GeoDataFrame, id_col: str) -> _Layer:
         wkb=np.asarray(shapely.to_wkb(geoms), dtype=object),
         bounds=shapely.bounds(geoms),
         ids=precincts[id_col].astype("str").to_numpy(),
-        fast_resolution=auto_fast_resolution(precincts.geometry.values),
+        fast_box_m=auto_fast_box_m(precincts.geometry.values),
         metric_crs=metric_crs,
     )
 
@@ -128,15 +128,14 @@ def _near(layer: _Layer, x: np.ndarray, y: np.ndarray, tolerance_m: float) -> np
     return np.flatnonzero(keep)
 
 
-def _assign(x: np.ndarray, y: np.ndarray, cells: np.ndarray, layer: _Layer, *, tolerance_m: float) -> tuple[
+def _assign(x: np.ndarray, y: np.ndarray, layer: _Layer, *, tolerance_m: float) -> tuple[
     np.ndarray, np.ndarray
 ]:
     """:func:`geo_segment.join.assign_areas` on the polygons near the points: ids (None: unassigned) and methods."""
     near = _near(layer, x, y, tolerance_m)
     geoms = shapely.from_wkb(layer.wkb[near]) if len(near) else np.empty(0, dtype=object)
     ids = layer.ids[near]
-    fres = layer.fast_resolution
-    res = join_areas(x, y, geoms, ids, tolerance_m=tolerance_m, fast_resolution=fres, cells=cells,
+    res = join_areas(x, y, geoms, ids, tolerance_m=tolerance_m, fast_box_m=layer.fast_box_m,
                      metric_crs=layer.metric_crs)
     chosen = res.index
     picked: np.ndarray = ids[np.maximum(chosen, 0)] if len(ids) else np.full(len(chosen), None, dtype=object)
@@ -161,7 +160,7 @@ def _join(part: pd.DataFrame, layer: _Layer, opts: _JoinOptions, check: bool) ->
     them (:func:`~geo_segment.join.add_h3_cells` then :func:`~geo_segment.join.assign_areas`)."""
     x, y = _xy(part)
     cells = _h3.latlng_to_cells(y, x, opts.resolution)
-    ids, methods = _assign(x, y, cells, layer, tolerance_m=opts.tolerance_m)
+    ids, methods = _assign(x, y, layer, tolerance_m=opts.tolerance_m)
     out = part.copy()
     out[S.H3_CELL] = cells
     out[S.PRECINCT_ID] = pd.Series(ids, index=part.index, dtype="str")
@@ -657,7 +656,7 @@ def join_aggregate_dask(
 
     jm: dict[str, Any] = {k: sum(c[k] for c in join_counts) for k in ("points", "with_coordinates", *METHODS,
                                                                       "not_geocoded")}
-    jm.update({"fast_resolution": layer.fast_resolution, "metric_crs": str(layer.metric_crs),
+    jm.update({"fast_box_m": layer.fast_box_m, "metric_crs": str(layer.metric_crs),
                "h3_resolution": resolution, "tolerance_m": tolerance_m})
     metrics: dict[str, Any] = {
         "engine": "dask",
