@@ -24,10 +24,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import os
 import platform
 import time
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from importlib import metadata
@@ -337,18 +339,36 @@ def _threads(n_threads: int | None) -> Iterator[None]:
 
 
 def _cv_predict(
-    estimator: Any, X: pd.DataFrame, y: npt.NDArray[np.int64], splitter: StratifiedKFold
+    estimator: Any, X: pd.DataFrame, y: npt.NDArray[np.int64], splitter: StratifiedKFold, workers: int = 1
 ) -> tuple[npt.NDArray[np.float64], Any, npt.NDArray[np.int64]]:
-    """Out-of-fold probabilities, plus the first fold's fitted model and its held-out rows."""
+    """Out-of-fold probabilities, plus the first fold's fitted model and its held-out rows.
+
+    With ``workers > 1`` the folds are fitted on that many threads, each fit on one OpenMP thread (the trees and
+    BLAS release Python's lock). Each fold is the same clone with the same seed, so the result does not depend on
+    ``workers``. On two cores this is about 2x faster than one fold at a time on two OpenMP threads, and far
+    faster on a busy machine, where OpenMP threads spin waiting for each other.
+    """
+    folds = list(splitter.split(np.zeros(len(y)), y))
+
+    def fit(train: npt.NDArray[np.int64]) -> Any:
+        return clone(estimator).fit(X.iloc[train], y[train])
+
+    if workers > 1 and len(folds) > 1:
+        with threadpool_limits(limits=1, user_api="openmp"), ThreadPoolExecutor(min(workers, len(folds))) as pool:
+            models = list(pool.map(fit, [train for train, _ in folds]))
+    else:
+        models = [fit(train) for train, _ in folds]
     oof = np.zeros(len(y), dtype=np.float64)
-    first: tuple[Any, npt.NDArray[np.int64]] | None = None
-    for train, test in splitter.split(np.zeros(len(y)), y):
-        est = clone(estimator).fit(X.iloc[train], y[train])
+    for est, (_, test) in zip(models, folds, strict=True):
         oof[test] = est.predict_proba(X.iloc[test])[:, 1]
-        if first is None:
-            first = (est, test)
-    assert first is not None
-    return oof, first[0], first[1]
+    return oof, models[0], folds[0][1]
+
+
+def _fold_workers(n_threads: int | None) -> int:
+    """Folds fitted at once: ``n_threads`` when set, else the usable cores (at most 4)."""
+    if n_threads is not None:
+        return max(int(n_threads), 1)
+    return max(min(len(os.sched_getaffinity(0)), 4), 1)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -390,7 +410,9 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
         Cap on the rows used for permutation importance.
     n_threads
         OpenMP threads for gradient boosting while fitting and predicting; ``None`` uses every core. On a
-        machine shared with other jobs, 1 is often faster (OpenMP threads wait for each other).
+        machine shared with other jobs, 1 is often faster (OpenMP threads wait for each other). The
+        cross-validation folds are fitted ``n_threads`` at a time (``None``: one per core, at most 4), each on one
+        OpenMP thread; the results do not depend on it.
     max_cv_rows
         Cap on the rows used for cross-validation (model choice, metrics, calibration check, importance): above
         it, a stratified random sample of that size is cross-validated. ``None``: no cap. At 100,000 rows the
@@ -574,7 +596,7 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
         for name in names:
             t0 = time.perf_counter()
             est = self._candidate(name)
-            oof, first_model, first_test = _cv_predict(est, Xcv, ycv, splitter)
+            oof, first_model, first_test = _cv_predict(est, Xcv, ycv, splitter, _fold_workers(self.n_threads))
             results[name] = {**_metrics(ycv, oof, self.n_bins), "seconds": round(time.perf_counter() - t0, 3)}
             runs[name] = (est, oof, first_model, first_test)
             log.info("propensity candidate %s: %s", name, results[name])
@@ -584,7 +606,7 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
         if want_cal:
             t0 = time.perf_counter()
             cal = self._calibrated(runs[chosen][0])
-            oof, first_model, first_test = _cv_predict(cal, Xcv, ycv, splitter)
+            oof, first_model, first_test = _cv_predict(cal, Xcv, ycv, splitter, _fold_workers(self.n_threads))
             ckey = f"{chosen}+calibrated"
             results[ckey] = {**_metrics(ycv, oof, self.n_bins), "seconds": round(time.perf_counter() - t0, 3)}
             runs[ckey] = (cal, oof, first_model, first_test)

@@ -572,3 +572,19 @@ def test_importance_in_two_threads_equals_one_thread(trained: Trained) -> None:
     assert got["feature"].tolist() == want["feature"].tolist()
     np.testing.assert_array_equal(got["importance_mean"].to_numpy(), want["importance_mean"].to_numpy())
     assert got["importance_mean"].iloc[0] > 0.01  # a real ranking, not all zeros
+
+
+def test_folds_on_threads_equal_one_fold_at_a_time(trained: Trained) -> None:
+    """Cross-validation fits its folds on threads (``n_threads=None``: one per core); each fold is the same
+    clone with the same seed, so the out-of-fold probabilities, the choice and the final model equal a serial
+    run's (``n_threads=1``)."""
+    X, y = trained.X[trained.eligible], trained.y[trained.eligible]
+    serial = PropensityModel(random_state=0, n_threads=1, importance_repeats=0).fit(X, y)
+    threaded = PropensityModel(random_state=0, n_threads=2, importance_repeats=0).fit(X, y)
+    np.testing.assert_array_equal(serial.oof_proba_, threaded.oof_proba_)
+    assert serial.chosen_ == threaded.chosen_
+    assert serial.cv_results_.keys() == threaded.cv_results_.keys()
+    for name, res in serial.cv_results_.items():
+        assert {k: v for k, v in res.items() if k != "seconds"} == {
+            k: v for k, v in threaded.cv_results_[name].items() if k != "seconds"}
+    np.testing.assert_array_equal(serial.predict_proba(X), threaded.predict_proba(X))
