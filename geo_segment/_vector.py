@@ -10,7 +10,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["STR_DTYPE", "arrow_str", "factorize_str", "index_in_str", "isin_str", "per_distinct", "take_str"]
+__all__ = ["STR_DTYPE", "arrow_str", "factorize_str", "index_in_str", "isin_str", "pack_short_str", "per_distinct",
+           "repeated_str", "take_str"]
 
 #: pandas' default string dtype (Arrow-backed, NaN for missing), the column contract's ``str``
 STR_DTYPE = pd.StringDtype("pyarrow", na_value=np.nan)
@@ -85,3 +86,95 @@ def isin_str(values: pd.Series, other: pd.Series) -> np.ndarray:
     arr, value_set = arrow_str(values), arrow_str(other.dropna())
     member = pc.is_in(arr, value_set=value_set, skip_nulls=True)
     return pc.fill_null(member, False).to_numpy(zero_copy_only=False)
+
+
+def _chunks(values: pd.Series | pa.Array | pa.ChunkedArray) -> list[pa.Array]:
+    if isinstance(values, pd.Series):
+        values = pa.array(values.array, from_pandas=True) if len(values) else pa.array([], pa.large_string())
+    return list(values.chunks) if isinstance(values, pa.ChunkedArray) else [values]
+
+
+def _pack_chunk(chunk: pa.Array) -> tuple[np.ndarray, np.ndarray] | None:
+    n = len(chunk)
+    _, offsets_buf, data_buf = chunk.buffers()
+    width = np.int64 if pa.types.is_large_string(chunk.type) else np.int32
+    offsets = np.frombuffer(offsets_buf, dtype=width, count=n + 1, offset=chunk.offset * np.dtype(width).itemsize)
+    offsets = offsets.astype(np.int64, copy=False)
+    data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
+    lengths = np.diff(offsets)
+    valid = (np.ones(n, dtype=bool) if chunk.null_count == 0
+             else chunk.is_valid().to_numpy(zero_copy_only=False))
+    if chunk.null_count:
+        lengths[~valid] = 0
+    longest = int(lengths.max()) if n else 0
+    if longest > 8:
+        return None
+    used = data[offsets[0]: offsets[-1]] if n else data[:0]
+    if used.size and not used.all():  # a NUL byte: "A" and "A\0" would pack alike
+        return None
+    if n and longest and chunk.null_count == 0 and int(lengths.min()) == longest:
+        # fixed width (ids usually are): the bytes are already an n x width matrix
+        mat = np.zeros((n, 8), dtype=np.uint8)
+        mat[:, :longest] = used.reshape(n, longest)
+        return mat.view(">u8").ravel().astype(np.uint64), valid
+    keys = np.zeros(n, dtype=np.uint64)
+    starts = offsets[:-1]
+    for j in range(longest):
+        has = lengths > j
+        keys[has] |= data[starts[has] + j].astype(np.uint64) << np.uint64(8 * (7 - j))
+    return keys, valid
+
+
+def pack_short_str(values: pd.Series | pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Pack strings of at most 8 bytes into one ``uint64`` each, so integer hashing can stand in for string hashing.
+
+    The UTF-8 bytes are packed big-endian and padded with zeros: two strings get the same key exactly when they
+    are equal, as long as no string holds a NUL byte. Voter ids such as NC's ``AA123456`` fit.
+
+    Parameters
+    ----------
+    values
+        Strings (a pandas Series, or an Arrow string or large_string array), nulls allowed.
+
+    Returns
+    -------
+    tuple of numpy.ndarray or None
+        ``(keys, valid)``: the ``uint64`` keys (0 for nulls and for the empty string) and whether each value is
+        not null; ``None`` when a value is longer than 8 bytes or holds a NUL byte (use a string hash then).
+
+    Examples
+    --------
+    >>> keys, valid = pack_short_str(pd.Series(["AB", "AB", "ABC", None], dtype="str"))
+    >>> bool(keys[0] == keys[1]), bool(keys[0] != keys[2]), valid.tolist()
+    (True, True, [True, True, True, False])
+    """
+    parts = []
+    for chunk in _chunks(values):
+        if not (pa.types.is_string(chunk.type) or pa.types.is_large_string(chunk.type)):
+            return None
+        packed = _pack_chunk(chunk)
+        if packed is None:
+            return None
+        parts.append(packed)
+    if not parts:
+        return np.zeros(0, np.uint64), np.zeros(0, bool)
+    if len(parts) == 1:
+        return parts[0]
+    return np.concatenate([k for k, _ in parts]), np.concatenate([v for _, v in parts])
+
+
+def repeated_str(values: pd.Series) -> np.ndarray:
+    """Whether each value occurs more than once (``values.duplicated(keep=False)`` for non-null strings).
+
+    Short values (see :func:`pack_short_str`) are hashed as integers, others by Arrow's string hash.
+    """
+    packed = pack_short_str(values)
+    if packed is not None:
+        codes = pd.factorize(packed[0])[0]
+    else:
+        codes = factorize_str(values)[0]
+    if not len(codes):
+        return np.zeros(0, dtype=bool)
+    if (codes < 0).any():
+        raise ValueError("repeated_str: values must not be null")
+    return np.bincount(codes)[codes] > 1

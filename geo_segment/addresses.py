@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 import usaddress
 
 from geo_segment import schema as S
-from geo_segment._vector import factorize_str
+from geo_segment._vector import STR_DTYPE, factorize_str
 
 __all__ = ["ParsedAddresses", "natural_unit_key", "normalize_zip", "parse_addresses"]
 
@@ -206,21 +206,22 @@ def parse_addresses(addresses: pd.Series, *, zip5: pd.Series | None = None, city
     hb = _hash64(key_b)
     hh = _combine_hash(hb, _hash64(unit_pair))
     empty_pair = ~nonempty[d_codes]
-    take_rows = pa.array(codes)
+    # rows take their parts straight from the distinct addresses (one take per column, not two) and their ids
+    # from the hashes; rows without an address are null throughout
+    empty_rows = empty_pair[codes]
+    index = addresses.index
+    take_rows = pa.array(d_codes[codes], mask=empty_rows if empty_rows.any() else None)
     parts = pd.DataFrame(
         {
-            S.ADDRESS: _strings(full.take(take_d).take(take_rows)),
-            S.HOUSE_NUMBER: _strings(house.take(take_d).take(take_rows)),
-            S.STREET: _strings(street.take(take_d).take(take_rows)),
-            S.UNIT: _strings(unit_pair.take(take_rows)),
-            S.HOUSEHOLD_ID: _strings(_hex_ids(hh, "h", empty_pair).take(take_rows)),
-            S.BUILDING_ID: _strings(_hex_ids(hb, "b", empty_pair).take(take_rows)),
+            S.ADDRESS: _strings(full.take(take_rows), index),
+            S.HOUSE_NUMBER: _strings(house.take(take_rows), index),
+            S.STREET: _strings(street.take(take_rows), index),
+            S.UNIT: _strings(unit.take(take_rows), index),
+            S.HOUSEHOLD_ID: _strings(_hex_ids(hh[codes], "h", empty_rows), index),
+            S.BUILDING_ID: _strings(_hex_ids(hb[codes], "b", empty_rows), index),
         },
-        index=addresses.index,
+        index=index,
     )
-    empty_rows = empty_pair[codes]
-    if empty_rows.any():
-        parts.loc[empty_rows, :] = None
     n_parser = int(ok_parser.sum())
     return ParsedAddresses(
         parts=parts,
@@ -233,8 +234,8 @@ def parse_addresses(addresses: pd.Series, *, zip5: pd.Series | None = None, city
     )
 
 
-def _strings(arr: pa.Array) -> pd.Series:
-    return pd.Series(arr.to_pandas(), dtype="str")
+def _strings(arr: pa.Array, index: pd.Index) -> pd.Series:
+    return pd.Series(pd.arrays.ArrowStringArray(arr, dtype=STR_DTYPE), index=index)  # type: ignore[call-arg]
 
 
 def _join_nonempty(parts: list[pa.Array]) -> pa.Array:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from geo_segment._vector import pack_short_str
 from geo_segment.errors import SchemaError
 
 CRS_STORAGE = "EPSG:4326"
@@ -198,6 +199,16 @@ def _dtype_ok(series: pd.Series, family: str) -> bool:
     raise AssertionError(family)  # pragma: no cover
 
 
+def _n_duplicated(values: pd.Series) -> int:
+    """``values.dropna().duplicated().sum()``; short strings are hashed as integers (millions of voter ids)."""
+    if isinstance(values.dtype, pd.StringDtype):
+        packed = pack_short_str(values)
+        if packed is not None:
+            kept = packed[0][packed[1]]
+            return len(kept) - len(pd.unique(kept))
+    return int(values.dropna().duplicated().sum())
+
+
 def check_frame(
     frame: pd.DataFrame,
     *,
@@ -231,9 +242,9 @@ def check_frame(
             problems.append(Problem(col, f"expected dtype {family}, found {frame[col].dtype}"))
     for col in unique:
         if col in frame.columns:
-            dup = frame[col].dropna().duplicated()
-            if dup.any():
-                problems.append(Problem(col, f"{int(dup.sum())} duplicated values; values must be unique"))
+            n_dup = _n_duplicated(frame[col])
+            if n_dup:
+                problems.append(Problem(col, f"{n_dup} duplicated values; values must be unique"))
     if geometry:
         crs = getattr(frame, "crs", None)
         if not hasattr(frame, "geometry"):

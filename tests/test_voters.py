@@ -94,6 +94,23 @@ def test_bad_rows_quarantined_and_bad_fields_nulled(write_layout_file: Callable[
     assert stage.metrics["field_rejects"] == 3
 
 
+def test_row_without_id_leaves_the_other_voters_their_own_addresses(
+        write_layout_file: Callable[..., Path]) -> None:
+    """A quarantined row before the others must not shift the parsed addresses onto the wrong voters."""
+    v = write_layout_file("v.txt", "nc", [
+        nc_voter("", res_street_address="1 GONE ST"),
+        nc_voter("AA1", res_street_address="12 N MAIN ST APT 4"),
+        nc_voter("AA2", res_street_address=""),
+        nc_voter("AA3", res_street_address="7 ELM ST"),
+    ])
+    voters = read_voter_file(v, layout="nc", today=TODAY).voters
+    assert voters[S.VOTER_ID].tolist() == ["AA1", "AA2", "AA3"]
+    assert voters[S.ADDRESS].tolist()[0::2] == ["12 N MAIN ST UNIT 4", "7 ELM ST"]
+    assert voters[S.UNIT].tolist()[0::2] == ["4", ""]
+    assert voters[[S.ADDRESS, S.HOUSEHOLD_ID, S.BUILDING_ID]].iloc[1].isna().all()
+    assert voters[S.HOUSEHOLD_ID].iloc[[0, 2]].notna().all()
+
+
 def test_duplicate_ids_stop_by_default(write_layout_file: Callable[..., Path]) -> None:
     """Bad input 12."""
     v = write_layout_file("v.txt", "nc", [nc_voter("AA1"), nc_voter("AA2"), nc_voter("AA1")])

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from geo_segment import schema as S
-from geo_segment._vector import arrow_str, factorize_str, isin_str, per_distinct
+from geo_segment._vector import arrow_str, factorize_str, isin_str, pack_short_str, per_distinct, repeated_str
 from geo_segment.addresses import normalize_zip, parse_addresses
 from geo_segment.errors import ConfigError, DuplicateVoterError, InputFileError, Location, MissingColumnsError
 from geo_segment.io.coords import check_projected, check_swapped, coordinate_problems, parse_coordinates
@@ -335,9 +335,7 @@ def _read_voter_file(
     out[S.SOURCE_LINE] = lines.astype("Int64")
 
     # duplicates
-    id_codes, _ = factorize_str(out[S.VOTER_ID])  # ids are never null here
-    dup_all = pd.Series(np.bincount(id_codes)[id_codes] > 1 if len(id_codes) else np.zeros(0, bool),
-                        index=out.index)
+    dup_all = pd.Series(repeated_str(out[S.VOTER_ID]), index=out.index)  # ids are never null here
     n_dup_dropped = 0
     if dup_all.any():
         if duplicates == "error":
@@ -473,6 +471,13 @@ def _points(lng: np.ndarray, lat: np.ndarray, geocoded: np.ndarray) -> gpd.array
 
 def _shared_codes(a: pd.Series, b: pd.Series) -> tuple[np.ndarray, np.ndarray, int]:
     """Integer codes of two string columns over their common distinct values (-1 for null), and how many."""
+    packed_a = pack_short_str(a)
+    packed_b = pack_short_str(b) if packed_a is not None else None
+    if packed_a is not None and packed_b is not None:  # short ids: hashed as integers, several times faster
+        codes, uniques = pd.factorize(np.concatenate([packed_a[0], packed_b[0]]))
+        codes = codes.astype(np.int64, copy=False)
+        codes[~np.concatenate([packed_a[1], packed_b[1]])] = -1  # (a code left unused by nulls is harmless)
+        return codes[: len(a)], codes[len(a):], len(uniques)
     enc = pc.dictionary_encode(pa.concat_arrays([arrow_str(a), arrow_str(b)]))
     codes = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
     return codes[: len(a)], codes[len(a):], len(enc.dictionary)
