@@ -16,8 +16,9 @@ Columns
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import geopandas as gpd
@@ -35,7 +36,11 @@ __all__ = ["K_MIN", "PARTIES", "VoterCodes", "aggregate_cells", "aggregate_preci
 K_MIN = 11
 #: voters from which households and buildings are factorized on two threads
 _MIN_ROWS_THREADED = 200_000
+#: cells from which their hexagons are drawn on a side thread
+_MIN_CELLS_THREADED = 20_000
 PARTIES = ("DEM", "REP", "UNA", "LIB", "GRE")
+#: how voters were assigned, as counted per precinct
+_ASSIGNED = ("within", "boundary", "nearest")
 
 
 def decay_weights(timestamps: pd.Series, weights: pd.Series, *, half_life_days: float, as_of: pd.Timestamp) -> (
@@ -84,7 +89,8 @@ def _count_distinct(kc: np.ndarray, codes: np.ndarray, n_keys: int) -> np.ndarra
 
 @dataclass(frozen=True)
 class VoterCodes:
-    """Integer codes of each voter's household and building (``-1`` when missing), computed once per run.
+    """Integer codes of each voter's household and building (``-1`` when missing), party, precinct and precinct
+    method, computed once per run for both the cell and the precinct tables.
 
     ``votes``, when the codes were made with a history, holds each vote in one of the last general elections as
     (voter position, election position) pairs, one per voter and election, and ``vote_dates`` those elections.
@@ -95,6 +101,12 @@ class VoterCodes:
     votes: tuple[np.ndarray, np.ndarray] | None = None
     vote_dates: tuple[Any, ...] = ()
     n_generals: int = 0
+    #: position of each voter's party in ``PARTIES`` (``len(PARTIES)``: any other or none), when voters have one
+    party: np.ndarray | None = None
+    #: codes of each voter's ``precinct_id`` (``-1``: none) and the distinct ids they index, after the join
+    precinct: tuple[np.ndarray, np.ndarray] | None = None
+    #: position of each voter's ``precinct_method`` in ``_ASSIGNED`` (``len(_ASSIGNED)``: unassigned)
+    method: np.ndarray | None = None
 
 
 def _general_votes(voters: pd.DataFrame, history: pd.DataFrame, n_generals: int) -> (
@@ -115,19 +127,33 @@ def _general_votes(voters: pd.DataFrame, history: pd.DataFrame, n_generals: int)
 
 
 def voter_codes(voters: pd.DataFrame, history: pd.DataFrame | None = None, *, n_generals: int = 4) -> VoterCodes:
-    """Factorize ``household_id`` and ``building_id`` (and match the history's general votes) once, to share
-    between the cell and precinct aggregates of the same voters."""
+    """Factorize ``household_id``, ``building_id``, ``party``, ``precinct_id`` and ``precinct_method`` (those
+    present) and match the history's general votes once, to share between the cell and precinct aggregates of the
+    same voters. From 200,000 voters the columns are hashed on two threads."""
     votes, dates = (None, ())
     if history is not None and len(history):
         votes, dates = _general_votes(voters, history, n_generals)
-    columns = (voters[S.HOUSEHOLD_ID], voters[S.BUILDING_ID])
+    tasks: dict[str, Callable[[], Any]] = {
+        "household": lambda: _codes(voters[S.HOUSEHOLD_ID]),
+        "building": lambda: _codes(voters[S.BUILDING_ID]),
+    }
+    if S.PARTY in voters.columns:
+        tasks["party"] = lambda: _label_codes(voters[S.PARTY], PARTIES)
+    if S.PRECINCT_ID in voters.columns:
+        tasks["precinct"] = lambda: _precinct_codes(voters[S.PRECINCT_ID])
+    if S.PRECINCT_METHOD in voters.columns:
+        tasks["method"] = lambda: _label_codes(voters[S.PRECINCT_METHOD], _ASSIGNED)
     if len(voters) >= _MIN_ROWS_THREADED and len(os.sched_getaffinity(0)) > 1:
         with ThreadPoolExecutor(2) as pool:  # Arrow's hashing releases Python's lock
-            household, building = pool.map(_codes, columns)
+            done = dict(zip(tasks, pool.map(lambda task: task(), tasks.values()), strict=True))
     else:
-        household, building = (_codes(c) for c in columns)
-    return VoterCodes(household=household, building=building, votes=votes, vote_dates=dates,
-                      n_generals=n_generals if votes is not None else 0)
+        done = {name: task() for name, task in tasks.items()}
+    return VoterCodes(votes=votes, vote_dates=dates, n_generals=n_generals if votes is not None else 0, **done)
+
+
+def _precinct_codes(ids: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    codes, values = factorize_str(ids.astype("str"))
+    return codes, values.to_numpy()
 
 
 def _base_counts(voters: pd.DataFrame, unit: np.ndarray, index: pd.Index, codes: VoterCodes) -> pd.DataFrame:
@@ -140,7 +166,7 @@ def _base_counts(voters: pd.DataFrame, unit: np.ndarray, index: pd.Index, codes:
     out["buildings"] = _count_distinct(kc, codes.building[has], n)
     if S.PARTY in voters.columns:
         labels = (*PARTIES, "other")
-        party = _label_codes(voters[S.PARTY], PARTIES)[has]
+        party = (codes.party if codes.party is not None else _label_codes(voters[S.PARTY], PARTIES))[has]
         table = np.bincount(kc * len(labels) + party, minlength=n * len(labels)).reshape(n, len(labels))
         for j, p in enumerate(labels):
             out[f"party_{p}"] = table[:, j]
@@ -197,10 +223,10 @@ def _codes_for(voters: pd.DataFrame, history: pd.DataFrame | None, n_generals: i
     """The caller's codes when they fit this history request, else fresh ones."""
     wants_votes = history is not None and len(history) > 0 and n_generals > 0
     if codes is not None and (not wants_votes or (codes.votes is not None and codes.n_generals == n_generals)):
-        return codes if wants_votes else VoterCodes(codes.household, codes.building)
+        return codes if wants_votes else replace(codes, votes=None, vote_dates=(), n_generals=0)
     if codes is not None:
         votes, dates = _general_votes(voters, history, n_generals)  # type: ignore[arg-type]
-        return VoterCodes(codes.household, codes.building, votes, dates, n_generals)
+        return replace(codes, votes=votes, vote_dates=dates, n_generals=n_generals)
     return voter_codes(voters, history if wants_votes else None, n_generals=n_generals)
 
 
@@ -279,6 +305,9 @@ def aggregate_cells(
     if resolution is not None:
         key_values = _h3.cell_parents(key_values, resolution)  # 0 (no cell) stays 0
     cells, unit = _cell_units(key_values)
+    # the hexagons are drawn on a side thread while the counts are made (H3 and WKB parsing release the lock)
+    pool = ThreadPoolExecutor(1) if len(cells) >= _MIN_CELLS_THREADED else None
+    hexagons = pool.submit(_h3.cell_polygons, cells) if pool is not None else None
     index = pd.Index(cells, name=S.H3_CELL)
     sig_unit = None
     if signals is not None and S.H3_CELL in signals.columns:
@@ -292,7 +321,12 @@ def aggregate_cells(
     table = _assemble(voters, unit, index, _codes_for(voters, history, n_generals, codes), signals, sig_unit,
                       half_life_days, as_of)
     table = suppress_small(table, k_min=k_min)
-    out = gpd.GeoDataFrame(table.reset_index(drop=True), geometry=_h3.cell_polygons(cells), crs=S.CRS_STORAGE)
+    if pool is not None and hexagons is not None:
+        polygons = hexagons.result()
+        pool.shutdown()
+    else:
+        polygons = _h3.cell_polygons(cells)
+    out = gpd.GeoDataFrame(table.reset_index(drop=True), geometry=polygons, crs=S.CRS_STORAGE)
     out.insert(0, S.H3_CELL, cells)
     return out
 
@@ -320,15 +354,19 @@ def aggregate_precincts(
         raise ConfigError("voters have no precinct_id column", fix="run assign_precincts (the join stage) first")
     ids = precincts[id_col].astype("str")
     index = pd.Index(ids.to_numpy(), name=S.PRECINCT_ID)
-    unit = index_in_str(voters[S.PRECINCT_ID].astype("str"), ids)
+    vc = _codes_for(voters, history, n_generals, codes)
+    if vc.precinct is not None:  # the distinct ids found, then each voter through its code
+        pcodes, values = vc.precinct
+        unit = np.append(index_in_str(values, ids), -1)[pcodes]
+    else:
+        unit = index_in_str(voters[S.PRECINCT_ID].astype("str"), ids)
     sig_unit = None
     if signals is not None and S.PRECINCT_ID in signals.columns:
         sig_unit = index_in_str(signals[S.PRECINCT_ID].astype("str"), ids)
-    table = _assemble(voters, unit, index, _codes_for(voters, history, n_generals, codes), signals, sig_unit,
-                      half_life_days, as_of)
+    table = _assemble(voters, unit, index, vc, signals, sig_unit, half_life_days, as_of)
     if S.PRECINCT_METHOD in voters.columns:
-        kinds = ("within", "boundary", "nearest")
-        mc = _label_codes(voters[S.PRECINCT_METHOD], kinds)
+        kinds = _ASSIGNED
+        mc = vc.method if vc.method is not None else _label_codes(voters[S.PRECINCT_METHOD], kinds)
         ok = (unit >= 0) & (mc < len(kinds))
         counts = np.bincount(unit[ok] * len(kinds) + mc[ok], minlength=len(index) * len(kinds))
         counts = counts.reshape(len(index), len(kinds))
