@@ -70,19 +70,24 @@ def _label_codes(values: pd.Series, labels: tuple[str, ...]) -> np.ndarray:
 def _count_distinct(kc: np.ndarray, codes: np.ndarray, n_keys: int) -> np.ndarray:
     """Distinct ``codes`` per key ``kc`` (codes ``-1`` ignored)."""
     ok = codes >= 0
-    kc, codes = kc[ok].astype(np.int64), codes[ok].astype(np.int64)
+    if not ok.all():
+        kc, codes = kc[ok], codes[ok]
     if not len(codes):
         return np.zeros(n_keys, dtype=np.int64)
-    # A household (building) nearly always falls in one key: pair each code with the key of its first row, count
-    # those pairs at once, and hash only the rows whose key differs from their code's first key.
     width = int(codes.max()) + 1
-    first = np.full(width, -1, dtype=np.int64)
-    first[codes[::-1]] = kc[::-1]
+    # 32-bit positions when they fit: the scatter and gather below are memory-bound (2x faster at 5M voters)
+    small = width < 2**31 and n_keys < 2**31
+    kc = kc.astype(np.int32 if small else np.int64, copy=False)
+    codes = codes.astype(np.int32 if small else np.int64, copy=False)
+    # A household (building) nearly always falls in one key: pair each code with the key of one of its rows (any
+    # one: the last written), count those pairs at once, and hash only the rows whose key differs from it.
+    first = np.full(width, -1, dtype=kc.dtype)
+    first[codes] = kc
     present = first >= 0
     counts = np.bincount(first[present], minlength=n_keys)
     other = kc != first[codes]
     if other.any():
-        distinct = pd.unique(kc[other] * width + codes[other])
+        distinct = pd.unique(kc[other].astype(np.int64) * width + codes[other])
         counts += np.bincount(distinct // width, minlength=n_keys)
     return counts
 
