@@ -575,12 +575,13 @@ def test_importance_in_two_threads_equals_one_thread(trained: Trained) -> None:
 
 
 def test_folds_on_threads_equal_one_fold_at_a_time(trained: Trained) -> None:
-    """Cross-validation fits its folds on threads (``n_threads=None``: one per core); each fold is the same
-    clone with the same seed, so the out-of-fold probabilities, the choice and the final model equal a serial
-    run's (``n_threads=1``)."""
+    """Cross-validation fits its folds on threads (``n_threads=None``: one per core), and the final fit runs
+    beside the permutation importance; each fit is the same clone with the same seed, so the out-of-fold
+    probabilities, the choice, the importances and the final model equal a serial run's (``n_threads=1``)."""
     X, y = trained.X[trained.eligible], trained.y[trained.eligible]
-    serial = PropensityModel(random_state=0, n_threads=1, importance_repeats=0).fit(X, y)
-    threaded = PropensityModel(random_state=0, n_threads=2, importance_repeats=0).fit(X, y)
+    serial = PropensityModel(random_state=0, n_threads=1, importance_repeats=2).fit(X, y)
+    threaded = PropensityModel(random_state=0, n_threads=2, importance_repeats=2).fit(X, y)
+    pd.testing.assert_frame_equal(serial.permutation_importance_, threaded.permutation_importance_)
     np.testing.assert_array_equal(serial.oof_proba_, threaded.oof_proba_)
     assert serial.chosen_ == threaded.chosen_
     assert serial.cv_results_.keys() == threaded.cv_results_.keys()
