@@ -161,13 +161,12 @@ def parse_addresses(addresses: pd.Series, *, zip5: pd.Series | None = None, city
     # everything below works on distinct values, then is spread back with integer codes
     a_codes, a_uniques = factorize_str(raw)
     p_codes, p_uniques = factorize_str(place_raw)
-    width = max(len(p_uniques), 1)
-    codes, pair_keys = pd.factorize(a_codes * width + p_codes, sort=False)
+    codes, pair_a, pair_p = _pairs(a_codes, p_codes, len(a_uniques), max(len(p_uniques), 1))
     norm_a = _arrow_normalize(_to_arrow(a_uniques))
     n_codes, n_uniques = factorize_str(pd.Series(norm_a.to_pandas(), dtype="str"))
     distinct = _to_arrow(n_uniques)  # distinct normalized addresses
-    d_codes = n_codes[pair_keys // width]  # pair -> distinct normalized address
-    place_pair = _to_arrow(p_uniques).take(pa.array(pair_keys % width))
+    d_codes = n_codes[pair_a]  # pair -> distinct normalized address
+    place_pair = _to_arrow(p_uniques).take(pa.array(pair_p))
 
     extracted = pc.extract_regex(distinct, FAST_PATTERN)
     nonempty = pc.not_equal(distinct, "").to_numpy(zero_copy_only=False)
@@ -206,6 +205,9 @@ def parse_addresses(addresses: pd.Series, *, zip5: pd.Series | None = None, city
     hb = _hash64(key_b)
     hh = _combine_hash(hb, _hash64(unit_pair))
     empty_pair = ~nonempty[d_codes]
+    # the per-distinct intermediates go before millions of rows are built (peak memory)
+    del raw, place_raw, a_codes, a_uniques, p_codes, p_uniques, pair_a, pair_p, norm_a, n_codes, n_uniques, distinct
+    del place_pair, extracted, fields, parsed, predir, postdir, suffix, building, key_b, unit_pair, take_d
     # rows take their parts straight from the distinct addresses (one take per column, not two) and their ids
     # from the hashes; rows without an address are null throughout
     empty_rows = empty_pair[codes]
@@ -232,6 +234,27 @@ def parse_addresses(addresses: pd.Series, *, zip5: pd.Series | None = None, city
         n_households=len(pd.unique(hh[~empty_pair])),
         n_buildings=len(pd.unique(hb[~empty_pair])),
     )
+
+
+def _pairs(a_codes: np.ndarray, p_codes: np.ndarray, n_addresses: int, width: int) -> (
+    tuple[np.ndarray, np.ndarray, np.ndarray]
+):
+    """Number the distinct (address, place) pairs: each row's pair, and each pair's address and place codes.
+
+    Most addresses come with one place, so a pair is numbered by its address, and only rows whose address also
+    comes with another place are hashed (the numbering differs from first appearance; nothing depends on it).
+    """
+    some_place = np.zeros(n_addresses, dtype=np.int64)
+    some_place[a_codes] = p_codes  # one of the places each address comes with
+    codes = a_codes.astype(np.int64, copy=True)
+    other = p_codes != some_place[a_codes]
+    pair_a, pair_p = np.arange(n_addresses, dtype=np.int64), some_place
+    if other.any():
+        extra, keys = pd.factorize(a_codes[other].astype(np.int64) * width + p_codes[other], sort=False)
+        codes[other] = n_addresses + extra
+        pair_a = np.concatenate([pair_a, keys // width])
+        pair_p = np.concatenate([pair_p, keys % width])
+    return codes, pair_a, pair_p
 
 
 def _strings(arr: pa.Array, index: pd.Index) -> pd.Series:
@@ -267,7 +290,10 @@ def _clean_unit_arrow(arr: pa.Array) -> pa.Array:
 
 def _hash64(arr: pa.Array) -> np.ndarray:
     """Stable 64-bit hashes of strings (pandas' SipHash with a fixed key), hashing each distinct value once."""
-    if len(arr) > 64 and pc.count_distinct(arr).as_py() > len(arr) // 2:  # mostly distinct: hash directly
+    # mostly distinct: hash directly (both ways give the same hashes; a sample decides which is cheaper)
+    sample = (arr if len(arr) <= 8192 or arr.null_count
+              else arr.take(np.linspace(0, len(arr) - 1, 4096).astype(np.int64)))
+    if len(arr) > 64 and pc.count_distinct(sample).as_py() > len(sample) // 2:
         values = arr.to_numpy(zero_copy_only=False)
         return np.asarray(pd.util.hash_array(values, hash_key="geo_segment_2026", categorize=False), np.uint64)
     enc = pc.dictionary_encode(arr)

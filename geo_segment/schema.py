@@ -271,7 +271,8 @@ def _raise(problems: list[Problem], what: str, stage: str) -> None:
         )
 
 
-def validate_voters(frame: pd.DataFrame, *, stage: str = "ingest", extra_required: Iterable[str] = ()) -> None:
+def validate_voters(frame: pd.DataFrame, *, stage: str = "ingest", extra_required: Iterable[str] = (),
+                    ids_checked: bool = False) -> None:
     """Check a voters GeoDataFrame against the contract; raise one SchemaError listing every problem.
 
     Parameters
@@ -282,6 +283,9 @@ def validate_voters(frame: pd.DataFrame, *, stage: str = "ingest", extra_require
         Name of the stage boundary, used in the message.
     extra_required
         Columns a later stage adds and requires (for example :data:`H3_CELL`).
+    ids_checked
+        The caller has just made ``voter_id`` unique (a reader that stops on or quarantines repeats): skip hashing
+        millions of ids a second time.
 
     Raises
     ------
@@ -301,7 +305,7 @@ def validate_voters(frame: pd.DataFrame, *, stage: str = "ingest", extra_require
         frame,
         dtypes=VOTER_DTYPES,
         required=(*VOTER_REQUIRED, *extra_required),
-        unique=(VOTER_ID,),
+        unique=() if ids_checked else (VOTER_ID,),
         geometry=True,
     )
     _raise(problems, "voters", stage)

@@ -110,9 +110,33 @@ def election_type_from_date(dates: pd.Series) -> pd.Series:
 
 # --- the voter file ---------------------------------------------------------------------------------------------
 
+def _text_bytes(values: pd.Series) -> int:
+    """Bytes of text in an Arrow-backed string column (from its offsets: no pass over the values)."""
+    arr = pa.array(values.array, from_pandas=True)
+    total = 0
+    for chunk in (arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr]):
+        if len(chunk):
+            width = np.int64 if pa.types.is_large_string(chunk.type) else np.int32
+            offsets = np.frombuffer(chunk.buffers()[1], dtype=width, count=len(chunk) + 1,
+                                    offset=chunk.offset * np.dtype(width).itemsize)
+            total += int(offsets[-1]) - int(offsets[0])
+    return total
+
+
+def _stripped(values: pd.Series) -> pd.Series:
+    """``values.astype("str").str.strip()``; when no value had blanks to strip, the parsed column itself, so the
+    voters share its memory instead of holding a second copy of every name, city and code."""
+    text = values.astype("str")
+    out = text.str.strip()
+    if isinstance(text.dtype, pd.StringDtype) and text.dtype.storage == "pyarrow" and (
+            _text_bytes(out) == _text_bytes(text)):  # stripping only removes bytes: none went
+        return text
+    return out
+
+
 def _joined(table: pd.DataFrame, cols: Sequence[str]) -> pd.Series:
     if len(cols) == 1:
-        return table[cols[0]].astype("str").str.strip()
+        return _stripped(table[cols[0]])
     parts = [table[c].fillna("").astype("str").str.strip() for c in cols]
     out = parts[0]
     for p in parts[1:]:
@@ -213,8 +237,7 @@ def read_voter_file(
     try:
         history_job = (side.submit(_prepare_long_history, lay, Path(history), encoding or lay.encoding)
                        if lay.history_style == "long" and history is not None else None)
-        geocodes_job = (side.submit(read_delimited, Path(geocodes), delimiter=",", header=True,
-                                    encoding=encoding or lay.encoding, what="geocodes file")
+        geocodes_job = (side.submit(_read_geocodes_file, Path(geocodes), encoding or lay.encoding)
                         if geocodes is not None else None)
         return _read_voter_file(path, lay, history=history, geocodes=geocodes, election_map=election_map,
                                 enc=enc, duplicates=duplicates, today=today, t0=t0, history_job=history_job,
@@ -226,7 +249,7 @@ def read_voter_file(
 def _read_voter_file(
     path: Path, lay: Layout, *, history: str | Path | None, geocodes: str | Path | None,
     election_map: str | Path | None, enc: str, duplicates: Duplicates, today: date | None, t0: float,
-    history_job: Future[_LongHistory] | None, geocodes_job: Future[DelimitedRead] | None,
+    history_job: Future[_LongHistory] | None, geocodes_job: Future[list[DelimitedRead]] | None,
     side: ThreadPoolExecutor,
 ) -> VoterFileRead:
     fields = lay.fields
@@ -248,7 +271,7 @@ def _read_voter_file(
     rejects: list[pd.DataFrame] = [read.rejects]
     lines = table[S.SOURCE_LINE]
 
-    vid = table[fields["voter_id"][0]].astype("str").str.strip()
+    vid = _stripped(table[fields["voter_id"][0]])
     no_id = vid.isna() | (vid == "")
     if no_id.any():
         rejects.append(S.make_rejects(file, lines[no_id].astype("int64"), "missing voter id", column=S.VOTER_ID))
@@ -407,7 +430,7 @@ def _read_voter_file(
         history_error = exc
     history_seconds = time.perf_counter() - t1
     voters = gpd.GeoDataFrame(out.reset_index(drop=True), geometry=geometry_job.result(), crs=S.CRS_STORAGE)
-    S.validate_voters(voters, stage="ingest")
+    S.validate_voters(voters, stage="ingest", ids_checked=True)  # repeats stopped or were quarantined above
 
     row_rejects = pd.concat(rejects, ignore_index=True)
     voter_file_row_rejects = int(
@@ -483,8 +506,13 @@ def _shared_codes(a: pd.Series, b: pd.Series) -> tuple[np.ndarray, np.ndarray, i
     return codes[: len(a)], codes[len(a):], len(enc.dictionary)
 
 
+def _read_geocodes_file(path: Path, encoding: str) -> list[DelimitedRead]:
+    """The geocodes file read on a side thread, in a list its reader empties (the future would keep the table)."""
+    return [read_delimited(path, delimiter=",", header=True, encoding=encoding, what="geocodes file")]
+
+
 def _read_geocodes(
-    path: Path, voters: pd.DataFrame, *, encoding: str, prefetched: Future[DelimitedRead] | None = None
+    path: Path, voters: pd.DataFrame, *, encoding: str, prefetched: Future[list[DelimitedRead]] | None = None
 ) -> tuple[pd.Series, pd.Series, pd.DataFrame, StageRecord]:
     """Read a vendor geocodes file and align its coordinates to ``voters``.
 
@@ -492,8 +520,7 @@ def _read_geocodes(
     city), so one rooftop geocode serves every flat of a building.
     """
     t0 = time.perf_counter()
-    read = (prefetched.result() if prefetched is not None
-            else read_delimited(path, delimiter=",", header=True, encoding=encoding, what="geocodes file"))
+    read = (prefetched.result() if prefetched is not None else _read_geocodes_file(path, encoding)).pop()
     cols = [c for c in read.table.columns if c != S.SOURCE_LINE]
     id_col = _pick(cols, "voter_id", "voterid", "id")
     addr_col = _pick(cols, "address", "street_address", "res_street_address")
