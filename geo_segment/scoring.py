@@ -1173,20 +1173,27 @@ def score_voters_with_model(
     if "engaged_threshold" in opts:
         feature_kw["engaged_threshold"] = float(opts["engaged_threshold"])
     builder = FeatureBuilder(voters, history, signals)
-    now = builder.build(as_of=as_of, **feature_kw)
+    use: PropensityModel | None = model if fitted else None
+    training = not fitted and label_election is not None
+    if training and label_election is not None:
+        train_x = builder.build(label_election=label_election, **feature_kw)
+        label = builder.label(label_election)
+        eligible = eligible_voters(voters, label_election).to_numpy()
+        template = model if model is not None else PropensityModel(random_state=random_state)
+        # the model trains on a side thread (its fits release Python's lock) while the scoring features are built
+        with ThreadPoolExecutor(1) as pool:
+            fitting = pool.submit(clone(template).fit, train_x[eligible], label.to_numpy()[eligible])
+            now = builder.build(as_of=as_of, **feature_kw)
+            use = fitting.result()
+    else:
+        now = builder.build(as_of=as_of, **feature_kw)
     out = voters.copy()
     metrics: dict[str, Any] = {"as_of": now.attrs["as_of"], "n_voters": len(voters),
                                "rule_weights": weights.to_dict()}
     out[S.ENGAGEMENT_SCORE] = rule_score(now, weights).to_numpy()
     metrics["engagement_score_mean"] = float(out[S.ENGAGEMENT_SCORE].mean()) if len(out) else None
 
-    use: PropensityModel | None = model if fitted else None
-    if not fitted and label_election is not None:
-        train_x = builder.build(label_election=label_election, **feature_kw)
-        label = builder.label(label_election)
-        eligible = eligible_voters(voters, label_election).to_numpy()
-        template = model if model is not None else PropensityModel(random_state=random_state)
-        use = clone(template).fit(train_x[eligible], label.to_numpy()[eligible])
+    if training and use is not None:
         metrics.update({
             "label_election": train_x.attrs["label_election"],
             **{k: use.metrics_[k] for k in ("model", "calibrated", "roc_auc", "pr_auc", "brier", "ece")},

@@ -272,11 +272,17 @@ def test_one_builder_at_many_cutoffs_equals_fresh_builds(county: County, h3_reso
         {"as_of": "1990-01-01"},
         {"label_election": "2022-11-08", "n_elections": 3, "half_life_days": 7.0},
     ]
+    built = []
     for kw in cutoffs:
         got = builder.build(h3_resolution=h3_resolution, **kw)  # type: ignore[arg-type]
         want = build_features(v, h, s, h3_resolution=h3_resolution, **kw)  # type: ignore[arg-type]
         pd.testing.assert_frame_equal(got, want, check_exact=True)
         assert got.attrs == want.attrs
+        built.append((got, want))
+    # a later build never changes an earlier one (the scoring features are built while the model trains on the
+    # training features)
+    for got, want in built:
+        pd.testing.assert_frame_equal(got, want, check_exact=True)
     assert builder.label(LABEL).equals(make_label(h, v[S.VOTER_ID], LABEL))
     # the mid-day cutoff keeps that day's election: it is the newest of the window
     mid = builder.build(as_of="2024-03-05T12:00:00")
