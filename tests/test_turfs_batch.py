@@ -17,10 +17,10 @@ from geo_segment.errors import OutputPathError
 from geo_segment.io.atomic import write_files
 from geo_segment.turfs import build_doors, cut_turfs
 from geo_segment.turfs.cut import _best_per_group
-from geo_segment.turfs.packets import packet_sections, turf_map_svg, turf_map_svgs, write_packets
+from geo_segment.turfs.packets import packet_sections, turf_map_svg, turf_map_svgs, write_packet_html, write_packets
 from geo_segment.turfs.scripts import fill, fill_all
 from geo_segment.turfs.walk import route_order, route_orders
-from geo_segment.turfs.walklists import walklist_rows, walklist_texts, write_walklists
+from geo_segment.turfs.walklists import _float_text, walklist_rows, walklist_texts, write_walklists
 from tests._turfs_reference import ref_packet_sections, ref_turf_map_svg, ref_write_walklists
 from tests.test_turfs_outputs import street_voters
 
@@ -180,6 +180,55 @@ def test_packets_of_a_subset_of_turfs_and_the_html_files(tmp_path: Path) -> None
     for tid, path in written["html"].items():
         text = path.read_text(encoding="utf-8")
         assert text.startswith("<!DOCTYPE html>") and f"<title>Turf {tid}</title>" in text and new[tid] in text
+
+
+@pytest.mark.parametrize("door_unit", ["household", "building"])
+def test_packet_html_files_are_the_sections_written(tmp_path: Path, door_unit: str) -> None:
+    v = street_voters()
+    v.loc[0, "first_name"] = "<script>alert('1')</script> Zoë"
+    v.loc[1, "address"] = '1 "MAIN" & <ST>'
+    v.loc[2, "last_name"] = None
+    v.loc[3, "unit"] = "A&B"
+    doors, members, _ = build_doors(v, door_unit=door_unit)
+    cfg = TurfsConfig(target_doors=6, script="Hi {names} at {address}{unit} ({turf_id})")
+    cut = cut_turfs(doors, config=cfg)
+    rows = walklist_rows(cut.doors, members, cut.turfs, as_of_year=2026)
+    sections = packet_sections(cut.turfs, cut.routes, cut.doors, rows, config=cfg)
+    old = write_packets(sections, tmp_path / "old")["html"]
+    new = write_packet_html(cut.turfs, cut.routes, cut.doors, rows, tmp_path / "new", config=cfg)
+    assert list(new) == list(old) == list(sections) and len(new) == len(cut.turfs) > 2
+    for tid in old:
+        assert new[tid].read_bytes() == old[tid].read_bytes(), tid
+    assert "&lt;script&gt;alert(&#x27;1&#x27;)&lt;/script&gt; Zoë" in "".join(sections.values())
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(allow_nan=True, allow_infinity=True, width=64), max_size=40))
+def test_float_text_is_repr(values: list[float]) -> None:
+    v = np.array(values + [0.1, 41.123456, -71.5, 1e-4, 9.999e-5, 999999.9, 1e6, 2.0, -0.0, 0.5e-323], dtype=float)
+    assert _float_text(v).to_pylist() == ["" if f != f else repr(f) for f in v.tolist()]
+
+
+def test_float_text_matches_repr_on_many_random_doubles() -> None:
+    rng = np.random.default_rng(7)
+    v = np.concatenate([rng.random(20_000), rng.normal(0, 1e5, 20_000), (rng.random(20_000) * 200 - 100).round(6),
+                        rng.random(20_000).round(3), np.frombuffer(rng.bytes(8 * 20_000), dtype=np.float64)])
+    assert _float_text(v).to_pylist() == ["" if f != f else repr(f) for f in v.tolist()]
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+@pytest.mark.parametrize("sizes", [[5, 1, 1, 1, 5, 1], [1] * 2500, [0, 0, 3], list(range(40)), [7], [3] * 12])
+def test_chunk_bounds_cover_every_turf_once(monkeypatch: pytest.MonkeyPatch, workers: int, sizes: list[int]) -> None:
+    import geo_segment.turfs.run as run_mod
+
+    monkeypatch.setattr(run_mod, "_PACKET_CHUNK", 1000)
+    monkeypatch.setattr(run_mod, "_CHUNKS_PER_WORKER", 2)
+    steps = np.diff(run_mod._chunk_bounds(np.array(sizes), workers))
+    assert steps.sum() == len(sizes) and steps.min() >= 1 and steps.max() <= 1000
+    wanted = min(len(sizes), max(-(-len(sizes) // 1000), 2 * workers if workers > 1 else 1))
+    assert len(steps) <= wanted
+    if len(set(sizes)) == 1:  # equal turfs: exactly the chunks wanted, of equal sizes
+        assert len(steps) == wanted and steps.max() - steps.min() <= 1
 
 
 def test_a_missing_last_name_or_address_is_empty_in_the_script() -> None:

@@ -179,10 +179,12 @@ def atoms_of(doors: pd.DataFrame, x: FloatArray, y: FloatArray) -> IntArray:
     b_code = pc.subtract(pc.rank(bkey, sort_keys="ascending", tiebreaker="dense"), 1).to_numpy().astype(np.int64)
     # buildings at the very same point of a region are one atom too (Delaunay needs distinct points); how the
     # points are numbered does not matter: every atom's lowest node is a building
-    r_code = pc.rank(region, sort_keys="ascending", tiebreaker="dense").to_numpy().astype(float)
-    pts = np.column_stack([r_code, np.round(x, 2) + 0.0, np.round(y, 2) + 0.0])
-    _, p_code = np.unique(pts, axis=0, return_inverse=True)
-    p_code = np.asarray(p_code, dtype=np.int64).reshape(-1)
+    # (distinct (region, x, y) triples, the coordinates to the centimetre, by hashing: pairs of codes, twice)
+    r_code = pc.rank(region, sort_keys="ascending", tiebreaker="dense").to_numpy().astype(np.int64)
+    p_code = r_code - 1
+    for coord in (np.round(x, 2) + 0.0, np.round(y, 2) + 0.0):
+        c_code, c_uniq = pd.factorize(coord, use_na_sentinel=False)
+        p_code = pd.factorize(p_code * len(c_uniq) + c_code)[0].astype(np.int64)
     # union of the two groupings: connected components of the door-building-point bipartite graph
     nb, npnt = int(b_code.max()) + 1, int(p_code.max()) + 1
     g = coo_matrix((np.ones(len(doors)), (b_code, nb + p_code)), shape=(nb + npnt, nb + npnt))

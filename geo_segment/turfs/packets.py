@@ -31,7 +31,7 @@ from geo_segment.turfs.scripts import fill_all, match_scripts
 from geo_segment.turfs.walklists import file_stem
 
 __all__ = ["CHROMIUM_FLAGS", "PacketRenderError", "find_chromium", "packet_sections", "print_pdfs",
-           "turf_map_svg", "turf_map_svgs", "write_packets"]
+           "turf_map_svg", "turf_map_svgs", "write_packet_html", "write_packets"]
 
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -146,14 +146,17 @@ def turf_map_svgs(
     pad = 14.0
     # the frame of each turf: bounds of its polygon and route, metres per degree at its doors' mean latitude
     par = np.zeros((n, 6))  # minx, miny, kx, scale, ox, oy
+    # the bounds of the polygon and route together (those of their union: its vertices are theirs, and where they
+    # cross, points on their edges, so never beyond them; missing and empty geometries have NaN bounds)
+    pb, rb = shapely.bounds(polys), shapely.bounds(rts)
+    both = np.column_stack([np.fmin(pb[:, :2], rb[:, :2]), np.fmax(pb[:, 2:], rb[:, 2:])]).tolist()
+    has_any = (has_poly | has_route).tolist()
     for i in range(n):
         lo, la = lng[dbound[i]:dbound[i + 1]], lat[dbound[i]:dbound[i + 1]]
         lat0 = float(np.nanmean(la)) if len(la) else 0.0
         kx = 111_320.0 * np.cos(np.radians(lat0))
-        geoms = [g for g, ok in ((polys[i], has_poly[i]), (rts[i], has_route[i])) if ok]
-        if geoms:
-            b = shapely.bounds(shapely.union_all(geoms))
-            minx, miny, maxx, maxy = (b[0], b[1], b[2], b[3])
+        if has_any[i]:
+            minx, miny, maxx, maxy = both[i]
         else:
             minx, miny, maxx, maxy = float(lo.min()), float(la.min()), float(lo.max()), float(la.max())
         wm = max((maxx - minx) * kx, 50.0)
@@ -197,8 +200,10 @@ def turf_map_svgs(
     labelled = ~cell.duplicated(keep="first").to_numpy()
     text = np.full(len(dx), "", dtype=object)
     tx, ty = (dx[labelled] + 3.5).tolist(), (dy[labelled] - 3).tolist()
-    text[labelled] = [f'<text x="{a:.1f}" y="{b:.1f}" font-size="10" fill="#000">{_e(lab)}</text>'
-                      for a, b, lab in zip(tx, ty, labs[labelled].tolist(), strict=True)]
+    # (whole numbers, the door numbers, need no escaping)
+    lab_text = [str(lab) if type(lab) is int else _e(lab) for lab in labs[labelled].tolist()]
+    text[labelled] = [f'<text x="{a:.1f}" y="{b:.1f}" font-size="10" fill="#000">{lab}</text>'
+                      for a, b, lab in zip(tx, ty, lab_text, strict=True)]
     dots = [f'<circle cx="{a:.1f}" cy="{b:.1f}" r="2.6" fill="#000"/>{t}'
             for a, b, t in zip(dx.tolist(), dy.tolist(), text.tolist(), strict=True)]
     door_html = _joined(dots, dturf, n, "")
@@ -236,7 +241,8 @@ def packet_sections(
     """The HTML ``<section>`` of every turf's packet, keyed by turf id.
 
     Built for all turfs at once: the household blocks from one pass over the walk-list rows (households are
-    runs of rows), the maps by :func:`turf_map_svgs`, then one f-string per turf.
+    runs of rows, their text built column-wise in Arrow), the maps by :func:`turf_map_svgs`, then one f-string
+    per turf.
 
     Parameters
     ----------
@@ -247,6 +253,58 @@ def packet_sections(
     config
         ``script``, ``scripts`` (by segment), ``survey`` and ``result_codes``.
     """
+    return {tid: head + blocks.decode("utf-8") + _SECTION_END
+            for tid, (head, blocks) in _packet_pieces(turfs, routes, doors, rows, config=config).items()}
+
+
+def write_packet_html(
+    turfs: pd.DataFrame,
+    routes: pd.DataFrame,
+    doors: pd.DataFrame,
+    rows: pd.DataFrame,
+    out_dir: str | Path,
+    *,
+    config: TurfsConfig | None = None,
+) -> dict[str, Path]:
+    """Write ``<out_dir>/<turf_id>.html`` for every turf: the bytes :func:`write_packets` writes for
+    :func:`packet_sections`, with the household blocks kept as the UTF-8 bytes they are built in (never decoded
+    into text and encoded again).
+
+    Parameters
+    ----------
+    turfs, routes, doors, rows, config
+        As for :func:`packet_sections`.
+    out_dir
+        The packets folder; every file is written by :func:`geo_segment.io.atomic.write_files` (each atomic, one
+        file-system flush for all).
+
+    Returns
+    -------
+    dict
+        Turf id to the path written.
+    """
+    pieces = _packet_pieces(turfs, routes, doors, rows, config=config)
+    names = {tid: f"{file_stem(tid)}.html" for tid in pieces}
+    end = (_SECTION_END + _DOCUMENT_END).encode("utf-8")
+    written = write_files(out_dir, ((names[tid], _document_start(f"Turf {tid}").encode("utf-8") + head.encode("utf-8")
+                                     + blocks + end) for tid, (head, blocks) in pieces.items()))
+    return {tid: written[names[tid]] for tid in pieces}
+
+
+#: what closes a packet section (after the household blocks)
+_SECTION_END = "</ol></section>"
+
+
+def _packet_pieces(
+    turfs: pd.DataFrame,
+    routes: pd.DataFrame,
+    doors: pd.DataFrame,
+    rows: pd.DataFrame,
+    *,
+    config: TurfsConfig | None = None,
+) -> dict[str, tuple[str, bytes]]:
+    """Every turf's packet section as the text before its household blocks and those blocks (UTF-8 bytes): the
+    section is ``head + blocks.decode() + _SECTION_END``."""
     cfg = config or TurfsConfig()
     codes = list(cfg.result_codes.items())
     key_rows = "".join(f"<tr><td><b>{_e(c)}</b></td><td>{_e(label)}</td></tr>" for c, label in codes)
@@ -267,7 +325,7 @@ def packet_sections(
     side = (f'<div class="side"><h3>Results key</h3><table>{key_rows}</table>'
             f"<h3>Survey</h3>{survey_key}<h3>Walking</h3><div>Start at the green circle; follow the blue "
             "line; door numbers match the list.</div></div>")
-    out: dict[str, str] = {}
+    out: dict[str, tuple[str, bytes]] = {}
     cols = [turfs[c].tolist() for c in ("list_number", "doors", "people", "est_minutes", "route_m", "drive_flag")]
     for i, (tid, list_number, n_doors, people, minutes, route_m, drive_flag) in enumerate(zip(tids, *cols,
                                                                                            strict=True)):
@@ -280,19 +338,53 @@ def packet_sections(
                 '<div class="fill">Canvasser ____________________ Date ________ Start ______ '
                 "End ______</div></header>")
         out[tid] = (f'<section class="packet" id="{anchor}">{head}<div class="top">{svgs[i]}{side}</div>'
-                    f'<ol class="doors">{door_html.get(tid, "")}</ol></section>')
+                    '<ol class="doors">', door_html.get(tid, b""))
     return out
 
 
 _ESCAPES = (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ('"', "&quot;"), ("'", "&#x27;"))
 
 
-def _esc_col(values: pd.Series) -> pd.Series:
-    """:func:`html.escape` of every value (missing values become empty text), as whole-column replaces."""
-    s = values.astype("string").fillna("")
+def _esc_arrow(values: Any) -> Any:
+    """:func:`html.escape` of every value (missing values become empty text) as an Arrow ``large_string`` array:
+    the five replaces (``&`` first), on the values that hold one of the characters only."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from geo_segment._vector import arrow_str
+
+    s = values if isinstance(values, pd.Series) else pd.Series(values, dtype=object)
+    arr = pc.fill_null(arrow_str(s.astype("string")), pa.scalar("", type=pa.large_string()))
+    hit = pc.match_substring_regex(arr, "[&<>\"']")
+    if not pc.any(hit).as_py():
+        return arr
+    sub = pc.filter(arr, hit)
     for old, new in _ESCAPES:
-        s = s.str.replace(old, new, regex=False)
-    return s
+        sub = pc.replace_substring(sub, old, new)
+    return pc.replace_with_mask(arr, hit, sub)
+
+
+def _join(*pieces: Any) -> Any:
+    """The element-wise concatenation of Arrow text arrays and Python strings (broadcast)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    args = [pa.scalar(p, type=pa.large_string()) if isinstance(p, str) else p for p in pieces]
+    return pc.binary_join_element_wise(*args, pa.scalar("", type=pa.large_string()))
+
+
+def _concat_runs(values: Any, starts: npt.NDArray[np.int64]) -> Any:
+    """Concatenate consecutive runs of an Arrow text array (each run non-empty) starting at ``starts``: the runs'
+    bytes are adjacent already, so only new offsets are made (no copy of the text)."""
+    import pyarrow as pa
+
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    _, offsets, data = values.buffers()[:3]
+    offs = np.frombuffer(offsets, dtype=np.int64)[values.offset:values.offset + len(values) + 1]
+    bounds = np.append(np.asarray(starts, dtype=np.int64), len(values))
+    new = np.ascontiguousarray(offs[bounds], dtype=np.int64)
+    return pa.LargeStringArray.from_buffers(len(bounds) - 1, pa.py_buffer(new), data)
 
 
 def _text(values: pd.Series) -> npt.NDArray[np.object_]:
@@ -319,8 +411,8 @@ def _concat(pieces: Sequence[str] | npt.NDArray[np.object_], starts: npt.NDArray
 
 
 def _door_blocks(rows: pd.DataFrame, doors: pd.DataFrame, cfg: TurfsConfig, codes: Sequence[str],
-                 survey: Sequence[tuple[str, list[str]]]) -> dict[str, str]:
-    """The household blocks of every turf, in walking order (vectorized string building).
+                 survey: Sequence[tuple[str, list[str]]]) -> dict[str, bytes]:
+    """The household blocks of every turf (UTF-8), in walking order (vectorized string building).
 
     A household is a run of rows with the same turf, door number and household id (in order of first row);
     its script is chosen by its lead voter (highest score, the first such row on ties).
@@ -332,12 +424,15 @@ def _door_blocks(rows: pd.DataFrame, doors: pd.DataFrame, cfg: TurfsConfig, code
     hh = np.asarray(r.groupby(keys, sort=False, dropna=False).ngroup().to_numpy(), dtype=np.int64)
     nh = int(hh.max()) + 1
     order, starts = _runs(hh, nh)
-    # the voters of each household, in row order
+    # the voters of each household, in row order (the text built column-wise in Arrow)
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     bubbles = _bubbles(codes)
-    who = zip(*(_esc_col(r[c]).to_numpy(dtype=object)[order].tolist() for c in (S.LAST_NAME, S.FIRST_NAME, "age",
-                                                                                  S.PARTY)), strict=True)
-    voters = _concat([f'<div class="voter"><span class="who">{last}, {first} ({age}, {party})</span>{bubbles}</div>'
-                      for last, first, age, party in who], starts)
+    take = pa.array(order)
+    last, first, age, party = (pc.take(_esc_arrow(r[c]), take) for c in (S.LAST_NAME, S.FIRST_NAME, "age", S.PARTY))
+    voters = _concat_runs(_join('<div class="voter"><span class="who">', last, ", ", first, " (", age, ", ", party,
+                                f")</span>{bubbles}</div>"), starts)
     # per household: its first row, the first address and unit given, the lead voter
     first_row = order[starts]
     address = _first_given(r[S.ADDRESS], order, hh, nh)
@@ -346,33 +441,35 @@ def _door_blocks(rows: pd.DataFrame, doors: pd.DataFrame, cfg: TurfsConfig, code
     lead_order = np.lexsort((np.arange(len(r)), np.where(np.isnan(score), np.inf, -score), hh))
     lead = lead_order[np.searchsorted(hh[lead_order], np.arange(nh))]
     say = _household_scripts(r, doors, cfg, hh, nh, order, starts, lead)
-    unit_esc = _esc_col(pd.Series(unit, dtype="string")).tolist()
+    unit_esc = _esc_arrow(unit)
+    unit_html = pc.if_else(pc.equal(unit_esc, ""), pa.scalar("", type=pa.large_string()), _join(", unit ", unit_esc))
     surv = "".join(f"<span>{_e(q)} {_bubbles(a)}</span>" for q, a in survey)
     tail = f'&rdquo;</div><div class="row">{surv}<span class="notes">Notes: ______________________________</span>' \
         "</div></li>"
-    parts = zip(_esc_col(r[S.DOOR_ORDER].iloc[first_row]).tolist(),
-                _esc_col(pd.Series(address, dtype="string")).tolist(), unit_esc, voters,
-                _esc_col(pd.Series(say, dtype="string")).tolist(), strict=True)
-    block = [f'<li class="door"><div class="addr"><span class="num">{num}</span>{addr}'
-             f'{", unit " + u if u != "" else ""}</div>{v}<div class="say">&ldquo;{sc}{tail}'
-             for num, addr, u, v, sc in parts]
+    block = _join('<li class="door"><div class="addr"><span class="num">', _esc_arrow(r[S.DOOR_ORDER].iloc[first_row]),
+                  "</span>", _esc_arrow(address), unit_html, "</div>", voters, '<div class="say">&ldquo;',
+                  _esc_arrow(say), tail)
     # households are numbered in order of first row, so a turf's households keep that order
     turf_of = r[S.TURF_ID].astype(str).to_numpy(dtype=object)[first_row]
     tcode, tnames = pd.factorize(turf_of, sort=False)
     t_order, t_starts = _runs(tcode.astype(np.int64), len(tnames))
-    joined = _concat(np.asarray(block, dtype=object)[t_order], t_starts)
-    return {str(t): b for t, b in zip(tnames, joined, strict=True)}
+    # each turf's blocks: adjacent bytes of the blocks in turf order
+    in_order = pc.take(block, pa.array(t_order))
+    _, offsets, data = in_order.buffers()[:3]
+    offs = np.frombuffer(offsets, dtype=np.int64)[in_order.offset:in_order.offset + len(in_order) + 1]
+    at = offs[np.append(t_starts, len(in_order))].tolist()
+    view = memoryview(data) if data is not None else memoryview(b"")
+    return {str(t): view[at[i]:at[i + 1]].tobytes() for i, t in enumerate(tnames)}
 
 
 def _first_given(values: pd.Series, order: npt.NDArray[np.int64], group: npt.NDArray[np.int64],
                  n: int) -> npt.NDArray[np.object_]:
     """The first non-missing value of each group (``groupby().first()``), empty text where there is none."""
-    v = _objects(values)[order]
-    given = np.array([x is not None for x in v], dtype=bool)
+    given = values.notna().to_numpy(dtype=bool)[order]
     out = np.full(n, "", dtype=object)
     g = group[order][given]
     firsts = np.r_[True, g[1:] != g[:-1]] if len(g) else np.zeros(0, dtype=bool)
-    out[g[firsts]] = [str(x) for x in v[given][firsts]]
+    out[g[firsts]] = [str(x) for x in values.iloc[order[given][firsts]].astype(object).tolist()]
     return out
 
 
@@ -380,7 +477,9 @@ def _household_scripts(r: pd.DataFrame, doors: pd.DataFrame, cfg: TurfsConfig, h
                        order: npt.NDArray[np.int64], starts: npt.NDArray[np.int64],
                        lead: npt.NDArray[np.int64]) -> npt.NDArray[np.object_]:
     """The filled-in script of each household: chosen by its lead voter's segment, fields of the household."""
-    lr = r.iloc[lead]
+    # (the lead rows of the columns read here only)
+    lr = r[[c for c in (S.TURF_ID, "score", S.PARTY, "age", S.FIRST_NAME, S.LAST_NAME, S.ADDRESS, S.UNIT, S.DOOR_ORDER)
+            if c in r.columns]].iloc[lead]
     turf = lr[S.TURF_ID].astype(str).to_numpy(dtype=object)
     precinct = np.array([t.rsplit("-", 1)[0] for t in turf], dtype=object)
     lr = lr.reset_index(drop=True)
@@ -431,9 +530,16 @@ def _household_names(r: pd.DataFrame, hh: npt.NDArray[np.int64], nh: int,
     return names
 
 
-def _document(sections: Iterable[str], title: str) -> str:
+_DOCUMENT_END = "</body></html>"
+
+
+def _document_start(title: str) -> str:
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
-            f"<style>{_CSS}</style></head><body>{''.join(sections)}</body></html>")
+            f"<style>{_CSS}</style></head><body>")
+
+
+def _document(sections: Iterable[str], title: str) -> str:
+    return f"{_document_start(title)}{''.join(sections)}{_DOCUMENT_END}"
 
 
 def find_chromium(path: str | None = None) -> str | None:

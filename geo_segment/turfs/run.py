@@ -9,6 +9,7 @@ from typing import Any
 
 import geopandas as gpd
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from geo_segment import schema as S
@@ -16,7 +17,7 @@ from geo_segment.config import TurfsConfig
 from geo_segment.io.atomic import write_parquet
 from geo_segment.io.manifest import StageRecord
 from geo_segment.turfs.doors import Universe, build_doors, select_universe
-from geo_segment.turfs.packets import packet_sections, write_packets
+from geo_segment.turfs.packets import packet_sections, write_packet_html, write_packets
 from geo_segment.turfs.parallel import resolve_workers, run_tasks
 from geo_segment.turfs.results import contacted_households
 from geo_segment.turfs.stage import TurfCut, cut_turfs
@@ -139,15 +140,9 @@ def turf_stage(
                               seconds=cut.metrics.get("seconds_total", 0.0), metrics=cut.metrics))
     t2 = time.perf_counter()
     rows = walklist_rows(cut.doors, members, cut.turfs, as_of_year=as_of_year)
-    outputs: dict[str, Path] = {
-        "turfs": write_parquet(cut.turfs, out / "turfs.parquet"),
-        "routes": write_parquet(cut.routes, out / "routes.parquet"),
-        "doors": write_parquet(_door_output(cut.doors), out / "doors.parquet"),
-        "door_members": write_parquet(members[[S.VOTER_ID, "door_id"]].astype("string"),
-                                      out / "door_members.parquet"),
-    }
-    n_lists, n_html, n_pdf, workers = _write_lists_and_packets(cut, rows, out, cfg, packets=packets, pdf=pdf,
-                                                               chromium=chromium)
+    outputs, (n_lists, n_html, n_pdf, workers) = _write_lists_and_packets(cut, rows, members, out, cfg,
+                                                                          packets=packets, pdf=pdf,
+                                                                          chromium=chromium)
     stages.append(StageRecord("walklists", rows_in=len(members), rows_out=len(rows), rows_rejected=0,
                               seconds=round(time.perf_counter() - t2, 3),
                               metrics={"walklists": n_lists, "packets_html": n_html, "packets_pdf": n_pdf,
@@ -156,8 +151,11 @@ def turf_stage(
     return TurfStageResult(outputs=outputs, stages=stages, cut=cut, rows=rows, counts=counts)
 
 
-#: turfs whose walk lists and packets are built and written together
+#: the most turfs whose walk lists and packets are built and written together
 _PACKET_CHUNK = 1000
+
+#: chunks of turfs per worker process at least (smaller chunks even out the workers' shares of the work)
+_CHUNKS_PER_WORKER = 6
 
 
 @dataclass(frozen=True)
@@ -166,6 +164,9 @@ class _WriteInput:
 
     cut: TurfCut
     rows: pd.DataFrame
+    members: pd.DataFrame
+    bounds: list[int]
+    routes_aligned: bool
     row_chunk: Any
     door_chunk: Any
     out: Path
@@ -175,17 +176,47 @@ class _WriteInput:
     chromium: str | None
 
 
+def _write_task(shared: _WriteInput, task: int) -> tuple[int, int, int]:
+    """Task 0 writes the parquet files (:func:`_write_tables`; the longest task first, so that the chunks even
+    out the workers' shares), task ``k + 1`` the walk lists and packets of chunk ``k``."""
+    if task == 0:
+        _write_tables(shared.cut, shared.members, shared.out)
+        return 0, 0, 0
+    return _write_chunk(shared, task - 1)
+
+
 def _write_chunk(shared: _WriteInput, k: int) -> tuple[int, int, int]:
     """Write the walk lists and packets of chunk ``k`` of the turfs (in ``turf_id`` order); return the counts."""
     rows = _chunk_of(shared.rows, shared.row_chunk, k)
     lists = write_walklists(rows, shared.out / "walklists")
     if not shared.packets:
         return len(lists), 0, 0
-    turfs = shared.cut.turfs.iloc[k * _PACKET_CHUNK:(k + 1) * _PACKET_CHUNK]
-    sections = packet_sections(turfs, shared.cut.routes, _chunk_of(shared.cut.doors, shared.door_chunk, k), rows,
-                               config=shared.config)
+    turfs = shared.cut.turfs.iloc[shared.bounds[k]:shared.bounds[k + 1]]
+    routes = shared.cut.routes.iloc[shared.bounds[k]:shared.bounds[k + 1]] if shared.routes_aligned else \
+        shared.cut.routes
+    doors = _chunk_of(shared.cut.doors, shared.door_chunk, k)
+    if not shared.pdf:
+        html = write_packet_html(turfs, routes, doors, rows, shared.out / "packets", config=shared.config)
+        return len(lists), len(html), 0
+    sections = packet_sections(turfs, routes, doors, rows, config=shared.config)
     written = write_packets(sections, shared.out / "packets", pdf=shared.pdf, chromium=shared.chromium)
     return len(lists), len(written["html"]), len(written["pdf"])
+
+
+#: the parquet files of the stage, by output role
+_TABLES = {"turfs": "turfs.parquet", "routes": "routes.parquet", "doors": "doors.parquet",
+           "door_members": "door_members.parquet"}
+
+
+def _write_tables(cut: TurfCut, members: pd.DataFrame, out: Path) -> dict[str, Path]:
+    """Write ``turfs.parquet``, ``routes.parquet``, ``doors.parquet`` and ``door_members.parquet``."""
+    return {
+        "turfs": write_parquet(cut.turfs, out / _TABLES["turfs"]),
+        "routes": write_parquet(cut.routes, out / _TABLES["routes"]),
+        "doors": write_parquet(_door_output(cut.doors), out / _TABLES["doors"]),
+        "door_members": write_parquet(members[[S.VOTER_ID, "door_id"]].astype("string"),
+                                      out / _TABLES["door_members"]),
+    }
 
 
 def _chunk_of(frame: pd.DataFrame, chunk: Any, k: int) -> pd.DataFrame:
@@ -198,24 +229,67 @@ def _chunk_of(frame: pd.DataFrame, chunk: Any, k: int) -> pd.DataFrame:
     return frame.loc[c == k]
 
 
-def _write_lists_and_packets(cut: TurfCut, rows: pd.DataFrame, out: Path, cfg: TurfsConfig, *, packets: bool,
-                             pdf: bool, chromium: str | None) -> tuple[int, int, int, int]:
-    """Walk lists and packets, a thousand turfs at a time (the HTML of every packet of a big county never sits in
-    memory at once), the chunks spread over ``[turfs] workers`` processes (not when printing PDFs: Chromium runs
-    its own processes). Each turf's files depend on that turf only, so they are the same whatever the split.
-    Returns the numbers of walk lists, HTML and PDF packets, and the workers used."""
+def _chunk_bounds(rows_per_turf: npt.NDArray[np.int64], workers: int) -> list[int]:
+    """First turf of each chunk (and the number of turfs last): consecutive turfs with about the same number of
+    walk-list rows, at most :data:`_PACKET_CHUNK` turfs each, and (with workers) at least
+    :data:`_CHUNKS_PER_WORKER` chunks per worker when there are turfs enough.
+
+    Examples
+    --------
+    >>> _chunk_bounds(np.array([5, 1, 1, 1, 5, 1]), 1)
+    [0, 6]
+    >>> _chunk_bounds(np.array([5, 1, 1, 1, 5, 1]), 2)
+    [0, 1, 2, 3, 5, 6]
+    """
+    n = len(rows_per_turf)
+    n_chunks = -(-n // _PACKET_CHUNK)
+    if workers > 1:
+        n_chunks = min(n, max(n_chunks, workers * _CHUNKS_PER_WORKER))
+    if n_chunks <= 1:
+        return [0, n]
+    # chunk j ends at the turf where the rows so far (plus one per turf) pass j / n_chunks of them all
+    cum = np.cumsum(np.asarray(rows_per_turf, dtype=np.float64) + 1.0)
+    cuts = np.searchsorted(cum, cum[-1] * np.arange(1, n_chunks) / n_chunks, side="left") + 1
+    # at least one turf and at most _PACKET_CHUNK turfs per chunk
+    bounds = [0]
+    for c in cuts.tolist():
+        c = min(max(c, bounds[-1] + 1), bounds[-1] + _PACKET_CHUNK, n)
+        if c < n:
+            bounds.append(c)
+    while n - bounds[-1] > _PACKET_CHUNK:
+        bounds.append(bounds[-1] + _PACKET_CHUNK)
+    return [*bounds, n]
+
+
+def _write_lists_and_packets(cut: TurfCut, rows: pd.DataFrame, members: pd.DataFrame, out: Path, cfg: TurfsConfig,
+                             *, packets: bool, pdf: bool,
+                             chromium: str | None) -> tuple[dict[str, Path], tuple[int, int, int, int]]:
+    """Walk lists and packets in chunks of consecutive turfs with about the same number of rows (the HTML of every
+    packet of a big county never sits in memory at once), the chunks spread over ``[turfs] workers`` processes
+    (not when printing PDFs: Chromium runs its own processes), and the parquet files written as one more task.
+    Each turf's files depend on that turf only, so they are the same whatever the split. Returns the parquet
+    files by role and the numbers of walk lists, HTML and PDF packets, and the workers used."""
     if len(cut.turfs) == 0:
-        return len(write_walklists(rows, out / "walklists")), 0, 0, 1
-    turf_ids = pd.Index(cut.turfs[S.TURF_ID].astype(str))
-    row_chunk = turf_ids.get_indexer(rows[S.TURF_ID].astype(str)) // _PACKET_CHUNK
-    door_chunk = turf_ids.get_indexer(cut.doors[S.TURF_ID].astype(str)) // _PACKET_CHUNK
-    n_chunks = -(-len(turf_ids) // _PACKET_CHUNK)
+        return _write_tables(cut, members, out), (len(write_walklists(rows, out / "walklists")), 0, 0, 1)
     workers = 1 if pdf else resolve_workers(cfg.workers, len(cut.doors))
-    shared = _WriteInput(cut=cut, rows=rows, row_chunk=row_chunk, door_chunk=door_chunk, out=out, config=cfg,
-                         packets=packets, pdf=pdf, chromium=chromium)
-    counts = run_tasks(_write_chunk, shared, n_chunks, workers=workers, what="walk lists and packets")
+    turf_ids = pd.Index(cut.turfs[S.TURF_ID].astype(str))
+    row_turf = turf_ids.get_indexer(rows[S.TURF_ID].astype(str))
+    bounds = _chunk_bounds(np.bincount(row_turf[row_turf >= 0], minlength=len(turf_ids)), workers)
+    chunk_of_turf = np.repeat(np.arange(len(bounds) - 1), np.diff(bounds))
+    # (rows and doors of no listed turf: chunk -1)
+    row_chunk = np.where(row_turf >= 0, chunk_of_turf[np.maximum(row_turf, 0)], -1)
+    door_turf = turf_ids.get_indexer(cut.doors[S.TURF_ID].astype(str))
+    door_chunk = np.where(door_turf >= 0, chunk_of_turf[np.maximum(door_turf, 0)], -1)
+    # (the routes are in the turfs' order, as cut_turfs writes them: each chunk's routes are a slice too)
+    aligned = len(cut.routes) == len(turf_ids) and bool(
+        (cut.routes[S.TURF_ID].astype(str).to_numpy() == turf_ids.to_numpy()).all())
+    shared = _WriteInput(cut=cut, rows=rows, members=members, bounds=bounds, routes_aligned=aligned,
+                         row_chunk=row_chunk, door_chunk=door_chunk, out=out, config=cfg, packets=packets, pdf=pdf,
+                         chromium=chromium)
+    n_tasks = len(bounds)  # the parquet files, then the chunks
+    counts = run_tasks(_write_task, shared, n_tasks, workers=workers, what="walk lists and packets")
     n_lists, n_html, n_pdf = (sum(c[i] for c in counts) for i in range(3))
-    return n_lists, n_html, n_pdf, min(workers, n_chunks)
+    return {role: out / name for role, name in _TABLES.items()}, (n_lists, n_html, n_pdf, min(workers, n_tasks))
 
 #: voter columns the turf stage reads (universe filters, regions, doors, walk lists)
 _USED_COLUMNS = (S.VOTER_ID, S.HOUSEHOLD_ID, S.BUILDING_ID, S.LAT, S.LNG, S.PRECINCT_ID, S.MICRO_GEO, S.STREET,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -133,8 +134,8 @@ def walklist_texts(rows: pd.DataFrame, *, chunk_rows: int = 100_000) -> dict[str
     """The CSV text of every turf's walk list, keyed by turf id (sorted), text cells neutralized.
 
     Each text is what ``frame.to_csv(index=False, lineterminator="\\n")`` writes for the turf's rows (in their
-    order in ``rows``), but the whole table is neutralized once and its records are built column-wise in Arrow
-    (:func:`_csv_rows`; ``to_csv`` in large chunks for other column kinds) and then cut at the turfs' row
+    order in ``rows``), but the records are built column-wise in Arrow, text cells neutralized there
+    (:func:`_csv_records`; ``to_csv`` in large chunks for other column kinds), and then cut at the turfs' row
     boundaries, instead of one ``to_csv`` per turf. Rows without a turf id are left out.
 
     Examples
@@ -143,6 +144,11 @@ def walklist_texts(rows: pd.DataFrame, *, chunk_rows: int = 100_000) -> dict[str
     >>> walklist_texts(rows)
     {'A': 'turf_id,last_name\\nA,Doe\\n', 'B': "turf_id,last_name\\nB,'=1+1\\nB,Roe\\n"}
     """
+    return {tid: data.decode("utf-8") for tid, data in _walklist_bytes(rows, chunk_rows=chunk_rows).items()}
+
+
+def _walklist_bytes(rows: pd.DataFrame, *, chunk_rows: int = 100_000) -> dict[str, bytes]:
+    """:func:`walklist_texts` as UTF-8 bytes (what is written), each turf's records cut from one Arrow buffer."""
     if len(rows) == 0:
         return {}
     text_cols = [c for c in rows.columns if pd.api.types.is_string_dtype(rows[c]) or rows[c].dtype == object]
@@ -152,13 +158,13 @@ def walklist_texts(rows: pd.DataFrame, *, chunk_rows: int = 100_000) -> dict[str
     pos = np.flatnonzero(ok)
     order = np.argsort(ids, kind="stable")  # the groups of groupby(turf_id, sort=True), rows kept in order
     ids, pos = ids[order], pos[order]
-    safe = rows.iloc[pos].reset_index(drop=True)
-    for col in text_cols:
-        safe[col] = neutralize(safe[col])
-    header = safe.iloc[:0].to_csv(index=False, lineterminator="\n")
+    # (the stage's rows are in turf id order already: no copy then)
+    safe = rows.reset_index(drop=True) if np.array_equal(pos, np.arange(len(rows))) else \
+        rows.iloc[pos].reset_index(drop=True)
+    header = safe.iloc[:0].to_csv(index=False, lineterminator="\n").encode("utf-8")
     starts = np.r_[0, np.flatnonzero(ids[1:] != ids[:-1]) + 1]
     ends = np.r_[starts[1:], len(ids)]
-    texts: dict[str, str] = {}
+    out: dict[str, bytes] = {}
     g = 0
     while g < len(starts):
         # a chunk of whole turfs, about chunk_rows rows
@@ -166,25 +172,65 @@ def walklist_texts(rows: pd.DataFrame, *, chunk_rows: int = 100_000) -> dict[str
         last = max(last, g + 1)
         a, b = int(starts[g]), int(ends[last - 1])
         part = safe.iloc[a:b]
-        fast = _csv_rows(part, text_cols)
-        if fast is not None:  # one string per row
-            lines, first = fast, np.arange(a, b + 1) - a
+        records = _csv_records(part, text_cols)
+        if records is not None:  # one record per row, each ending in a line feed, in one buffer
+            data, first = records
         else:
-            lines = part.to_csv(index=False, header=False, lineterminator="\n").split("\n")
+            for col in text_cols:
+                part = part.assign(**{col: neutralize(part[col])})
+            text = part.to_csv(index=False, header=False, lineterminator="\n")
+            data = memoryview(text.encode("utf-8"))
             # a quoted cell may hold a line break: count them to find where each row starts
             extra = np.zeros(b - a, dtype=np.int64)
             for col in text_cols:
                 extra += part[col].str.count("\n").to_numpy(dtype=np.int64)
-            first = np.r_[0, np.cumsum(1 + extra)]
+            nl = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == ord("\n"))
+            first = np.r_[0, nl[np.cumsum(1 + extra) - 1] + 1]
+        first_at = first.tolist()
         for i in range(g, last):
-            lo, hi = int(first[starts[i] - a]), int(first[ends[i] - a])
-            texts[str(ids[starts[i]])] = header + "\n".join(lines[lo:hi]) + "\n"
+            lo, hi = first_at[starts[i] - a], first_at[ends[i] - a]
+            out[str(ids[starts[i]])] = header + data[lo:hi].tobytes()
         g = last
-    return texts
+    return out
 
 
-def _csv_rows(frame: pd.DataFrame, text_cols: list[str]) -> list[str] | None:
-    """The CSV record of every row (no line end), exactly as ``to_csv`` writes it, built column-wise in Arrow.
+def _neutral_arrow(values: pd.Series) -> Any:
+    """:func:`neutralize` of ``values`` as an Arrow ``large_string`` array (missing values as empty text)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arr = pc.fill_null(arrow_str(values.astype("string")), pa.scalar("", type=pa.large_string()))
+    risky = pc.starts_with(arr, _TRIGGERS[0])
+    for t in _TRIGGERS[1:]:
+        risky = pc.or_(risky, pc.starts_with(arr, t))
+    if not pc.any(risky).as_py():
+        return arr
+    empty = pa.scalar("", type=pa.large_string())
+    return pc.if_else(risky, pc.binary_join_element_wise(pa.scalar("'", type=pa.large_string()), arr, empty), arr)
+
+
+def _float_text(v: npt.NDArray[np.float64]) -> Any:
+    """``repr`` of each float (as ``astype(str)`` and ``to_csv`` write them), missing values empty, as Arrow text.
+
+    Arrow's float to text cast gives the same shortest round-trip digits; it differs from ``repr`` in the notation
+    of whole numbers (``1`` for ``1.0``), of very small and of large numbers, which keep ``repr``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    text = pc.cast(pa.array(v, type=pa.float64()), pa.large_string())
+    with np.errstate(invalid="ignore"):
+        own = ~((np.abs(v) >= 1e-4) & (np.abs(v) < 1e6) & (np.floor(v) != v))  # (NaN: own too)
+    if own.any():
+        at = np.flatnonzero(own)
+        fixed = [repr(f) if f == f else "" for f in v[at].tolist()]
+        mask = pa.array(own)
+        text = pc.replace_with_mask(text, mask, pa.array(fixed, type=pa.large_string()))
+    return text
+
+
+def _csv_records(frame: pd.DataFrame, text_cols: list[str]) -> tuple[memoryview, npt.NDArray[np.int64]] | None:
+    """The CSV record of every row with its line feed, exactly as ``to_csv`` writes it (text cells neutralized),
+    built column-wise in Arrow: the bytes of all records and where each starts (one more: the end).
 
     ``to_csv`` writes integers as ``str``, floats as numpy's ``astype(str)`` (the shortest repr, which is Python's
     ``repr``), missing values as empty cells, and quotes a text cell (doubling its quotes) when it holds a comma,
@@ -194,28 +240,34 @@ def _csv_rows(frame: pd.DataFrame, text_cols: list[str]) -> list[str] | None:
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    empty = pa.scalar("", type=pa.large_string())
     cells = []
     for name in frame.columns:
         col = frame[name]
         if name in text_cols:
-            arr = pa.array(col.astype("string").fillna("")).cast(pa.large_string())
-            q = pa.scalar('"', type=pa.large_string())
-            quoted = pc.binary_join_element_wise(q, pc.replace_substring(arr, '"', '""'), q,
-                                                 pa.scalar("", type=pa.large_string()))
-            cells.append(pc.if_else(pc.match_substring_regex(arr, '[\\n",]'), quoted, arr))
+            arr = _neutral_arrow(col)
+            special = pc.match_substring_regex(arr, '[\n",]')
+            if pc.any(special).as_py():
+                q = pa.scalar('"', type=pa.large_string())
+                quoted = pc.binary_join_element_wise(q, pc.replace_substring(arr, '"', '""'), q, empty)
+                arr = pc.if_else(special, quoted, arr)
+            cells.append(arr)
         elif pd.api.types.is_integer_dtype(col.dtype) and not pd.api.types.is_bool_dtype(col.dtype):
-            cells.append(pa.array(col.astype("string").fillna("").to_numpy(dtype=object), type=pa.large_string()))
+            ints = pa.array(col.array, from_pandas=True)  # (integers as str writes them; missing: empty)
+            cells.append(pc.fill_null(pc.cast(ints, pa.large_string()), empty))
         elif col.dtype == np.float64:
-            v = col.to_numpy(dtype=float)
-            text = np.array([repr(f) for f in v.tolist()], dtype=object)  # the same digits as astype(str), faster
-            text[np.isnan(v)] = ""
-            cells.append(pa.array(text, type=pa.large_string()))
+            cells.append(_float_text(col.to_numpy(dtype=float)))
         else:
             return None
     if not cells:
         return None
-    joined: list[str] = pc.binary_join_element_wise(*cells, pa.scalar(",", type=pa.large_string())).to_pylist()
-    return joined
+    joined = pc.binary_join_element_wise(*cells, pa.scalar(",", type=pa.large_string()))
+    lines = pc.binary_join_element_wise(joined, pa.scalar("\n", type=pa.large_string()), empty)
+    if isinstance(lines, pa.ChunkedArray):
+        lines = lines.combine_chunks()
+    _, offsets, data = lines.buffers()
+    first = np.frombuffer(offsets, dtype=np.int64)[lines.offset:lines.offset + len(lines) + 1]
+    return memoryview(data) if data is not None else memoryview(b""), first
 
 
 def write_walklists(rows: pd.DataFrame, out_dir: str | Path) -> dict[str, Path]:
@@ -224,7 +276,7 @@ def write_walklists(rows: pd.DataFrame, out_dir: str | Path) -> dict[str, Path]:
     All lists are rendered by :func:`walklist_texts` and written by :func:`geo_segment.io.atomic.write_files`
     (each file atomic, one file-system flush for all). Other files in ``out_dir`` are left as they are.
     """
-    texts = walklist_texts(rows)
+    texts = _walklist_bytes(rows)
     names = {tid: f"{file_stem(tid)}.csv" for tid in texts}
     written = write_files(out_dir, {names[tid]: text for tid, text in texts.items()})
     return {tid: written[names[tid]] for tid in texts}
