@@ -288,8 +288,8 @@ def _fast_grid(geoms: np.ndarray, side: float, levels: int = GRID_LEVELS) -> _Gr
             flat[gx + g] = True
     touched: list[np.ndarray] = [finest]
     for _ in range(levels):
-        f = touched[-1]
-        touched.append(np.asarray(f.reshape(f.shape[0] // 2, 2, f.shape[1] // 2, 2).any(axis=(1, 3))))
+        rows = touched[-1][0::2] | touched[-1][1::2]  # a box is touched when one of its four quarters is
+        touched.append(rows[:, 0::2] | rows[:, 1::2])
     return _Grid(float(x0), float(y0), float(side), tuple(touched))
 
 
