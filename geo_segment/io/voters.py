@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 
 from geo_segment import schema as S
 from geo_segment._vector import arrow_str, factorize_str, isin_str, pack_short_str, per_distinct, repeated_str
-from geo_segment.addresses import normalize_zip, parse_addresses
+from geo_segment.addresses import ParsedAddresses, normalize_zip, parse_addresses
 from geo_segment.errors import ConfigError, DuplicateVoterError, InputFileError, Location, MissingColumnsError
 from geo_segment.io.coords import check_projected, check_swapped, coordinate_problems, parse_coordinates
 from geo_segment.io.delimited import DelimitedRead, read_delimited
@@ -109,6 +109,12 @@ def election_type_from_date(dates: pd.Series) -> pd.Series:
 
 
 # --- the voter file ---------------------------------------------------------------------------------------------
+
+_ADDRESS_COLUMNS = (S.ADDRESS, S.HOUSE_NUMBER, S.STREET, S.UNIT, S.HOUSEHOLD_ID, S.BUILDING_ID)
+#: the voters' columns in order (before the geometry)
+_ORDER = [S.VOTER_ID, S.LAST_NAME, S.FIRST_NAME, S.MIDDLE_NAME, S.NAME_SUFFIX, S.CITY, S.STATE, S.STATUS, S.COUNTY,
+          S.SOURCE_PRECINCT, S.EMAIL, S.ZIP5, S.PHONE, S.PARTY, S.BIRTH_YEAR, S.REGISTRATION_DATE, *_ADDRESS_COLUMNS,
+          S.SOURCE_LINE, S.LAT, S.LNG, S.GEOCODED, S.GEOCODE_SOURCE]
 
 def _text_bytes(values: pd.Series) -> int:
     """Bytes of text in an Arrow-backed string column (from its offsets: no pass over the values)."""
@@ -350,12 +356,19 @@ def _read_voter_file(
     else:
         out[S.REGISTRATION_DATE] = pd.Series(pd.NaT, index=table.index, dtype="datetime64[ms]")
 
-    # addresses -> households and buildings (parsed on the other core meanwhile)
-    parsed_addr = addresses_job.result()
-    pool.shutdown()
-    for col in (S.ADDRESS, S.HOUSE_NUMBER, S.STREET, S.UNIT, S.HOUSEHOLD_ID, S.BUILDING_ID):
-        out[col] = parsed_addr.parts[col]
+    # duplicates, the coordinates and the points need no address: they run while the addresses are parsed on
+    # the other core; the columns take their usual order at the end
     out[S.SOURCE_LINE] = lines.astype("Int64")
+    parsed_addr: ParsedAddresses | None = None
+
+    def attach_addresses() -> ParsedAddresses:
+        nonlocal parsed_addr
+        if parsed_addr is None:  # addresses -> households and buildings
+            parsed_addr = addresses_job.result()
+            pool.shutdown()
+            for col in _ADDRESS_COLUMNS:  # aligned on the index: rows quarantined as duplicates meanwhile drop
+                out[col] = parsed_addr.parts[col]
+        return parsed_addr
 
     # duplicates
     dup_all = pd.Series(repeated_str(out[S.VOTER_ID]), index=out.index)  # ids are never null here
@@ -408,6 +421,8 @@ def _read_voter_file(
         read.table = table
     stages: list[StageRecord] = []
     if geocodes is not None:
+        if not _geocodes_by_id(geocodes_job):
+            attach_addresses()  # joined by address
         g_lat, g_lng, g_rejects, g_stage = _read_geocodes(Path(geocodes), out, encoding=enc,
                                                           prefetched=geocodes_job)
         need = lat.isna().to_numpy() & g_lat.notna().to_numpy()
@@ -415,12 +430,15 @@ def _read_voter_file(
         source[need] = "geocodes"
         rejects.append(g_rejects)
         stages.append(g_stage)
+    geocoded = lat.notna() & lng.notna()
+    # shapely builds the points without the GIL, beside the addresses and the vote history's id checks
+    geometry_job = side.submit(_points, lng.to_numpy(), lat.to_numpy(), geocoded.to_numpy())
+    parsed_addr = attach_addresses()
     out[S.LAT] = lat
     out[S.LNG] = lng
-    out[S.GEOCODED] = lat.notna() & lng.notna()
+    out[S.GEOCODED] = geocoded
     out[S.GEOCODE_SOURCE] = source
-    # shapely builds the points without the GIL, beside the vote history's id checks (which need only the ids)
-    geometry_job = side.submit(_points, lng.to_numpy(), lat.to_numpy(), out[S.GEOCODED].to_numpy())
+    out = out[_ORDER]
     t1 = time.perf_counter()
     history_error: Exception | None = None
     try:
@@ -504,6 +522,16 @@ def _shared_codes(a: pd.Series, b: pd.Series) -> tuple[np.ndarray, np.ndarray, i
     enc = pc.dictionary_encode(pa.concat_arrays([arrow_str(a), arrow_str(b)]))
     codes = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
     return codes[: len(a)], codes[len(a):], len(enc.dictionary)
+
+
+def _geocodes_by_id(job: Future[list[DelimitedRead]] | None) -> bool:
+    """Whether the geocodes file read on the side has a voter id column (else it joins by address)."""
+    try:
+        read = job.result()[0] if job is not None else None
+    except Exception:  # raised again where the geocodes are read, after the addresses as before
+        return False
+    return read is not None and _pick([c for c in read.table.columns if c != S.SOURCE_LINE],
+                                      "voter_id", "voterid", "id") is not None
 
 
 def _read_geocodes_file(path: Path, encoding: str) -> list[DelimitedRead]:
