@@ -402,7 +402,8 @@ def cut_turfs(
     turfs = turfs.iloc[list_order].reset_index(drop=True)
     routes = gpd.GeoDataFrame({S.TURF_ID: pd.Series(turf_ids, dtype="string")}, geometry=list(route_geoms),
                               crs=S.CRS_STORAGE).iloc[list_order].reset_index(drop=True)
-    d = d.sort_values([S.TURF_ID, S.DOOR_ORDER], kind="stable").reset_index(drop=True)
+    # sorted by turf id, then door number: list numbers follow the turf ids (distinct, in sorted order)
+    d = d.take(np.lexsort((door_order, list_number[dpart]))).reset_index(drop=True)
     # why turfs fall outside the tolerance
     lo, hi = (1 - cfg.tolerance) * tgt, (1 + cfg.tolerance) * tgt
     small_region = (~within) & (cdoors < lo)
