@@ -256,6 +256,8 @@ def _fast_grid(geoms: np.ndarray, side: float, levels: int = GRID_LEVELS) -> _Gr
     ok = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
     if not ok.any() or not side > 0:
         return None
+    if not np.isin(shapely.get_type_id(geoms[ok]), (3, 6)).all():
+        return None  # only polygon rings are marked: a layer with lines or points gets exact tests throughout
     minx, miny, maxx, maxy = shapely.total_bounds(geoms[ok])
     blk = 2**levels
     while ((maxx - minx) / side + 4 * blk) * ((maxy - miny) / side + 4 * blk) > GRID_MAX_BOXES:

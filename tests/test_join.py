@@ -286,3 +286,16 @@ def test_fast_path_equals_the_exact_path(fast: float) -> None:
     assert 0 < m_fast["fast_points"] < len(points) and m_fast["exact_points"] < len(points)
     ref = reference_assign(points, layer, "pid")
     assert exact["area_id"].fillna("-").tolist() == ref.fillna("-").tolist()
+
+
+def test_layer_with_lines_is_tested_exactly() -> None:
+    """The grid marks polygon rings only: a layer holding a line (a street centreline drawn as a "precinct")
+    makes every point take the exact test, so the points on the line still find it."""
+    on_line = [pt(float(v), float(v) ** 2) for v in np.linspace(0, 1, 41)]  # the line's vertices
+    layer = gpd.GeoDataFrame({"pid": ["L", "S"], "geometry": [shapely.LineString(on_line), sq(2, 2, 3, 3)]},
+                             crs=4326)
+    coords = on_line + [pt(2.5, 2.5), pt(0.5, 0.6)]
+    out, metrics = assign_areas(_points(coords), layer, id_col="pid", tolerance_m=0, fast_box_m=20.0)
+    assert out["area_id"].tolist()[:41] == ["L"] * 41
+    assert out["area_id"].tolist()[41] == "S" and pd.isna(out["area_id"].iloc[42])
+    assert metrics["exact_points"] == len(coords)
