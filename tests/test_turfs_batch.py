@@ -85,6 +85,18 @@ def test_write_walklists_bytes_and_other_files_kept(tmp_path: Path) -> None:
     assert sorted(p.name for p in out.iterdir()) == sorted(["KEEP.csv", *(p.name for p in paths.values())])
 
 
+@pytest.mark.parametrize("drop_turf", [False, True])
+def test_walklist_rows_are_in_the_sorted_order(drop_turf: bool) -> None:
+    cut, members, _ = cut_streets(target=6)
+    turfs = cut.turfs.iloc[1:] if drop_turf else cut.turfs.iloc[::-1]  # type: ignore[attr-defined]
+    rows = walklist_rows(cut.doors, members, turfs, as_of_year=2026)  # type: ignore[attr-defined]
+    keys = ["turf_id", "door_order", "household_id", "last_name", "first_name", "voter_id"]
+    ref = rows.sample(frac=1.0, random_state=3).sort_values(keys, kind="stable")
+    assert rows[keys].reset_index(drop=True).equals(ref[keys].reset_index(drop=True))
+    assert rows["list_number"].isna().any() == drop_turf and len(rows) == len(members)
+    assert (rows[["result_code", "survey_answers", "notes"]] == "").all().all()
+
+
 def test_walklists_of_no_rows(tmp_path: Path) -> None:
     rows = tricky_rows().iloc[:0]
     assert walklist_texts(rows) == {} and write_walklists(rows, tmp_path / "w") == {}

@@ -102,27 +102,37 @@ def walklist_rows(
         "score": score.round(3),
         S.LAT: m[S.LAT].astype(float).round(6),
         S.LNG: m[S.LNG].astype(float).round(6),
-        "result_code": pd.Series([""] * len(m), dtype="string"),
-        "survey_answers": pd.Series([""] * len(m), dtype="string"),
-        "notes": pd.Series([""] * len(m), dtype="string"),
     })
-    return out.take(_sort_order(out)).reset_index(drop=True)[list(WALKLIST_COLUMNS)]
+    # turfs in turf id order: by their rank among the turfs' ids when every row's turf is one of them
+    turf_rank = None
+    if len(turf_pos) and (turf_pos >= 0).all():
+        import pyarrow.compute as pc
+
+        ids = arrow_str(turfs[S.TURF_ID].astype("str"))
+        turf_rank = pc.rank(ids, sort_keys="ascending", tiebreaker="dense").to_numpy().astype(np.int64)[turf_pos]
+    out = out.take(_sort_order(out, turf_rank)).reset_index(drop=True)
+    for col in ("result_code", "survey_answers", "notes"):  # (empty: added after the sort)
+        out[col] = pd.array(np.full(len(out), "", dtype=object), dtype="string")
+    return out[list(WALKLIST_COLUMNS)]
 
 
 #: the walk list's row order: turf, door, household, then names and voter id
 _SORT_KEYS = (S.TURF_ID, S.DOOR_ORDER, S.HOUSEHOLD_ID, S.LAST_NAME, S.FIRST_NAME, S.VOTER_ID)
 
 
-def _sort_order(rows: pd.DataFrame) -> npt.NDArray[np.int64]:
+def _sort_order(rows: pd.DataFrame, turf_rank: npt.NDArray[np.int64] | None = None) -> npt.NDArray[np.int64]:
     """``rows.sort_values(_SORT_KEYS, kind="stable")``'s order, by Arrow's stable multi-key sort (strings in code
-    point order, missing values last)."""
+    point order, missing values last); ``turf_rank``, when given, is each row's rank of its turf id (no missing
+    ids), sorted on instead of the ids."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     cols = {}
     for c in _SORT_KEYS:
         col = rows[c]
-        if pd.api.types.is_integer_dtype(col.dtype):
+        if c == S.TURF_ID and turf_rank is not None:
+            cols[c] = pa.array(turf_rank)
+        elif pd.api.types.is_integer_dtype(col.dtype):
             cols[c] = pa.array(col.to_numpy(dtype=float, na_value=np.nan), from_pandas=True)
         else:
             cols[c] = arrow_str(col.astype("str"))
