@@ -285,21 +285,24 @@ def _read_voter_file(
 
     out = pd.DataFrame(index=table.index)
     out[S.VOTER_ID] = vid
-    for key, col in (
-        ("last_name", S.LAST_NAME), ("first_name", S.FIRST_NAME), ("middle_name", S.MIDDLE_NAME),
-        ("name_suffix", S.NAME_SUFFIX), ("city", S.CITY), ("state", S.STATE), ("status", S.STATUS),
-        ("county", S.COUNTY), ("source_precinct", S.SOURCE_PRECINCT), ("email", S.EMAIL),
-    ):
-        out[col] = _joined(table, fields[key]) if key in fields else pd.Series(None, index=table.index, dtype="str")
+    # address parsing is mostly Arrow kernels that release the GIL: it starts first and runs beside the rest of
+    # the mapping (it needs the ZIP or the city); the columns take their usual order at the end
     out[S.ZIP5] = per_distinct(table[fields["zip"][0]], normalize_zip) if "zip" in fields else pd.Series(
         None, index=table.index, dtype="str")
-    # address parsing is mostly Arrow kernels that release the GIL: run it beside the rest of the mapping
+    out[S.CITY] = _joined(table, fields["city"]) if "city" in fields else pd.Series(
+        None, index=table.index, dtype="str")
     addr_raw = _joined(table, fields["address"]) if "address" in fields else pd.Series(
         None, index=table.index, dtype="str")
     pool = ThreadPoolExecutor(max_workers=1)
     addresses_job = pool.submit(
         parse_addresses, addr_raw, zip5=out[S.ZIP5] if out[S.ZIP5].notna().any() else None, city=out[S.CITY]
     )
+    for key, col in (
+        ("last_name", S.LAST_NAME), ("first_name", S.FIRST_NAME), ("middle_name", S.MIDDLE_NAME),
+        ("name_suffix", S.NAME_SUFFIX), ("state", S.STATE), ("status", S.STATUS),
+        ("county", S.COUNTY), ("source_precinct", S.SOURCE_PRECINCT), ("email", S.EMAIL),
+    ):
+        out[col] = _joined(table, fields[key]) if key in fields else pd.Series(None, index=table.index, dtype="str")
     if "phone" in fields:
         def _digits(u: pd.Series) -> pd.Series:
             d = u.str.replace(r"\D", "", regex=True)
