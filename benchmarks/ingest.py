@@ -1,6 +1,7 @@
 """Ingest benchmark: the pipeline's ingest stage on a generated NC county, this code beside an earlier revision.
 
 Usage: python benchmarks/ingest.py [--voters 1000000] [--seed 1] [--before REV] [--repeat 2] [--no-pandas]
+       python benchmarks/ingest.py --read-only [--voters 5000000] [--before REV] [--repeat 1]
 
 Generates (once, cached under benchmarks/data/) a synthetic NC voter file with its vote history, geocodes and
 signals, then runs, each in a fresh child process so peak RSS is its own:
@@ -12,6 +13,12 @@ signals, then runs, each in a fresh child process so peak RSS is its own:
    of ``--before REV`` (extracted with ``git archive``) and with the working tree's;
 3. the same stage through ``geo_segment.io.ingest.ingest_files`` (the runner change proposed with it: voters and
    history written on a side thread while the signals are read).
+
+``--read-only`` times instead the call the join benchmark's end-to-end variant makes,
+``read_voter_file(ncvoter, layout="nc", geocodes=geocodes)`` (no history, no writes), with ``--before REV``'s code
+and the working tree's, and checks the results are identical: the voters frame (values, dtypes, index, column
+order, geometry as WKB), the rejects (lines and reasons in order) and the stage records (all but the seconds).
+Results go to benchmarks/results/ingest_read_<size>.json and .md.
 
 Each run records wall seconds, CPU seconds (user + system, every thread), peak RSS and the
 1-minute load average before it (2 cores shared with other jobs: above about 1 the figures include waiting). The
@@ -93,6 +100,29 @@ print(json.dumps({"rows": records[0].rows_out, "history_rows": records[2].rows_o
                   "peak_rss_mb": ru.ru_maxrss / 1024, "load_1m": load, "code": geo_segment.__file__}))
 """
 
+# the join benchmark's end-to-end ingest call, timed; the outputs are pickled (untimed) for the comparison
+READ_CHILD = r"""
+import json, os, pickle, resource, sys, time
+from pathlib import Path
+folder, out = Path(sys.argv[1]), Path(sys.argv[2])
+from geo_segment.io.voters import read_voter_file
+import geo_segment
+ru0 = resource.getrusage(resource.RUSAGE_SELF)
+load = os.getloadavg()[0]
+t0 = time.perf_counter()
+read = read_voter_file(folder / "ncvoter.txt", layout="nc", geocodes=folder / "geocodes.csv")
+seconds = time.perf_counter() - t0
+ru = resource.getrusage(resource.RUSAGE_SELF)
+v = read.voters
+with open(out / "read.pkl", "wb") as fh:
+    pickle.dump({"voters": v.drop(columns=v.geometry.name).copy(), "wkb": v.geometry.to_wkb(), "crs": str(v.crs),
+                 "columns": list(v.columns), "rejects": read.rejects, "history": read.history,
+                 "stages": [(r.name, r.rows_in, r.rows_out, r.rows_rejected, r.metrics) for r in read.stages]}, fh)
+print(json.dumps({"rows": len(v), "seconds": seconds,
+                  "cpu_seconds": ru.ru_utime + ru.ru_stime - ru0.ru_utime - ru0.ru_stime,
+                  "peak_rss_mb": ru.ru_maxrss / 1024, "load_1m": load, "code": geo_segment.__file__}))
+"""
+
 OUTPUTS = ("voters.parquet", "vote_history.parquet", "signals.parquet", "rejects.csv")
 
 
@@ -112,9 +142,14 @@ def run_child(script: str, args: list[str], code: Path | None) -> dict[str, Any]
     env = dict(os.environ)
     if code is not None:
         env["PYTHONPATH"] = str(code)
+    # run in the code's folder: ``python -c`` puts the working directory first on sys.path, ahead of PYTHONPATH,
+    # so a child started from the repository would import the working tree's code whatever PYTHONPATH says
     out = subprocess.run([sys.executable, "-c", script, *args], check=True, capture_output=True, text=True,
-                         env=env)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+                         env=env, cwd=str(code) if code is not None else None)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    if code is not None and "code" in result and not result["code"].startswith(str(code)):
+        raise RuntimeError(f"the child ran {result['code']}, not the code under {code}")
+    return result
 
 
 def same_outputs(a: Path, b: Path) -> dict[str, dict[str, bool]]:
@@ -133,10 +168,105 @@ def same_outputs(a: Path, b: Path) -> dict[str, dict[str, bool]]:
     return result
 
 
+def same_read(a: Path, b: Path) -> dict[str, bool]:
+    """Whether two READ_CHILD results are identical, part by part (pandas' exact comparison, dtypes included)."""
+    import pickle
+
+    import pandas as pd
+
+    with open(a / "read.pkl", "rb") as fa, open(b / "read.pkl", "rb") as fb:
+        x, y = pickle.load(fa), pickle.load(fb)
+
+    def frames(p: pd.DataFrame, q: pd.DataFrame) -> bool:
+        try:
+            pd.testing.assert_frame_equal(p, q, check_exact=True)
+        except AssertionError:
+            return False
+        return bool(p.index.equals(q.index) and list(p.columns) == list(q.columns))
+
+    return {
+        "voters": frames(x["voters"], y["voters"]) and x["columns"] == y["columns"] and x["crs"] == y["crs"],
+        "geometry (WKB)": bool(x["wkb"].equals(y["wkb"])),
+        "rejects": frames(x["rejects"], y["rejects"]),
+        "history": frames(x["history"], y["history"]),
+        "stage records": x["stages"] == y["stages"],
+    }
+
+
+def read_only(args: argparse.Namespace, folder: Path, sizes: dict[str, int]) -> None:
+    """The ``--read-only`` comparison: READ_CHILD with the ``--before`` code, then with the working tree's."""
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="ingest_read_") as tmp_name:
+        tmp = Path(tmp_name)
+        variants: list[tuple[str, Path]] = []
+        if args.before:
+            old = tmp / "before_code"
+            old.mkdir()
+            archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.before, "geo_segment"], check=True,
+                                     capture_output=True).stdout
+            subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
+            variants.append((f"before ({args.before})", old))
+        variants.append(("after (working tree)", ROOT))
+        outs = []
+        for name, code in variants:
+            out = tmp / f"out_{len(outs)}"
+            out.mkdir()
+            outs.append(out)
+            runs = []
+            for _ in range(args.repeat):
+                runs.append(run_child(READ_CHILD, [str(folder), str(out)], code))
+                print(f"{name}: {runs[-1]['seconds']:.1f} s, CPU {runs[-1]['cpu_seconds']:.1f} s, "
+                      f"{runs[-1]['peak_rss_mb']:,.0f} MB (load {runs[-1]['load_1m']:.2f})", file=sys.stderr)
+            results[name] = summarize(runs)
+        same = same_read(outs[0], outs[-1]) if len(outs) > 1 else {}
+    report = {
+        "benchmark": "ingest_read", "voters": args.voters, "seed": args.seed, "before": args.before,
+        "call": 'read_voter_file(ncvoter, layout="nc", geocodes=geocodes)', "machine": machine(),
+        "file_bytes": sizes, "results": results, "identical": same,
+        "target": "issue 3: 5M end to end from the CSV (this call + join + aggregates) <= 15 s and <= 3 GB",
+    }
+    size = f"{args.voters // 1_000_000}m" if args.voters % 1_000_000 == 0 else f"{args.voters // 1000}k"
+    lines = [
+        f"# Voter file read as the end-to-end join benchmark does it: {args.voters:,} NC-layout voters "
+        f"({sizes.get('ncvoter.txt', 0) / 2**20:,.0f} MiB voter file, {sizes.get('geocodes.csv', 0) / 2**20:,.0f} MiB "
+        "geocodes)",
+        "",
+        f"`python benchmarks/ingest.py --read-only --voters {args.voters}"
+        + (f" --before {args.before}" if args.before else "") + f" --repeat {args.repeat}`: "
+        '`read_voter_file(ncvoter, layout="nc", geocodes=geocodes)` in a fresh process per run. Wall and CPU '
+        "(user + system, every thread) of the best run, peak RSS of the process; load: 1-minute load average "
+        "before each run (2 cores shared with other jobs: above about 1 the wall times include waiting).",
+        "",
+        f"Machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, "
+        f"{report['machine']['memory_gib']} GiB, Python {report['machine']['python']}",
+        "",
+        "| code | voters | wall s (best) | runs s | CPU s | peak RSS MB | load |",
+        "|---|---:|---:|---|---:|---:|---|",
+    ]
+    for kind, r in results.items():
+        lines.append(f"| {kind} | {r['rows']:,} | {r['seconds']:.1f} | {r['runs_seconds']} | {r['cpu_seconds']:.1f} | "
+                     f"{r['peak_rss_mb']:,.0f} | {r['loads']} |")
+    if len(results) == 2:
+        b, a = results.values()
+        lines += ["", f"Before / after: wall {b['seconds'] / a['seconds']:.2f}x, CPU "
+                      f"{b['cpu_seconds'] / a['cpu_seconds']:.2f}x, "
+                      f"peak RSS {b['peak_rss_mb'] / a['peak_rss_mb']:.2f}x."]
+    if same:
+        lines += ["", "Results, before vs after: " + ", ".join(
+            f"{k} {'identical' if v else 'DIFFERENT'}" for k, v in same.items())]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    res = HERE / "results"
+    res.mkdir(exist_ok=True)
+    (res / f"ingest_read_{size}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (res / f"ingest_read_{size}.md").write_text(text)
+
+
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     best = min(runs, key=lambda r: r["seconds"])
     times = sorted(r["seconds"] for r in runs)
     return {**best, "median_seconds": times[len(times) // 2], "runs_seconds": [round(t, 2) for t in times],
+            "loads": [round(r["load_1m"], 2) for r in runs],
             "rows_per_s": best["rows"] / best["seconds"], "peak_rss_mb": max(r["peak_rss_mb"] for r in runs)}
 
 
@@ -147,9 +277,14 @@ def main() -> None:
     ap.add_argument("--before", default=None, help="git revision to compare with (its geo_segment, via git archive)")
     ap.add_argument("--repeat", type=int, default=2, help="runs per variant; the best is reported, with the median")
     ap.add_argument("--no-pandas", action="store_true", help="skip the pandas.read_csv baseline")
+    ap.add_argument("--read-only", action="store_true",
+                    help="time read_voter_file(ncvoter, layout='nc', geocodes=...) only (join.py's e2e call)")
     args = ap.parse_args()
     folder = ensure_data(args.voters, args.seed)
     sizes = {p.name: p.stat().st_size for p in folder.iterdir() if p.is_file()}
+    if args.read_only:
+        read_only(args, folder, sizes)
+        return
     results: dict[str, Any] = {}
     same: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="ingest_bench_") as tmp_name:
