@@ -307,16 +307,24 @@ def _combine_hash(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return (a * np.uint64(0x9E3779B97F4A7C15)) ^ (b + np.uint64(0x632BE59BD9B4E019) + (a << np.uint64(6)))
 
 
+_HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+
+
 def _hex_ids(hashed: np.ndarray, prefix: str, empty: np.ndarray) -> pa.Array:
-    """``prefix`` + 16 lowercase hex digits per hash, built as one Arrow buffer (no per-id Python strings)."""
-    width = 16 + len(prefix)
-    text = np.frombuffer(hashed.astype(">u8").tobytes().hex().encode("ascii"), dtype=np.uint8).reshape(-1, 16)
-    data = np.empty((len(hashed), width), dtype=np.uint8)
-    data[:, : len(prefix)] = np.frombuffer(prefix.encode("ascii"), dtype=np.uint8)
-    data[:, len(prefix) :] = text
-    offsets = np.arange(0, (len(hashed) + 1) * width, width, dtype=np.int32)
-    ids = pa.Array.from_buffers(pa.string(), len(hashed), [None, pa.py_buffer(offsets), pa.py_buffer(data)])
-    return pc.if_else(pa.array(empty), pa.scalar(None, pa.string()), ids)
+    """``prefix`` + 16 lowercase hex digits per hash, written straight into one Arrow buffer (no Python strings,
+    no intermediate hex text)."""
+    n, lead = len(hashed), len(prefix)
+    width = 16 + lead
+    data = np.empty((n, width), dtype=np.uint8)
+    data[:, :lead] = np.frombuffer(prefix.encode("ascii"), dtype=np.uint8)
+    octets = hashed.astype(">u8").view(np.uint8).reshape(n, 8)  # most significant byte first
+    data[:, lead::2] = _HEX_DIGITS[octets >> 4]
+    data[:, lead + 1 :: 2] = _HEX_DIGITS[octets & 15]
+    offsets = np.arange(0, (n + 1) * width, width, dtype=np.int64)
+    ids = pa.Array.from_buffers(pa.large_string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+    if empty.any():
+        ids = pc.if_else(pa.array(empty), pa.scalar(None, pa.large_string()), ids)
+    return ids
 
 
 def natural_unit_key(units: pd.Series) -> pd.DataFrame:
