@@ -271,6 +271,7 @@ def _read_voter_file(
         usecols=wanted,
         encoding=enc,
         what="voter file",
+        block_size=1 << 20,  # same bytes in voters.parquet (checked by benchmarks/ingest.py), half the parse CPU
     )
     table = read.table
     file = str(path)
