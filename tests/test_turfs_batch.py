@@ -97,6 +97,16 @@ def test_walklist_rows_are_in_the_sorted_order(drop_turf: bool) -> None:
     assert (rows[["result_code", "survey_answers", "notes"]] == "").all().all()
 
 
+def test_walklist_texts_of_integer_kinds_are_to_csv() -> None:
+    rows = pd.DataFrame({"turf_id": ["A", "A", "B"], "i64": np.array([1, -2, 3], dtype=np.int64),
+                         "u8": np.array([1, 2, 255], dtype=np.uint8), "n": pd.array([None, 5, 7], dtype="Int64"),
+                         "u64": np.array([2**64 - 1, 0, 1], dtype=np.uint64),
+                         "obj": pd.Series([1, "=x", None], dtype=object), "f": [1.0, np.nan, 1e-7]})
+    texts = walklist_texts(rows)
+    assert texts["A"] == "turf_id,i64,u8,n,u64,obj,f\nA,1,1,,18446744073709551615,1,1.0\nA,-2,2,5,0,'=x,\n"
+    assert texts["B"] == "turf_id,i64,u8,n,u64,obj,f\nB,3,255,7,1,,1e-07\n"
+
+
 def test_walklists_of_no_rows(tmp_path: Path) -> None:
     rows = tricky_rows().iloc[:0]
     assert walklist_texts(rows) == {} and write_walklists(rows, tmp_path / "w") == {}
