@@ -59,7 +59,9 @@ __all__ = [
 INPUT_ROLES = tuple(f.name for f in dataclasses.fields(InputsConfig))
 
 #: bump when a stage's code changes what it writes, so cached stages re-run
-_STAGE_CODE_VERSION = "2"  # 2: propensity defaults cv=3, learning rate 0.1 (2026-11-27)
+#: 2: propensity defaults cv=3, learning rate 0.1; 3: ingest aligns parsed addresses by position (a row without a
+#: voter id shifted the later rows' addresses)
+_STAGE_CODE_VERSION = "3"
 _STATE = "stage.json"
 
 
