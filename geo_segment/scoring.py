@@ -29,8 +29,8 @@ import platform
 import time
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
@@ -339,23 +339,22 @@ def _threads(n_threads: int | None) -> Iterator[None]:
 
 
 def _cv_predict(
-    estimator: Any, X: pd.DataFrame, y: npt.NDArray[np.int64], splitter: StratifiedKFold, workers: int = 1
+    estimator: Any, X: pd.DataFrame, y: npt.NDArray[np.int64], splitter: StratifiedKFold,
+    pool: Executor | None = None,
 ) -> tuple[npt.NDArray[np.float64], Any, npt.NDArray[np.int64]]:
     """Out-of-fold probabilities, plus the first fold's fitted model and its held-out rows.
 
-    With ``workers > 1`` the folds are fitted on that many threads, each fit on one OpenMP thread (the trees and
-    BLAS release Python's lock). Each fold is the same clone with the same seed, so the result does not depend on
-    ``workers``. On two cores this is about 2x faster than one fold at a time on two OpenMP threads, and far
-    faster on a busy machine, where OpenMP threads spin waiting for each other.
+    With a ``pool`` (threads; the caller caps OpenMP at one thread per fit) the folds are fitted side by side: the
+    trees and BLAS release Python's lock. Each fold is the same clone with the same seed, so the result does not
+    depend on the pool.
     """
     folds = list(splitter.split(np.zeros(len(y)), y))
 
     def fit(train: npt.NDArray[np.int64]) -> Any:
         return clone(estimator).fit(X.iloc[train], y[train])
 
-    if workers > 1 and len(folds) > 1:
-        with threadpool_limits(limits=1, user_api="openmp"), ThreadPoolExecutor(min(workers, len(folds))) as pool:
-            models = list(pool.map(fit, [train for train, _ in folds]))
+    if pool is not None:
+        models = [f.result() for f in [pool.submit(fit, train) for train, _ in folds]]
     else:
         models = [fit(train) for train, _ in folds]
     oof = np.zeros(len(y), dtype=np.float64)
@@ -410,9 +409,10 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
         Cap on the rows used for permutation importance.
     n_threads
         OpenMP threads for gradient boosting while fitting and predicting; ``None`` uses every core. On a
-        machine shared with other jobs, 1 is often faster (OpenMP threads wait for each other). The
-        cross-validation folds are fitted ``n_threads`` at a time (``None``: one per core, at most 4), each on one
-        OpenMP thread; the results do not depend on it.
+        machine shared with other jobs, 1 is often faster (OpenMP threads wait for each other). Above one
+        thread (``None``: one per core, at most 4), the fits run side by side on that many threads, each on one
+        OpenMP thread: the final gradient boosting fit starts first, beside the cross-validation folds, and the
+        permutation importance runs beside the final fit. The results do not depend on it.
     max_cv_rows
         Cap on the rows used for cross-validation (model choice, metrics, calibration check, importance): above
         it, a stratified random sample of that size is cross-validated. ``None``: no cap. At 100,000 rows the
@@ -591,41 +591,52 @@ class PropensityModel(ClassifierMixin, BaseEstimator):
             rows = np.sort(rows)
         Xcv, ycv = X.iloc[rows], labels[rows]
         names = ["hgb", "logistic"] if self.model == "auto" else [self.model]
-        results: dict[str, dict[str, float]] = {}
-        runs: dict[str, tuple[Any, npt.NDArray[np.float64], Any, npt.NDArray[np.int64]]] = {}
-        for name in names:
-            t0 = time.perf_counter()
-            est = self._candidate(name)
-            oof, first_model, first_test = _cv_predict(est, Xcv, ycv, splitter, _fold_workers(self.n_threads))
-            results[name] = {**_metrics(ycv, oof, self.n_bins), "seconds": round(time.perf_counter() - t0, 3)}
-            runs[name] = (est, oof, first_model, first_test)
-            log.info("propensity candidate %s: %s", name, results[name])
-        chosen = min(names, key=lambda k: (-results[k]["roc_auc"], results[k]["brier"]))
-        key = chosen
-        want_cal = self.calibrate is True or (self.calibrate == "auto" and results[chosen]["ece"] > self.ece_tolerance)
-        if want_cal:
-            t0 = time.perf_counter()
-            cal = self._calibrated(runs[chosen][0])
-            oof, first_model, first_test = _cv_predict(cal, Xcv, ycv, splitter, _fold_workers(self.n_threads))
-            ckey = f"{chosen}+calibrated"
-            results[ckey] = {**_metrics(ycv, oof, self.n_bins), "seconds": round(time.perf_counter() - t0, 3)}
-            runs[ckey] = (cal, oof, first_model, first_test)
-            if self.calibrate is True or results[ckey]["ece"] < results[chosen]["ece"]:
-                key = ckey
-        final, oof, first_model, first_test = runs[key]
         fit_rows = self._fit_rows(rows, labels)
         Xf, yf = (X, labels) if len(fit_rows) == len(labels) else (X.iloc[fit_rows], labels[fit_rows])
         workers = _fold_workers(self.n_threads)
-        if workers > 1 and self.importance_repeats > 0:
-            # the final fit on a side thread while the importance (of the first fold's model) runs here, each
-            # on one OpenMP thread: 1.7x faster on two busy cores than one after the other on two OpenMP threads
-            with threadpool_limits(limits=1, user_api="openmp"), ThreadPoolExecutor(1) as pool:
-                fitted = pool.submit(clone(final).fit, Xf, yf)
-                importance = self._importance(first_model, Xcv, ycv, first_test, jobs=1)
+        with ExitStack() as stack:
+            pool: ThreadPoolExecutor | None = None
+            early: Future[Any] | None = None
+            if workers > 1:
+                # Every fit on one OpenMP thread, side by side on threads (gradient boosting on tens of thousands
+                # of rows uses two OpenMP threads poorly). The final gradient boosting fit starts first, on the
+                # guess that it wins (it does on large files; otherwise it is refitted below): on two cores it
+                # runs beside the folds of both candidates.
+                stack.enter_context(threadpool_limits(limits=1, user_api="openmp"))
+                pool = stack.enter_context(ThreadPoolExecutor(workers))
+                if "hgb" in names:
+                    early = pool.submit(clone(self._candidate("hgb")).fit, Xf, yf)
+            results: dict[str, dict[str, float]] = {}
+            runs: dict[str, tuple[Any, npt.NDArray[np.float64], Any, npt.NDArray[np.int64]]] = {}
+            for name in names:
+                t0 = time.perf_counter()
+                est = self._candidate(name)
+                oof, first_model, first_test = _cv_predict(est, Xcv, ycv, splitter, pool)
+                results[name] = {**_metrics(ycv, oof, self.n_bins), "seconds": round(time.perf_counter() - t0, 3)}
+                runs[name] = (est, oof, first_model, first_test)
+                log.info("propensity candidate %s: %s", name, results[name])
+            chosen = min(names, key=lambda k: (-results[k]["roc_auc"], results[k]["brier"]))
+            key = chosen
+            want_cal = self.calibrate is True or (
+                self.calibrate == "auto" and results[chosen]["ece"] > self.ece_tolerance)
+            if want_cal:
+                t0 = time.perf_counter()
+                cal = self._calibrated(runs[chosen][0])
+                oof, first_model, first_test = _cv_predict(cal, Xcv, ycv, splitter, pool)
+                ckey = f"{chosen}+calibrated"
+                results[ckey] = {**_metrics(ycv, oof, self.n_bins), "seconds": round(time.perf_counter() - t0, 3)}
+                runs[ckey] = (cal, oof, first_model, first_test)
+                if self.calibrate is True or results[ckey]["ece"] < results[chosen]["ece"]:
+                    key = ckey
+            final, oof, first_model, first_test = runs[key]
+            if pool is not None:
+                fitted = early if key == "hgb" and early is not None else pool.submit(clone(final).fit, Xf, yf)
+                # the importance on every thread while the final fit ends (two cores briefly shared by three)
+                importance = self._importance(first_model, Xcv, ycv, first_test, jobs=workers)
                 self.estimator_ = fitted.result()
-        else:
-            self.estimator_ = clone(final).fit(Xf, yf)
-            importance = self._importance(first_model, Xcv, ycv, first_test, jobs=workers)
+            else:
+                self.estimator_ = clone(final).fit(Xf, yf)
+                importance = self._importance(first_model, Xcv, ycv, first_test, jobs=1)
         self.chosen_ = chosen
         self.calibrated_ = key != chosen
         self.cv_results_ = results
