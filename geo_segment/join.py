@@ -53,6 +53,8 @@ M_PER_DEG = 111_320.0
 GRID_MAX_BOXES = 2**26
 #: levels of the fast grid above the finest (each doubles the box side)
 GRID_LEVELS = 3
+#: ring samples marked at a time while the grid is built (bounds its memory; runs that fit the cache are fastest)
+_GRID_SAMPLES = 65_536
 #: extra margin of the ring samples' squares, in degrees: far above float rounding, far below a box
 _EPS_DEG = 1e-9
 
@@ -275,19 +277,25 @@ def _fast_grid(geoms: np.ndarray, side: float, levels: int = GRID_LEVELS) -> _Gr
     # the boxes of its four corners marks every box a ring passes through.
     step = side / 2
     k = np.ceil(np.abs(d).max(axis=1) / step).astype(np.int64) + 1
-    seg = np.repeat(np.arange(len(k)), k)
-    t = (np.arange(len(seg)) - np.repeat(np.cumsum(k) - k, k)) / np.repeat(np.maximum(k - 1, 1), k)
-    sx = start[seg, 0] + t * d[seg, 0]
-    sy = start[seg, 1] + t * d[seg, 1]
-    del seg, t
     half = step / 2 + _EPS_DEG
     finest = np.zeros((nx, ny), dtype=bool)
     flat = finest.reshape(-1)
-    gy = [np.floor((sy + o - y0) / side).astype(np.int64) for o in (-half, half)]
-    for o in (-half, half):
-        gx = np.floor((sx + o - x0) / side).astype(np.int64) * ny
-        for g in gy:
-            flat[gx + g] = True
+    # segments in runs of at most _GRID_SAMPLES samples, so a national layer's rings never need gigabytes at once
+    ends = np.cumsum(k)
+    cuts = np.searchsorted(ends, np.arange(_GRID_SAMPLES, int(ends[-1]) if len(ends) else 0, _GRID_SAMPLES))
+    for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, len(k)], strict=True):
+        if hi <= lo:
+            continue
+        kk = k[lo:hi]
+        seg = np.repeat(np.arange(lo, hi), kk)
+        t = (np.arange(len(seg)) - np.repeat(np.cumsum(kk) - kk, kk)) / np.repeat(np.maximum(kk - 1, 1), kk)
+        sx = start[seg, 0] + t * d[seg, 0]
+        sy = start[seg, 1] + t * d[seg, 1]
+        gy = [np.floor((sy + o - y0) / side).astype(np.int64) for o in (-half, half)]
+        for o in (-half, half):
+            gx = np.floor((sx + o - x0) / side).astype(np.int64) * ny
+            for g in gy:
+                flat[gx + g] = True
     touched: list[np.ndarray] = [finest]
     for _ in range(levels):
         rows = touched[-1][0::2] | touched[-1][1::2]  # a box is touched when one of its four quarters is

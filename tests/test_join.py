@@ -299,3 +299,20 @@ def test_layer_with_lines_is_tested_exactly() -> None:
     assert out["area_id"].tolist()[:41] == ["L"] * 41
     assert out["area_id"].tolist()[41] == "S" and pd.isna(out["area_id"].iloc[42])
     assert metrics["exact_points"] == len(coords)
+
+
+@pytest.mark.parametrize("samples", [1, 7, 1000])
+def test_grid_marked_in_runs_equals_one_run(layer: gpd.GeoDataFrame, monkeypatch: pytest.MonkeyPatch,
+                                            samples: int) -> None:
+    """The ring samples are marked in runs of segments (bounded memory for national layers): any run length marks
+    the same boxes at every level as one run over all segments."""
+    import geo_segment.join as J
+
+    geoms = np.asarray(layer.geometry.values, dtype=object)
+    whole = J._fast_grid(geoms, 20.0 / J.M_PER_DEG)
+    monkeypatch.setattr(J, "_GRID_SAMPLES", samples)
+    runs = J._fast_grid(geoms, 20.0 / J.M_PER_DEG)
+    assert whole is not None and runs is not None
+    assert [int(t.sum()) for t in whole.touched] == [int(t.sum()) for t in runs.touched]
+    assert all(np.array_equal(a, b) for a, b in zip(whole.touched, runs.touched, strict=True))
+    assert whole.touched[0].sum() > 100
