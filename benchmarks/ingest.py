@@ -193,6 +193,15 @@ def same_read(a: Path, b: Path) -> dict[str, bool]:
     }
 
 
+def _checkout(rev: str, dest: Path) -> Path:
+    """``geo_segment/`` as it was at ``rev``, extracted into ``dest`` (the before-code of a comparison)."""
+    dest.mkdir()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "geo_segment"], check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    return dest
+
+
 def read_only(args: argparse.Namespace, folder: Path, sizes: dict[str, int]) -> None:
     """The ``--read-only`` comparison: READ_CHILD with the ``--before`` code, then with the working tree's."""
     results: dict[str, Any] = {}
@@ -200,11 +209,7 @@ def read_only(args: argparse.Namespace, folder: Path, sizes: dict[str, int]) -> 
         tmp = Path(tmp_name)
         variants: list[tuple[str, Path]] = []
         if args.before:
-            old = tmp / "before_code"
-            old.mkdir()
-            archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.before, "geo_segment"], check=True,
-                                     capture_output=True).stdout
-            subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
+            old = _checkout(args.before, tmp / "before_code")
             variants.append((f"before ({args.before})", old))
         variants.append(("after (working tree)", ROOT))
         outs = []
@@ -291,11 +296,7 @@ def main() -> None:
         tmp = Path(tmp_name)
         variants: list[tuple[str, Path, str]] = []
         if args.before:
-            old = tmp / "before_code"
-            old.mkdir()
-            archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.before, "geo_segment"], check=True,
-                                     capture_output=True).stdout
-            subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
+            old = _checkout(args.before, tmp / "before_code")
             variants.append((f"before ({args.before}), runner's steps", old, "steps"))
         variants.append(("after, runner's steps", ROOT, "steps"))
         variants.append(("after, ingest_files (proposed runner)", ROOT, "ingest_files"))
