@@ -9,7 +9,6 @@ at a time at about 0.9M/s).
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -18,6 +17,7 @@ import shapely
 from h3ronpy import change_resolution
 from h3ronpy.vector import cells_to_wkb_polygons, coordinates_to_cells, wkb_to_cells
 
+from geo_segment._vector import usable_cores
 from geo_segment.errors import ConfigError
 
 __all__ = ["MAX_RESOLUTION", "MIN_RESOLUTION", "NO_CELL", "cell_parents", "cell_polygons", "cell_resolutions",
@@ -55,7 +55,7 @@ def latlng_to_cells(lat: np.ndarray, lng: np.ndarray, resolution: int) -> np.nda
         return out
     rows = np.flatnonzero(ok)
     la, ln = lat[rows], lng[rows]
-    threads = min(len(os.sched_getaffinity(0)), 4, len(rows) // _MIN_ROWS_PER_THREAD)
+    threads = min(usable_cores(), 4, len(rows) // _MIN_ROWS_PER_THREAD)
     if threads < 2:
         out[rows] = np.asarray(coordinates_to_cells(la, ln, res), dtype=np.uint64)
         return out

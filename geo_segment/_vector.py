@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import numpy as np
@@ -11,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 __all__ = ["STR_DTYPE", "arrow_str", "factorize_str", "index_in_str", "isin_str", "pack_short_str", "per_distinct",
-           "repeated_str", "take_str"]
+           "repeated_str", "take_str", "usable_cores"]
 
 #: pandas' default string dtype (Arrow-backed, NaN for missing), the column contract's ``str``
 STR_DTYPE = pd.StringDtype("pyarrow", na_value=np.nan)
@@ -178,3 +179,9 @@ def repeated_str(values: pd.Series) -> np.ndarray:
     if (codes < 0).any():
         raise ValueError("repeated_str: values must not be null")
     return np.bincount(codes)[codes] > 1
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the platform tells it, else the CPU count)."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else (os.cpu_count() or 1)

@@ -15,7 +15,6 @@ Columns
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -27,7 +26,7 @@ import pandas as pd
 
 from geo_segment import _h3
 from geo_segment import schema as S
-from geo_segment._vector import factorize_str, index_in_str
+from geo_segment._vector import factorize_str, index_in_str, usable_cores
 from geo_segment.errors import ConfigError
 
 __all__ = ["K_MIN", "PARTIES", "VoterCodes", "aggregate_cells", "aggregate_precincts", "decay_weights",
@@ -36,8 +35,6 @@ __all__ = ["K_MIN", "PARTIES", "VoterCodes", "aggregate_cells", "aggregate_preci
 K_MIN = 11
 #: voters from which households and buildings are factorized on two threads
 _MIN_ROWS_THREADED = 200_000
-#: cells from which their hexagons are drawn on a side thread
-_MIN_CELLS_THREADED = 20_000
 PARTIES = ("DEM", "REP", "UNA", "LIB", "GRE")
 #: how voters were assigned, as counted per precinct
 _ASSIGNED = ("within", "boundary", "nearest")
@@ -148,7 +145,7 @@ def voter_codes(voters: pd.DataFrame, history: pd.DataFrame | None = None, *, n_
         tasks["precinct"] = lambda: _precinct_codes(voters[S.PRECINCT_ID])
     if S.PRECINCT_METHOD in voters.columns:
         tasks["method"] = lambda: _label_codes(voters[S.PRECINCT_METHOD], _ASSIGNED)
-    if len(voters) >= _MIN_ROWS_THREADED and len(os.sched_getaffinity(0)) > 1:
+    if len(voters) >= _MIN_ROWS_THREADED and usable_cores() > 1:
         with ThreadPoolExecutor(2) as pool:  # Arrow's hashing releases Python's lock
             done = dict(zip(tasks, pool.map(lambda task: task(), tasks.values()), strict=True))
     else:
@@ -310,9 +307,6 @@ def aggregate_cells(
     if resolution is not None:
         key_values = _h3.cell_parents(key_values, resolution)  # 0 (no cell) stays 0
     cells, unit = _cell_units(key_values)
-    # the hexagons are drawn on a side thread while the counts are made (H3 and WKB parsing release the lock)
-    pool = ThreadPoolExecutor(1) if len(cells) >= _MIN_CELLS_THREADED else None
-    hexagons = pool.submit(_h3.cell_polygons, cells) if pool is not None else None
     index = pd.Index(cells, name=S.H3_CELL)
     sig_unit = None
     if signals is not None and S.H3_CELL in signals.columns:
@@ -323,14 +317,13 @@ def aggregate_cells(
         inside = sig_unit < len(cells)
         inside[inside] = cells[sig_unit[inside]] == sig_cells[inside]
         sig_unit[~inside | (sig_cells == 0)] = -1
-    table = _assemble(voters, unit, index, _codes_for(voters, history, n_generals, codes), signals, sig_unit,
-                      half_life_days, as_of)
-    table = suppress_small(table, k_min=k_min)
-    if pool is not None and hexagons is not None:
+    # the hexagons are drawn on a side thread while the counts are made (H3 and WKB parsing release the lock)
+    with ThreadPoolExecutor(1) as pool:
+        hexagons = pool.submit(_h3.cell_polygons, cells)
+        table = _assemble(voters, unit, index, _codes_for(voters, history, n_generals, codes), signals, sig_unit,
+                          half_life_days, as_of)
+        table = suppress_small(table, k_min=k_min)
         polygons = hexagons.result()
-        pool.shutdown()
-    else:
-        polygons = _h3.cell_polygons(cells)
     out = gpd.GeoDataFrame(table.reset_index(drop=True), geometry=polygons, crs=S.CRS_STORAGE)
     out.insert(0, S.H3_CELL, cells)
     return out

@@ -197,7 +197,9 @@ def join_areas(
             metrics["fast_box_m"] = round(grid.side * M_PER_DEG, 1)
 
     # 1. + 2. fast path, then exact tests
-    p_index, p_method, p_metrics = _inside(x[todo], y[todo], grid, geoms, rank)
+    shapely.prepare(geoms)
+    tree = shapely.STRtree(geoms)
+    p_index, p_method, p_metrics = _inside(x[todo], y[todo], grid, geoms, tree, rank)
     index[todo], method[todo] = p_index, p_method
     metrics.update(p_metrics)
     todo = todo[index[todo] < 0]
@@ -213,7 +215,7 @@ def join_areas(
         dy = 2.0 * tolerance_m / 110_574.0
         dx = 2.0 * tolerance_m / (111_320.0 * np.cos(np.radians(lat_max)))
         boxes = shapely.box(x[todo] - dx, y[todo] - dy, x[todo] + dx, y[todo] + dy)
-        box_pt, box_poly = shapely.STRtree(geoms).query(boxes)
+        box_pt, box_poly = tree.query(boxes)
         near_polys, poly_pos = np.unique(box_poly, return_inverse=True)
         near_pts, pt_pos = np.unique(box_pt, return_inverse=True)
         if len(near_pts):
@@ -336,19 +338,19 @@ def _grid_representatives(x: np.ndarray, y: np.ndarray, grid: _Grid) -> tuple[np
     return rep_of, rest
 
 
-def _inside(x: np.ndarray, y: np.ndarray, grid: _Grid | None, geoms: np.ndarray, rank: np.ndarray) -> tuple[
+def _inside(x: np.ndarray, y: np.ndarray, grid: _Grid | None, geoms: np.ndarray, tree: shapely.STRtree,
+            rank: np.ndarray) -> tuple[
     np.ndarray, np.ndarray, dict[str, int]
 ]:
     """Steps 1 (the fast grid) and 2 (exact tests) for points that all have coordinates.
 
-    Returns each point's polygon position (``-1`` when none intersects it), its method and counts.
+    Returns each point's polygon position (``-1`` when none intersects it), its method and counts; ``tree`` is the
+    STRtree of the prepared ``geoms``.
     """
     n = len(x)
     index = np.full(n, -1, dtype=np.int64)
     method = np.full(n, _UNASSIGNED, dtype=np.int8)
     metrics: dict[str, int] = {}
-    shapely.prepare(geoms)
-    tree = shapely.STRtree(geoms)
     if grid is None or not n:
         pt, poly = tree.query(shapely.points(x, y))
         _exact(np.arange(n), pt, poly, x, y, geoms, rank, index, method)

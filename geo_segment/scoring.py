@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import os
 import platform
 import time
 import warnings
@@ -53,6 +52,7 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from geo_segment import schema as S
+from geo_segment._vector import usable_cores
 from geo_segment.errors import ConfigError, GeoSegmentWarning, SchemaError
 from geo_segment.features import DateLike, FeatureBuilder, eligible_voters
 from geo_segment.io.atomic import atomic_path
@@ -364,10 +364,10 @@ def _cv_predict(
 
 
 def _fold_workers(n_threads: int | None) -> int:
-    """Folds fitted at once: ``n_threads`` when set, else the usable cores (at most 4)."""
+    """Fits run at once: ``n_threads`` when set, else the usable cores (at most 4)."""
     if n_threads is not None:
         return max(int(n_threads), 1)
-    return max(min(len(os.sched_getaffinity(0)), 4), 1)
+    return max(min(usable_cores(), 4), 1)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -1185,8 +1185,7 @@ def score_voters_with_model(
         feature_kw["engaged_threshold"] = float(opts["engaged_threshold"])
     builder = FeatureBuilder(voters, history, signals)
     use: PropensityModel | None = model if fitted else None
-    training = not fitted and label_election is not None
-    if training and label_election is not None:
+    if not fitted and label_election is not None:
         train_x = builder.build(label_election=label_election, **feature_kw)
         label = builder.label(label_election)
         eligible = eligible_voters(voters, label_election).to_numpy()
@@ -1204,7 +1203,7 @@ def score_voters_with_model(
     out[S.ENGAGEMENT_SCORE] = rule_score(now, weights).to_numpy()
     metrics["engagement_score_mean"] = float(out[S.ENGAGEMENT_SCORE].mean()) if len(out) else None
 
-    if training and use is not None:
+    if not fitted and use is not None:  # trained here
         metrics.update({
             "label_election": train_x.attrs["label_election"],
             **{k: use.metrics_[k] for k in ("model", "calibrated", "roc_auc", "pr_auc", "brier", "ece")},
