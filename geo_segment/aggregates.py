@@ -26,6 +26,7 @@ import pandas as pd
 
 from geo_segment import _h3
 from geo_segment import schema as S
+from geo_segment._keys import id_codes
 from geo_segment._vector import factorize_str, index_in_str, usable_cores
 from geo_segment.errors import ConfigError
 
@@ -54,7 +55,10 @@ def decay_weights(timestamps: pd.Series, weights: pd.Series, *, half_life_days: 
 
 
 def _codes(values: pd.Series) -> np.ndarray:
-    return factorize_str(values.astype("str"))[0]
+    """Codes of household or building ids (``-1`` when missing; not always dense): fixed-width ids are read as
+    integers (:func:`geo_segment._keys.id_codes`), other ids are hashed as strings."""
+    codes = id_codes(values)
+    return codes if codes is not None else factorize_str(values.astype("str"))[0]
 
 
 def _label_codes(values: pd.Series, labels: tuple[str, ...]) -> np.ndarray:
@@ -91,8 +95,9 @@ def _count_distinct(kc: np.ndarray, codes: np.ndarray, n_keys: int) -> np.ndarra
 
 @dataclass(frozen=True)
 class VoterCodes:
-    """Integer codes of each voter's household and building (``-1`` when missing), party, precinct and precinct
-    method, computed once per run for both the cell and the precinct tables.
+    """Integer codes of each voter's household and building (``-1`` when missing; equal exactly for equal ids, not
+    always dense), party, precinct and precinct method, computed once per run for both the cell and the precinct
+    tables.
 
     ``votes``, when the codes were made with a history, holds each vote in one of the last general elections as
     (voter position, election position) pairs, one per voter and election, and ``vote_dates`` those elections.

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +39,7 @@ import shapely
 
 from geo_segment import _h3
 from geo_segment import schema as S
-from geo_segment._vector import take_str
+from geo_segment._vector import take_str, usable_cores
 from geo_segment.errors import ConfigError, InputFileError, MissingColumnsError
 from geo_segment.io.manifest import StageRecord
 
@@ -55,6 +56,8 @@ GRID_MAX_BOXES = 2**26
 GRID_LEVELS = 3
 #: ring samples marked at a time while the grid is built (bounds its memory; runs that fit the cache are fastest)
 _GRID_SAMPLES = 65_536
+#: points per thread of the exact tests (below it, one thread: starting a pool costs more than it saves)
+_EXACT_ROWS_PER_THREAD = 100_000
 #: extra margin of the ring samples' squares, in degrees: far above float rounding, far below a box
 _EPS_DEG = 1e-9
 
@@ -352,21 +355,39 @@ def _inside(x: np.ndarray, y: np.ndarray, grid: _Grid | None, geoms: np.ndarray,
     method = np.full(n, _UNASSIGNED, dtype=np.int8)
     metrics: dict[str, int] = {}
     if grid is None or not n:
-        pt, poly = tree.query(shapely.points(x, y))
-        _exact(np.arange(n), pt, poly, x, y, geoms, rank, index, method)
+        _exact_threaded(np.arange(n), x, y, geoms, tree, rank, index, method)
         metrics["exact_points"] = n
         return index, method, metrics
     rep_of, own = _grid_representatives(x, y, grid)
     reps = np.flatnonzero(rep_of == np.arange(n))
     rows = np.concatenate([reps, own])
-    pt, poly = tree.query(shapely.points(x[rows], y[rows]))
-    _exact(rows, pt, poly, x, y, geoms, rank, index, method)
+    _exact_threaded(rows, x, y, geoms, tree, rank, index, method)
     copied = np.flatnonzero(rep_of >= 0)
     index[copied] = index[rep_of[copied]]
     method[copied] = method[rep_of[copied]]
     metrics.update({"fast_points": len(copied) - len(reps) + int((rep_of == -2).sum()),
                     "exact_points": len(rows)})
     return index, method, metrics
+
+
+def _exact_threaded(rows: np.ndarray, x: np.ndarray, y: np.ndarray, geoms: np.ndarray, tree: shapely.STRtree,
+                    rank: np.ndarray, index: np.ndarray, method: np.ndarray) -> None:
+    """STRtree candidates and exact tests of the points at ``rows``, in contiguous parts on one thread per core.
+
+    Shapely's tree queries and predicates release Python's lock, and each part writes only its own rows of
+    ``index`` and ``method``, so the parts run side by side; a point's answer never depends on the others'.
+    """
+    parts = min(usable_cores(), len(rows) // _EXACT_ROWS_PER_THREAD)
+
+    def run(part: np.ndarray) -> None:
+        pt, poly = tree.query(shapely.points(x[part], y[part]))
+        _exact(part, pt, poly, x, y, geoms, rank, index, method)
+
+    if parts <= 1:
+        run(rows)
+        return
+    with ThreadPoolExecutor(parts, thread_name_prefix="join-exact") as pool:
+        list(pool.map(run, np.array_split(rows, parts)))
 
 
 def _exact(rows: np.ndarray, pt: np.ndarray, poly: np.ndarray, x: np.ndarray, y: np.ndarray, geoms: np.ndarray,

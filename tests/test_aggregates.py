@@ -161,3 +161,25 @@ def test_distinct_households_per_unit_equal_pandas(pairs: list[tuple[int, int]])
     expected = (pd.DataFrame({"k": kc[ok], "c": codes[ok]}).drop_duplicates().groupby("k").size()
                 .reindex(range(7), fill_value=0).to_numpy())
     assert _count_distinct(kc, codes, 7).tolist() == expected.tolist()
+
+
+@pytest.mark.parametrize("form", ["fixed-width", "hex", "categorical"])
+def test_household_and_building_ids_in_any_form_give_the_same_tables(precincts: gpd.GeoDataFrame,
+                                                                      form: str) -> None:
+    """Fixed-width ids are counted as integers, categorical ones by their codes, the fixture's (h1..h10, two
+    widths) as hashed strings: the tables are equal."""
+    voters = assign_precincts(add_h3_cells(_voters()), precincts, id_col="pid")
+    other = voters.copy()
+    for col in (S.HOUSEHOLD_ID, S.BUILDING_ID):
+        num = voters[col].str.slice(1).astype(int)
+        if form == "fixed-width":
+            other[col] = (voters[col].str.slice(0, 1) + num.map("{:04d}".format)).astype("str")
+        elif form == "hex":
+            other[col] = ("h" + num.map(lambda k: f"{k * 0x9E3779B97F4A7C15 % 2**64:016x}")).astype("str")
+        else:
+            other[col] = voters[col].astype("category")
+    for fn in (lambda v: aggregate_precincts(v, precincts, _history(), id_col="pid", k_min=1),
+               lambda v: aggregate_cells(v, _history(), k_min=1)):
+        pd.testing.assert_frame_equal(fn(other), fn(voters))
+    # P1: h1, h2, h3..h8; P2: h9 twice (h10 has no coordinates); P3: no voters (suppressed)
+    assert aggregate_precincts(other, precincts, id_col="pid", k_min=1)["households"].tolist()[:2] == [8, 1]

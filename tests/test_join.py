@@ -316,3 +316,33 @@ def test_grid_marked_in_runs_equals_one_run(layer: gpd.GeoDataFrame, monkeypatch
     assert [int(t.sum()) for t in whole.touched] == [int(t.sum()) for t in runs.touched]
     assert all(np.array_equal(a, b) for a, b in zip(whole.touched, runs.touched, strict=True))
     assert whole.touched[0].sum() > 100
+
+
+@pytest.mark.parametrize("fast", [None, 30.0])
+@pytest.mark.parametrize("cores", [2, 3])
+def test_exact_tests_in_parts_on_threads_equal_one_part(monkeypatch: pytest.MonkeyPatch, fast: float | None,
+                                                        cores: int) -> None:
+    """The exact tests run in contiguous parts, one thread per core: any number of parts gives the same answers
+    and counts as one part (a tiny part size forces the threads on a small layer)."""
+    import geo_segment.join as J
+
+    rng = np.random.default_rng(cores)
+    polys = [box(-71.6 + 0.05 * i, 41.6 + 0.05 * j, -71.55 + 0.05 * i, 41.65 + 0.05 * j)
+             for i in range(6) for j in range(5)]
+    polys[7] = polys[7].buffer(0.01)  # overlaps: boundary picks and ties
+    layer = gpd.GeoDataFrame({"pid": [f"p{k:02d}" for k in rng.permutation(len(polys))], "geometry": polys},
+                             crs=4326)
+    coords = np.r_[np.column_stack([rng.uniform(-71.62, -71.28, 5000), rng.uniform(41.58, 41.87, 5000)]),
+                   shapely.get_coordinates(layer.boundary.values)]
+    points = _points([(float(x), float(y)) for x, y in coords])
+    one, m_one = assign_areas(points, layer, id_col="pid", fast_box_m=fast)
+    calls: list[int] = []
+    real_exact = J._exact
+    monkeypatch.setattr(J, "_exact", lambda rows, *a: (calls.append(len(rows)), real_exact(rows, *a)))
+    monkeypatch.setattr(J, "_EXACT_ROWS_PER_THREAD", 50)
+    monkeypatch.setattr(J, "usable_cores", lambda: cores)
+    parts, m_parts = assign_areas(points, layer, id_col="pid", fast_box_m=fast)
+    assert len(calls) == cores and sum(calls) == m_one["exact_points"]
+    pd.testing.assert_frame_equal(one, parts)
+    assert {k: m_one[k] for k in METHODS} == {k: m_parts[k] for k in METHODS}
+    assert m_one["boundary"] > 0 and m_one["within"] > 0

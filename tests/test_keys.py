@@ -1,0 +1,105 @@
+"""Integer keys of fixed-width ids (geo_segment._keys): exact, and only where they apply."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from geo_segment._keys import direct_span, fixed_width_keys, id_codes
+
+
+def same_partition(codes: np.ndarray, values: list[str | None]) -> bool:
+    """Equal codes exactly for equal values, -1 exactly for nulls."""
+    ref, _ = pd.factorize(pd.Series(values, dtype="object"), use_na_sentinel=True)
+    if not np.array_equal(codes < 0, ref < 0):
+        return False
+    ok = ref >= 0
+    pairs = pd.DataFrame({"a": codes[ok], "b": ref[ok]}).drop_duplicates()
+    return not pairs["a"].duplicated().any() and not pairs["b"].duplicated().any()
+
+
+def test_counter_ids_are_their_own_codes() -> None:
+    codes = id_codes(pd.Series(["H0012", "H0013", None, "H0012", "X0019"], dtype="str"))
+    assert codes is not None
+    # varying positions: the first ('H'..'X', 17 bytes of range) and the last ('2'..'9', 8): the codes are the
+    # mixed-radix keys themselves, 8 * (byte - 'H') + (digit - '2'), no factorization
+    assert codes.tolist() == [0, 1, -1, 0, 16 * 8 + 7]
+
+
+def test_project_ids_sixteen_hex_digits_fit_64_bits() -> None:
+    digits = "0123456789abcdef"
+    # every hex digit at every position (rotations): byte ranges '0'..'f' would need 55**16 keys, ranks need 16**16
+    values = ["h" + "".join(digits[(i + k) % 16] for k in range(16)) for i in range(16)] + ["h" + "f" * 16]
+    keys = fixed_width_keys(pd.Series(values, dtype="str"))
+    assert keys is not None
+    assert keys[2] == 2**64 and keys[0].dtype == np.uint64
+    assert same_partition(id_codes(pd.Series(values, dtype="str")), values)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("values", "why"),
+    [
+        (["AB1", "AB12"], "two widths"),
+        (["", ""], "empty ids"),
+        (["x" * 65, "y" * 65], "wider than 64 bytes"),
+    ],
+)
+def test_where_keys_do_not_apply(values: list[str], why: str) -> None:
+    assert fixed_width_keys(pd.Series(values, dtype="str")) is None
+    assert id_codes(pd.Series(values, dtype="str")) is None
+
+
+def test_too_many_distinct_bytes_per_position_falls_back() -> None:
+    # 12 positions each holding 60 distinct bytes (rotations): 60**12 > 2**64
+    alphabet = [chr(c) for c in range(40, 100)]
+    values = ["".join(alphabet[(i + k) % 60] for k in range(12)) for i in range(60)]
+    assert fixed_width_keys(pd.Series(values, dtype="str")) is None
+
+
+def test_categorical_ids_give_category_codes() -> None:
+    s = pd.Series(pd.Categorical(["b", None, "a", "b"]))
+    assert id_codes(s).tolist() == [1, -1, 0, 1]  # type: ignore[union-attr]
+
+
+def test_arrow_input_and_chunks() -> None:
+    arr = pa.chunked_array([pa.array(["b01", None]), pa.array(["b02", "b01"])], pa.string())
+    keys = fixed_width_keys(arr)
+    assert keys is not None
+    k, valid, span = keys
+    assert valid.tolist() == [True, False, True, True] and k[0] == k[3] != k[2] and span == 2
+
+
+def test_direct_codes_only_for_small_spans() -> None:
+    n = 1000
+    big = [f"{i * 7919:012d}" for i in range(n)]  # span 10**9-ish: factorized, so codes are dense
+    codes = id_codes(pd.Series(big, dtype="str"))
+    assert codes is not None and codes.max() == n - 1 and direct_span(n) == 2**22
+    assert same_partition(codes, big)  # type: ignore[arg-type]
+
+
+ids = st.lists(
+    st.one_of(
+        st.none(),
+        st.text(alphabet=st.sampled_from("09AFaf-xé"), min_size=6, max_size=6),
+    ),
+    min_size=1,
+    max_size=60,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ids)
+def test_keys_equal_exactly_when_ids_equal(values: list[str | None]) -> None:
+    """Property: one key per distinct id; any width in bytes (é is two), nulls at -1; None only when widths differ."""
+    series = pd.Series(values, dtype="str")
+    codes = id_codes(series)
+    widths = {len(v.encode()) for v in values if v is not None}
+    if len(widths) > 1:
+        assert codes is None
+        return
+    assert codes is not None
+    assert same_partition(codes, values)
