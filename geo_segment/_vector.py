@@ -185,3 +185,61 @@ def usable_cores() -> int:
     """The cores this process may run on (its CPU affinity where the platform tells it, else the CPU count)."""
     affinity = getattr(os, "sched_getaffinity", None)
     return len(affinity(0)) if affinity is not None else (os.cpu_count() or 1)
+
+
+def repeated_str_sorted(values: pd.Series) -> np.ndarray:
+    """:func:`repeated_str` by sorting: short values (see :func:`pack_short_str`) are sorted as ``uint64`` keys.
+
+    A sort of integer keys streams through memory where a hash table of millions of keys misses the caches on
+    every insert (5M voter ids: about 0.2 s against 1.4 s); when the sorted keys hold no repeat, which is what
+    voter files are expected to be, nothing else is computed. Longer values go through :func:`repeated_str`.
+
+    Parameters
+    ----------
+    values
+        Strings without nulls.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``values.duplicated(keep=False)`` as a boolean array.
+
+    Raises
+    ------
+    ValueError
+        When a value is null.
+
+    Examples
+    --------
+    >>> repeated_str_sorted(pd.Series(["AA1", "AA2", "AA1"], dtype="str")).tolist()
+    [True, False, True]
+    """
+    packed = pack_short_str(values)
+    if packed is None:
+        return repeated_str(values)
+    keys, valid = packed
+    if not len(keys):
+        return np.zeros(0, dtype=bool)
+    if not valid.all():
+        raise ValueError("repeated_str: values must not be null")
+    ordered = np.sort(keys)
+    same = ordered[1:] == ordered[:-1]
+    if not same.any():
+        return np.zeros(len(keys), dtype=bool)
+    repeats = np.unique(ordered[1:][same])
+    pos = np.minimum(np.searchsorted(repeats, keys), len(repeats) - 1)
+    return np.asarray(repeats[pos] == keys)
+
+
+def count_distinct_u64(keys: np.ndarray) -> int:
+    """How many distinct values an integer array holds, by sorting (no hash table).
+
+    Examples
+    --------
+    >>> count_distinct_u64(np.array([3, 1, 3, 2], dtype=np.uint64))
+    3
+    """
+    if not len(keys):
+        return 0
+    ordered = np.sort(keys)
+    return int(np.count_nonzero(ordered[1:] != ordered[:-1])) + 1

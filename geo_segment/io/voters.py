@@ -6,10 +6,12 @@ a failed geocode) are set to null, recorded as field rejects, and the voter is k
 
 from __future__ import annotations
 
+import gc
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -22,7 +24,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from geo_segment import schema as S
-from geo_segment._vector import arrow_str, factorize_str, isin_str, pack_short_str, per_distinct, repeated_str
+from geo_segment._vector import (
+    arrow_str,
+    factorize_str,
+    isin_str,
+    pack_short_str,
+    per_distinct,
+    repeated_str_sorted,
+)
 from geo_segment.addresses import ParsedAddresses, normalize_zip, parse_addresses
 from geo_segment.errors import ConfigError, DuplicateVoterError, InputFileError, Location, MissingColumnsError
 from geo_segment.io.coords import check_projected, check_swapped, coordinate_problems, parse_coordinates
@@ -375,7 +384,7 @@ def _read_voter_file(
         return parsed_addr
 
     # duplicates
-    dup_all = pd.Series(repeated_str(out[S.VOTER_ID]), index=out.index)  # ids are never null here
+    dup_all = pd.Series(repeated_str_sorted(out[S.VOTER_ID]), index=out.index)  # ids are never null here
     n_dup_dropped = 0
     if dup_all.any():
         if duplicates == "error":
@@ -507,10 +516,28 @@ def _building_key(address: pd.Series, unit: pd.Series, place: pd.Series) -> pd.S
     return (building + "|" + place.fillna("").astype("str")).where(address.notna())
 
 
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while millions of objects that hold no cycles are created.
+
+    Every shapely point is a tracked Python object: building 5M of them triggered a dozen full collections, each
+    walking every object made so far (1.4 of the 3 s). Reference counting still frees everything meanwhile; the
+    collector is resumed (if it was on) when the block ends, even on error.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def _points(lng: np.ndarray, lat: np.ndarray, geocoded: np.ndarray) -> gpd.array.GeometryArray:
     """Points (EPSG:4326) of the geocoded voters, empty (None) for the others."""
-    geometry = gpd.points_from_xy(lng, lat, crs=S.CRS_STORAGE)
-    geometry[~geocoded] = None
+    with _gc_paused():
+        geometry = gpd.points_from_xy(lng, lat, crs=S.CRS_STORAGE)
+        geometry[~geocoded] = None
     return geometry
 
 
@@ -526,6 +553,78 @@ def _shared_codes(a: pd.Series, b: pd.Series) -> tuple[np.ndarray, np.ndarray, i
     enc = pc.dictionary_encode(pa.concat_arrays([arrow_str(a), arrow_str(b)]))
     codes = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
     return codes[: len(a)], codes[len(a):], len(enc.dictionary)
+
+
+def _match_keys(g_keys: pd.Series, v_keys: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Match geocode keys to voter keys.
+
+    Returns
+    -------
+    known
+        Per geocode row: its key is some voter's (null keys never are).
+    repeated
+        Per geocode row: an earlier row has the same key (null keys count as one key).
+    first_row
+        Per voter: the first geocode row with the voter's key, ``-1`` when none (or the voter's key is null).
+    """
+    packed_g = pack_short_str(g_keys)
+    packed_v = pack_short_str(v_keys) if packed_g is not None else None
+    if packed_g is not None and packed_v is not None:
+        return _match_packed(packed_g[0], packed_g[1], packed_v[0], packed_v[1])
+    g_codes, v_codes, n_codes = _shared_codes(g_keys, v_keys)
+    in_voters = np.zeros(n_codes + 1, dtype=bool)  # slot n_codes: null keys, never known
+    in_voters[v_codes[v_codes >= 0]] = True
+    slots = np.where(g_codes >= 0, g_codes, n_codes)
+    known = in_voters[slots]
+    firsts, first_of = np.unique(slots, return_index=True)
+    repeated = np.ones(len(g_codes), dtype=bool)
+    repeated[first_of] = False
+    first_of_code = np.full(n_codes + 1, -1, dtype=np.int64)
+    first_of_code[firsts] = first_of
+    first_of_code[n_codes] = -1  # null voter keys match nothing
+    first_row = first_of_code[np.where(v_codes >= 0, v_codes, n_codes)]
+    return known, repeated, first_row
+
+
+def _match_packed(g_keys: np.ndarray, g_valid: np.ndarray, v_keys: np.ndarray, v_valid: np.ndarray) -> (
+    tuple[np.ndarray, np.ndarray, np.ndarray]
+):
+    """:func:`_match_keys` for keys packed into integers (:func:`pack_short_str`), by sorting instead of hashing.
+
+    The geocode keys are sorted once (a stable sort, so each run of equal keys starts with its first row; already
+    sorted keys, as vendors return them, take one linear pass); each voter key is then found by binary search.
+    """
+    m = len(g_keys)
+    order: np.ndarray | None = None  # None: the keys are in order already (no gathers)
+    if g_valid.all() and bool(np.all(g_keys[1:] >= g_keys[:-1])):
+        ordered = g_keys
+    else:
+        rows = np.flatnonzero(g_valid)
+        order = rows[np.argsort(g_keys[rows], kind="stable")]
+        ordered = g_keys[order]
+    starts = np.ones(len(ordered), dtype=bool)
+    starts[1:] = ordered[1:] != ordered[:-1]
+    uniques = ordered[starts]
+    first_of = np.flatnonzero(starts) if order is None else order[starts]
+    repeated = np.ones(m, dtype=bool)
+    repeated[first_of] = False
+    nulls = np.flatnonzero(~g_valid)
+    if len(nulls):
+        repeated[nulls[0]] = False  # the first null key is the first of its kind
+    first_row = np.full(len(v_keys), -1, dtype=np.int64)
+    known = np.zeros(m, dtype=bool)
+    if len(uniques):
+        pos = np.minimum(np.searchsorted(uniques, v_keys), len(uniques) - 1)
+        hit = (uniques[pos] == v_keys) & v_valid
+        first_row[hit] = first_of[pos[hit]]
+        hit_unique = np.zeros(len(uniques), dtype=bool)
+        hit_unique[pos[hit]] = True
+        known_ordered = hit_unique[np.cumsum(starts) - 1]
+        if order is None:
+            known = known_ordered
+        else:
+            known[order] = known_ordered
+    return known, repeated, first_row
 
 
 def _geocodes_by_id(job: Future[list[DelimitedRead]] | None) -> bool:
@@ -583,7 +682,7 @@ def _read_geocodes(
     problems = problems.mask(missing_coords, "no coordinates (failed geocode)")
     if id_col is not None:
         by = "voter_id"
-        keys = t[id_col].astype("str").str.strip()
+        keys = _stripped(t[id_col])
         voter_keys = voters[S.VOTER_ID]
         unknown_reason = "voter id not in the voter file"
         repeat_reason = "repeated voter id: the first geocode is used"
@@ -598,34 +697,22 @@ def _read_geocodes(
         voter_keys = _building_key(voters[S.ADDRESS], voters[S.UNIT], v_place)
         unknown_reason = "address not in the voter file"
         repeat_reason = "repeated address: the first geocode is used"
-    # one hash pass over both key columns: integer codes shared by geocodes and voters (-1 for null)
-    g_codes, v_codes, n_codes = _shared_codes(keys, voter_keys)
-    in_voters = np.zeros(n_codes + 1, dtype=bool)  # slot n_codes: null keys, never known
-    in_voters[v_codes[v_codes >= 0]] = True
-    known = in_voters[np.where(g_codes >= 0, g_codes, n_codes)]
-    ok_rows = problems.isna().to_numpy()
-    problems = problems.mask(~known & ok_rows, unknown_reason)
+    known, repeated, first_row = _match_keys(keys, voter_keys)
+    reason = problems.to_numpy(dtype=object, copy=True)
+    ok_rows = pd.isna(reason)
+    reason[~known & ok_rows] = unknown_reason
     # repeats: every row after the first of its key (null keys repeat each other, as pandas' duplicated says)
-    first_of = np.unique(np.where(g_codes >= 0, g_codes, n_codes), return_index=True)[1]
-    repeated = np.ones(len(g_codes), dtype=bool)
-    repeated[first_of] = False
-    dup = repeated & problems.isna().to_numpy()
-    problems = problems.mask(dup, repeat_reason)
-    bad = problems.notna().to_numpy()
+    reason[repeated & pd.isna(reason)] = repeat_reason
+    bad = ~pd.isna(reason)
     if bad.any():
         rejects.append(S.make_rejects(file, t.loc[bad, S.SOURCE_LINE].astype("int64"),
-                                      problems[bad].astype(str).tolist()))
-    # align: position of each voter's key among the good geocode keys (-1 when absent; the first good one wins)
-    good_rows = np.flatnonzero(~bad & (g_codes >= 0))
-    slot = np.full(n_codes, -1, dtype=np.int64)
-    slot[g_codes[good_rows][::-1]] = np.arange(len(good_rows), dtype=np.int64)[::-1]
-    pos_np = np.where(v_codes >= 0, slot[np.maximum(v_codes, 0)] if n_codes else -1, -1)
-    found = pos_np >= 0
-    lat_good, lng_good = num_lat[~bad], num_lng[~bad]
-    lat = pd.Series(np.where(found, lat_good[np.where(found, pos_np, 0)] if len(lat_good) else np.nan, np.nan),
-                    index=voters.index)
-    lng = pd.Series(np.where(found, lng_good[np.where(found, pos_np, 0)] if len(lng_good) else np.nan, np.nan),
-                    index=voters.index)
+                                      [str(r) for r in reason[bad]]))
+    # align: each voter takes the first geocode row of its key when that row is good (a later row of the same key
+    # is a repeat, so it never is)
+    row = np.maximum(first_row, 0)
+    found = (first_row >= 0) & ~bad[row] if len(bad) else np.zeros(len(first_row), dtype=bool)
+    lat = pd.Series(np.where(found, num_lat[row] if len(bad) else np.nan, np.nan), index=voters.index)
+    lng = pd.Series(np.where(found, num_lng[row] if len(bad) else np.nan, np.nan), index=voters.index)
     stage = StageRecord(
         name="geocodes", rows_in=read.rows_in, rows_out=int((~bad).sum()),
         rows_rejected=int(bad.sum() + len(read.rejects)), seconds=round(time.perf_counter() - t0, 3),

@@ -1,0 +1,180 @@
+"""The ingest's fast paths against the simple computations they replace: hand-drawn cases and properties."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from geo_segment import schema as S
+from geo_segment._vector import count_distinct_u64, pack_short_str, repeated_str_sorted
+from geo_segment.io import voters as V
+from geo_segment.io.voters import read_voter_file
+
+from .conftest import nc_voter
+
+TODAY = date(2026, 11, 27)
+
+# short ids (packed into integers), long ids (hashed as strings), non-ASCII, empty strings, prefixes of each other
+IDS = st.sampled_from(["AA1", "AA10", "AA1 ", "A", "", "É1", "ÉÉÉÉ", "AA123456", "AA1234567", "ZZ99999999",
+                       "X" * 20, "0", "00"])
+
+
+# --- duplicate voter ids by sorting -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("ids", "repeated"),
+    [
+        ([], []),
+        (["AA1"], [False]),
+        (["AA1", "AA2", "AA1"], [True, False, True]),
+        (["B", "A", "C", "A", "B"], [True, True, False, True, True]),
+        (["", "A", ""], [True, False, True]),  # the empty string is a value like any other
+        (["AA123456", "AA12345", "AA123456"], [True, False, True]),  # 8 bytes: the widest packed id
+        (["AA1234567", "AA1234567", "AA1"], [True, True, False]),  # 9 bytes: the string path
+        (["É", "E", "É"], [True, False, True]),
+    ],
+)
+def test_repeated_str_sorted_hand_drawn(ids: list[str], repeated: list[bool]) -> None:
+    assert repeated_str_sorted(pd.Series(ids, dtype="str")).tolist() == repeated
+
+
+def test_repeated_str_sorted_rejects_nulls() -> None:
+    with pytest.raises(ValueError, match="repeated_str: values must not be null"):
+        repeated_str_sorted(pd.Series(["A", None], dtype="str"))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(IDS, max_size=40))
+def test_repeated_str_sorted_is_duplicated_keep_false(ids: list[str]) -> None:
+    values = pd.Series(ids, dtype="str")
+    expected = values.duplicated(keep=False).to_numpy()
+    np.testing.assert_array_equal(repeated_str_sorted(values), expected)
+
+
+@given(st.lists(st.integers(0, 2**64 - 1) | st.sampled_from([0, 1, 2**63]), max_size=50))
+def test_count_distinct_u64_is_the_number_of_unique_values(values: list[int]) -> None:
+    keys = np.array(values, dtype=np.uint64)
+    assert count_distinct_u64(keys) == len(np.unique(keys))
+
+
+# --- the geocode join -------------------------------------------------------------------------------------------
+
+def _reference_match(g: pd.Series, v: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The join written with pandas: membership, duplicated(), and the first row of each key by a merge."""
+    known = (g.isin(v.dropna()) & g.notna()).to_numpy()
+    repeated = g.duplicated(keep="first").to_numpy()  # nulls repeat each other
+    firsts = pd.DataFrame({"key": g, "row": np.arange(len(g))}).dropna().drop_duplicates("key", keep="first")
+    merged = pd.DataFrame({"key": v}).merge(firsts, on="key", how="left")
+    first_row = merged["row"].fillna(-1).to_numpy().astype(np.int64)
+    return known, repeated, first_row
+
+
+def _check_match(g: pd.Series, v: pd.Series) -> None:
+    known, repeated, first_row = V._match_keys(g, v)
+    r_known, r_repeated, r_first = _reference_match(g, v)
+    np.testing.assert_array_equal(known, r_known)
+    np.testing.assert_array_equal(repeated, r_repeated)
+    np.testing.assert_array_equal(first_row, r_first)
+
+
+@pytest.mark.parametrize(
+    ("g", "v"),
+    [
+        (["AA1", "AA2", "AA3"], ["AA1", "AA2", "AA3"]),  # in order: the no-sort path
+        (["AA3", "AA1", "AA3", "AA9"], ["AA1", "AA3", "AA2"]),  # out of order, a repeat, an unknown id
+        (["AA1", None, "AA2", None, ""], ["AA2", "AA1", "AA5"]),  # null keys repeat each other; "" is not null
+        (["AA1", "AA1", "AA1"], ["AA1"]),
+        (["AA1234567", "AA1", "AA1234567"], ["AA1234567", "AA1"]),  # a long id: the string path
+        (["É1", "E1"], ["E1", "É1", "É2"]),
+        (["AA1"], ["AA1", None]),  # a null voter key matches nothing
+    ],
+)
+def test_match_keys_hand_drawn(g: list[str | None], v: list[str | None]) -> None:
+    _check_match(pd.Series(g, dtype="str"), pd.Series(v, dtype="str"))
+
+
+def test_match_keys_packed_and_string_paths_agree() -> None:
+    g = pd.Series(["AA3", None, "AA1", "AA3", "", "AA2", None], dtype="str")
+    v = pd.Series(["AA1", "AA2", "AA4", "AA3"], dtype="str")
+    assert pack_short_str(g) is not None
+    packed = V._match_keys(g, v)
+    # the same keys, made too long to pack, take the string hash path; the answers must be the same
+    longer = V._match_keys(g + "-LONGER-THAN-8", v + "-LONGER-THAN-8")
+    for a, b in zip(packed, longer, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(IDS | st.none(), max_size=30), st.lists(IDS, max_size=30), st.booleans())
+def test_match_keys_is_a_pandas_merge(g: list[str | None], v: list[str], sort_g: bool) -> None:
+    if sort_g:  # sorted geocode keys take the path without a sort
+        g = sorted(x for x in g if x is not None)
+    _check_match(pd.Series(g, dtype="str"), pd.Series(v, dtype="str"))
+
+
+def test_geocodes_out_of_order_with_repeats(write_layout_file: Callable[..., Path], tmp_path: Path) -> None:
+    """A repeated id whose first row is bad leaves the voter without coordinates (the first geocode is used)."""
+    v = write_layout_file("v.txt", "nc", [nc_voter("AA1"), nc_voter("AA2"), nc_voter("AA3"), nc_voter("AA4")])
+    g = tmp_path / "geo.csv"
+    g.write_text("voter_id,latitude,longitude\n"
+                 "AA3,41.3,-71.3\n"     # line 2
+                 "AA1, ,\n"             # line 3: failed geocode (blank coordinates)
+                 "AA1,41.1,-71.1\n"     # line 4: repeat of a bad first row: not used
+                 "AA9,41.9,-71.9\n"     # line 5: unknown id
+                 "AA3,40.0,-70.0\n"     # line 6: repeat
+                 ",41.0,-71.0\n"        # line 7: no id
+                 "AA2,41.2,-71.2\n")    # line 8
+    read = read_voter_file(v, layout="nc", geocodes=g, today=TODAY)
+    voters = read.voters
+    assert voters[S.LAT].tolist()[1:3] == [41.2, 41.3]
+    assert voters[S.LAT].isna().tolist() == [True, False, False, True]
+    assert voters[S.GEOCODED].tolist() == [False, True, True, False]
+    rej = read.rejects[read.rejects[S.REJECT_FILE] == str(g)]
+    assert list(zip(rej[S.REJECT_LINE].astype(int), rej[S.REJECT_REASON], strict=True)) == [
+        (3, "coordinate is not a number"),
+        (4, "repeated voter id: the first geocode is used"),
+        (5, "voter id not in the voter file"),
+        (6, "repeated voter id: the first geocode is used"),
+        (7, "voter id not in the voter file"),
+    ]
+    assert read.stages[1].metrics == {"joined_by": "voter_id", "voters_matched": 2}
+
+
+# --- points with the collector paused ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_points_restore_the_collector_state(enabled: bool) -> None:
+    lng, lat = np.array([-71.4, np.nan, -71.3]), np.array([41.8, np.nan, 41.7])
+    geocoded = np.array([True, False, True])
+    was = gc.isenabled()
+    try:
+        gc.enable() if enabled else gc.disable()
+        got = V._points(lng, lat, geocoded)
+        assert gc.isenabled() is enabled
+    finally:
+        gc.enable() if was else gc.disable()
+    expected = gpd.points_from_xy(lng, lat, crs=S.CRS_STORAGE)
+    expected[~geocoded] = None
+    assert gpd.GeoSeries(got).to_wkb().equals(gpd.GeoSeries(expected).to_wkb())
+    assert got.crs == expected.crs
+
+
+def test_points_resume_the_collector_after_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(*args: object, **kwargs: object) -> None:
+        assert not gc.isenabled()  # paused while the points are built
+        raise MemoryError("no room for points")
+
+    monkeypatch.setattr(V.gpd, "points_from_xy", fail)
+    assert gc.isenabled()
+    with pytest.raises(MemoryError, match="no room for points"):
+        V._points(np.array([1.0]), np.array([1.0]), np.array([True]))
+    assert gc.isenabled()
