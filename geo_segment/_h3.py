@@ -17,6 +17,7 @@ import shapely
 from h3ronpy import change_resolution
 from h3ronpy.vector import cells_to_wkb_polygons, coordinates_to_cells, wkb_to_cells
 
+from geo_segment._keys import distinct_points
 from geo_segment._vector import usable_cores
 from geo_segment.errors import ConfigError
 
@@ -55,17 +56,26 @@ def latlng_to_cells(lat: np.ndarray, lng: np.ndarray, resolution: int) -> np.nda
         return out
     rows = np.flatnonzero(ok)
     la, ln = lat[rows], lng[rows]
-    threads = min(usable_cores(), 4, len(rows) // _MIN_ROWS_PER_THREAD)
+    # voters of a household or building share a geocode: each distinct point once (5M state voters: 0.8M points)
+    distinct = distinct_points(ln, la)
+    if distinct is not None:
+        codes, first = distinct
+        out[rows] = _cells(la[first], ln[first], res)[codes]
+    else:
+        out[rows] = _cells(la, ln, res)
+    return out
+
+
+def _cells(la: np.ndarray, ln: np.ndarray, res: int) -> np.ndarray:
+    threads = min(usable_cores(), 4, len(la) // _MIN_ROWS_PER_THREAD)
     if threads < 2:
-        out[rows] = np.asarray(coordinates_to_cells(la, ln, res), dtype=np.uint64)
-        return out
+        return np.asarray(coordinates_to_cells(la, ln, res), dtype=np.uint64)
     # h3ronpy releases Python's lock: chunks on threads (1.9 -> 1.2 s for 5M points on 2 cores)
-    bounds = np.linspace(0, len(rows), threads + 1).astype(np.int64)
+    bounds = np.linspace(0, len(la), threads + 1).astype(np.int64)
     with ThreadPoolExecutor(threads) as pool:
         parts = list(pool.map(lambda i: coordinates_to_cells(la[bounds[i]:bounds[i + 1]], ln[bounds[i]:bounds[i + 1]],
                                                              res), range(threads)))
-    out[rows] = np.concatenate([np.asarray(part, dtype=np.uint64) for part in parts])
-    return out
+    return np.concatenate([np.asarray(part, dtype=np.uint64) for part in parts])
 
 
 def cell_parents(cells: np.ndarray, resolution: int) -> np.ndarray:

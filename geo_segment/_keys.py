@@ -15,10 +15,16 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-__all__ = ["direct_span", "fixed_width_keys", "id_codes"]
+__all__ = ["direct_span", "distinct_points", "fixed_width_keys", "id_codes"]
 
 #: widest id packed (bytes); wider ids are hashed as strings
 _MAX_WIDTH = 64
+#: points below which :func:`distinct_points` never deduplicates (the bookkeeping costs more than it saves)
+DISTINCT_MIN_POINTS = 100_000
+#: deduplicate when the distinct coordinate pairs are estimated at most this share of the points
+DISTINCT_MAX_SHARE = 0.6
+#: points sampled to estimate how many are distinct
+_DISTINCT_SAMPLE = 1 << 17
 
 
 def _arrow_strings(values: pd.Series | pa.Array | pa.ChunkedArray) -> pa.Array | None:
@@ -131,3 +137,86 @@ def id_codes(values: pd.Series) -> np.ndarray | None:
     if not valid.all():
         codes[~valid] = -1
     return codes
+
+
+def _fmix64(h: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 64-bit finalizer, in place (every input bit moves every output bit)."""
+    with np.errstate(over="ignore"):
+        h ^= h >> np.uint64(33)
+        h *= np.uint64(0xFF51AFD7ED558CCD)
+        h ^= h >> np.uint64(33)
+        h *= np.uint64(0xC4CEB9FE1A85EC53)
+        h ^= h >> np.uint64(33)
+    return h
+
+
+def _xy_hash(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """64-bit hash of the coordinates' bit patterns (equal pairs, equal hashes; the caller checks collisions)."""
+    h = _fmix64(np.ascontiguousarray(y, dtype=np.float64).view(np.uint64).copy())
+    h ^= np.ascontiguousarray(x, dtype=np.float64).view(np.uint64)
+    return _fmix64(h)
+
+
+def _estimated_distinct(n: int, sample: int, distinct_in_sample: int) -> float:
+    """Distinct values among ``n`` when ``sample`` of them (spread evenly) hold ``distinct_in_sample``: the ``d``
+    with ``d * (1 - exp(-sample / d)) = distinct_in_sample`` (each of ``d`` values repeated ``n / d`` times)."""
+    if distinct_in_sample >= sample:
+        return float(n)
+    lo, hi = float(distinct_in_sample), float(n)
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if mid * -np.expm1(-sample / mid) < distinct_in_sample:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
+def distinct_points(x: np.ndarray, y: np.ndarray, *, min_points: int = DISTINCT_MIN_POINTS,
+                    max_share: float = DISTINCT_MAX_SHARE) -> tuple[np.ndarray, np.ndarray] | None:
+    """Group points at exactly the same coordinates, when they repeat enough to pay for it.
+
+    Voters of one household or building share their geocode: a state file holds a fraction as many distinct
+    coordinates as voters, and anything computed from the coordinates alone (H3 cells, the polygon a point falls
+    in) needs computing once per distinct pair.
+
+    Parameters
+    ----------
+    x, y
+        Finite coordinates (the caller leaves out missing ones).
+    min_points, max_share
+        Below ``min_points`` points, or when a sample suggests more than ``max_share`` of them are distinct,
+        return ``None`` (compute per point).
+
+    Returns
+    -------
+    tuple of numpy.ndarray or None
+        ``(codes, first)``: each point's pair number and each pair's first point, so ``x[first][codes]`` equals
+        ``x``; ``None`` when grouping would not pay. ``-0.0`` and ``0.0`` are different pairs here (harmless:
+        they are computed twice).
+
+    Examples
+    --------
+    >>> codes, first = distinct_points(np.array([1.0, 2.0, 1.0, 1.0]), np.array([5.0, 5.0, 5.0, 5.0]),
+    ...                               min_points=1)
+    >>> codes.tolist(), first.tolist()
+    ([0, 1, 0, 0], [0, 1])
+    """
+    n = len(x)
+    if n < max(min_points, 1):
+        return None
+    if n > _DISTINCT_SAMPLE:
+        at = np.linspace(0, n - 1, _DISTINCT_SAMPLE).astype(np.int64)
+        in_sample = len(pd.unique(_xy_hash(x[at], y[at])))
+        if _estimated_distinct(n, len(at), in_sample) > max_share * n:
+            return None
+    codes, uniq = pd.factorize(_xy_hash(x, y))
+    codes = codes.astype(np.int64, copy=False)
+    first = np.empty(len(uniq), dtype=np.int64)
+    first[codes[::-1]] = np.arange(n - 1, -1, -1, dtype=np.int64)  # the last write wins: each pair's first point
+    if len(uniq) > max_share * n:
+        return None
+    fx, fy = x[first], y[first]
+    if not (np.array_equal(fx[codes], x) and np.array_equal(fy[codes], y)):
+        return None  # two pairs share a 64-bit hash (never seen; the caller then computes per point)
+    return codes, first

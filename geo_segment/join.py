@@ -39,6 +39,7 @@ import shapely
 
 from geo_segment import _h3
 from geo_segment import schema as S
+from geo_segment._keys import distinct_points
 from geo_segment._vector import take_str, usable_cores
 from geo_segment.errors import ConfigError, InputFileError, MissingColumnsError
 from geo_segment.io.manifest import StageRecord
@@ -191,20 +192,30 @@ def join_areas(
     todo = np.flatnonzero(has_xy)
     metrics: dict[str, Any] = {"points": n, "with_coordinates": int(has_xy.sum())}
 
-    grid = None
     if fast_box_m == "auto":
         fast_box_m = auto_fast_box_m(geoms)
-    if fast_box_m is not None and len(todo):
-        grid = _fast_grid(geoms, float(fast_box_m) / M_PER_DEG)
-        if grid is not None:
-            metrics["fast_box_m"] = round(grid.side * M_PER_DEG, 1)
+    # the grid is built (NumPy, without Python's lock) while the points at the same coordinates (a household, a
+    # building) are grouped: each distinct point is joined once, and its answer spread to the others at the end
+    with ThreadPoolExecutor(1, thread_name_prefix="join-grid") as pool:
+        grid_job = pool.submit(_fast_grid, geoms, float(fast_box_m) / M_PER_DEG) if (
+            fast_box_m is not None and len(todo)) else None
+        every = todo
+        distinct = distinct_points(x[todo], y[todo])
+        if distinct is not None:
+            codes, first = distinct
+            todo = todo[first]
+            metrics["distinct_points"] = len(todo)
+        shapely.prepare(geoms)
+        tree = shapely.STRtree(geoms)
+        grid = grid_job.result() if grid_job is not None else None
+    if grid is not None:
+        metrics["fast_box_m"] = round(grid.side * M_PER_DEG, 1)
 
     # 1. + 2. fast path, then exact tests
-    shapely.prepare(geoms)
-    tree = shapely.STRtree(geoms)
     p_index, p_method, p_metrics = _inside(x[todo], y[todo], grid, geoms, tree, rank)
     index[todo], method[todo] = p_index, p_method
     metrics.update(p_metrics)
+    joined = todo
     todo = todo[index[todo] < 0]
 
     # 3. nearest polygon within the tolerance, in metres
@@ -241,6 +252,8 @@ def join_areas(
             index[rows[near]] = chosen[near]
             method[rows[near]] = _NEAREST
         metrics["metric_crs"] = str(crs)
+    if distinct is not None:
+        index[every], method[every] = index[joined][codes], method[joined][codes]
     metrics.update({m: int((method == i).sum()) for i, m in enumerate(METHODS)})
     metrics["not_geocoded"] = int((~has_xy).sum())
     metrics["seconds"] = round(time.perf_counter() - t0, 3)
@@ -376,18 +389,28 @@ def _exact_threaded(rows: np.ndarray, x: np.ndarray, y: np.ndarray, geoms: np.nd
 
     Shapely's tree queries and predicates release Python's lock, and each part writes only its own rows of
     ``index`` and ``method``, so the parts run side by side; a point's answer never depends on the others'.
+    GEOS builds a prepared polygon's point index lazily on first use, which is not thread-safe
+    (libgeos/geos#825): every part but the first tests its own prepared copy of the polygons.
     """
     parts = min(usable_cores(), len(rows) // _EXACT_ROWS_PER_THREAD)
 
-    def run(part: np.ndarray) -> None:
+    def run(part: np.ndarray, polygons: np.ndarray) -> None:
         pt, poly = tree.query(shapely.points(x[part], y[part]))
-        _exact(part, pt, poly, x, y, geoms, rank, index, method)
+        _exact(part, pt, poly, x, y, polygons, rank, index, method)
 
     if parts <= 1:
-        run(rows)
+        run(rows, geoms)
         return
+    copies = [geoms] + [_prepared_copy(geoms) for _ in range(parts - 1)]
     with ThreadPoolExecutor(parts, thread_name_prefix="join-exact") as pool:
-        list(pool.map(run, np.array_split(rows, parts)))
+        list(pool.map(run, np.array_split(rows, parts), copies))
+
+
+def _prepared_copy(geoms: np.ndarray) -> np.ndarray:
+    """New GEOS geometries equal to ``geoms`` (same coordinates, bit for bit), prepared."""
+    copy = shapely.from_wkb(shapely.to_wkb(geoms, flavor="iso"))
+    shapely.prepare(copy)
+    return np.asarray(copy, dtype=object)
 
 
 def _exact(rows: np.ndarray, pt: np.ndarray, poly: np.ndarray, x: np.ndarray, y: np.ndarray, geoms: np.ndarray,

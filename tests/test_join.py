@@ -346,3 +346,38 @@ def test_exact_tests_in_parts_on_threads_equal_one_part(monkeypatch: pytest.Monk
     pd.testing.assert_frame_equal(one, parts)
     assert {k: m_one[k] for k in METHODS} == {k: m_parts[k] for k in METHODS}
     assert m_one["boundary"] > 0 and m_one["within"] > 0
+
+
+@pytest.mark.parametrize("fast", [None, 30.0])
+def test_points_at_shared_coordinates_joined_once_equal_each_joined(monkeypatch: pytest.MonkeyPatch,
+                                                                    fast: float | None) -> None:
+    """Households share a geocode: each distinct point is joined (and its H3 cell found) once and the answer
+    spread; the answers equal joining every point, on edges, vertices, an overlap and outside every polygon."""
+    import functools
+
+    import geo_segment._h3 as H
+    import geo_segment.join as J
+    from geo_segment._keys import distinct_points
+
+    rng = np.random.default_rng(7)
+    polys = [box(-71.6 + 0.05 * i, 41.6 + 0.05 * j, -71.55 + 0.05 * i, 41.65 + 0.05 * j)
+             for i in range(4) for j in range(4)]
+    polys[5] = polys[5].buffer(0.01)
+    layer = gpd.GeoDataFrame({"pid": [f"p{k:02d}" for k in range(len(polys))], "geometry": polys}, crs=4326)
+    places = np.r_[np.column_stack([rng.uniform(-71.62, -71.38, 600), rng.uniform(41.58, 41.82, 600)]),
+                   shapely.get_coordinates(layer.boundary.values)]
+    coords = places[rng.integers(0, len(places), 4000)]  # about 4 voters per place, shuffled
+    coords[::97] = np.nan  # not geocoded
+    frame = gpd.GeoDataFrame({"lat": coords[:, 1], "lng": coords[:, 0]},
+                             geometry=gpd.points_from_xy(coords[:, 0], coords[:, 1]), crs=4326)
+    each_cells = add_h3_cells(frame)
+    each, m_each = assign_areas(frame, layer, id_col="pid", fast_box_m=fast)
+    once_fn = functools.partial(distinct_points, min_points=1)
+    monkeypatch.setattr(J, "distinct_points", once_fn)
+    monkeypatch.setattr(H, "distinct_points", once_fn)
+    once, m_once = assign_areas(frame, layer, id_col="pid", fast_box_m=fast)
+    assert 0 < m_once["distinct_points"] < 0.3 * len(frame) and "distinct_points" not in m_each
+    pd.testing.assert_frame_equal(each, once)
+    assert {k: m_each[k] for k in METHODS} == {k: m_once[k] for k in METHODS}
+    assert m_once["boundary"] > 0 and m_once["nearest"] + m_once["unassigned"] > 0
+    pd.testing.assert_frame_equal(add_h3_cells(frame), each_cells)

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from geo_segment._keys import direct_span, fixed_width_keys, id_codes
+from geo_segment._keys import direct_span, distinct_points, fixed_width_keys, id_codes
 
 
 def same_partition(codes: np.ndarray, values: list[str | None]) -> bool:
@@ -103,3 +103,37 @@ def test_keys_equal_exactly_when_ids_equal(values: list[str | None]) -> None:
         return
     assert codes is not None
     assert same_partition(codes, values)
+
+
+points = st.lists(st.tuples(st.sampled_from([0.0, -0.0, 1.5, -71.4, 41.8, 1e-300]),
+                            st.sampled_from([0.0, 2.5, 41.8, -33.9])), min_size=1, max_size=80)
+
+
+@settings(max_examples=200, deadline=None)
+@given(points)
+def test_distinct_points_rebuild_every_point(pairs: list[tuple[float, float]]) -> None:
+    """Property: each point's pair is the first point with its exact coordinates (bit for bit); None only when the
+    pairs are too many to pay (over 60 % of the points)."""
+    x = np.array([p[0] for p in pairs])
+    y = np.array([p[1] for p in pairs])
+    got = distinct_points(x, y, min_points=1)
+    keys = [(np.float64(a).tobytes(), np.float64(b).tobytes()) for a, b in pairs]
+    n_distinct = len(set(keys))
+    if got is None:
+        assert n_distinct > 0.6 * len(pairs)
+        return
+    codes, first = got
+    assert len(first) == n_distinct
+    assert np.array_equal(x[first][codes], x) and np.array_equal(y[first][codes], y)
+    assert all(keys[first[c]] == k for c, k in zip(codes, keys, strict=True))
+    assert all(keys.index(keys[f]) == f for f in first)  # each pair's first occurrence
+
+
+def test_distinct_points_skip_small_and_mostly_distinct_inputs() -> None:
+    rng = np.random.default_rng(0)
+    x, y = rng.uniform(0, 1, 300_000), rng.uniform(0, 1, 300_000)
+    assert distinct_points(x, y) is None  # all distinct: the sample says so, nothing is hashed
+    assert distinct_points(x[:10], y[:10]) is None  # below min_points
+    rep = np.repeat(np.arange(50_000, dtype=np.float64), 4)  # 200,000 points at 50,000 places
+    codes, first = distinct_points(rep, rep * 2)  # type: ignore[misc]
+    assert len(first) == 50_000 and np.array_equal(rep[first][codes], rep)
