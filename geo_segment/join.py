@@ -194,8 +194,8 @@ def join_areas(
 
     if fast_box_m == "auto":
         fast_box_m = auto_fast_box_m(geoms)
-    # the grid is built (NumPy, without Python's lock) while the points at the same coordinates (a household, a
-    # building) are grouped: each distinct point is joined once, and its answer spread to the others at the end
+    # the grid is built (Shapely and NumPy, without Python's lock) while the points at the same coordinates (a
+    # household, a building) are grouped: each distinct point is joined once, its answer spread to the others
     with ThreadPoolExecutor(1, thread_name_prefix="join-grid") as pool:
         grid_job = pool.submit(_fast_grid, geoms, float(fast_box_m) / M_PER_DEG) if (
             fast_box_m is not None and len(todo)) else None
@@ -205,11 +205,11 @@ def join_areas(
             codes, first = distinct
             todo = todo[first]
             metrics["distinct_points"] = len(todo)
-        shapely.prepare(geoms)
-        tree = shapely.STRtree(geoms)
         grid = grid_job.result() if grid_job is not None else None
     if grid is not None:
         metrics["fast_box_m"] = round(grid.side * M_PER_DEG, 1)
+    shapely.prepare(geoms)  # after the grid: nothing else touches the polygons while it reads their rings
+    tree = shapely.STRtree(geoms)
 
     # 1. + 2. fast path, then exact tests
     p_index, p_method, p_metrics = _inside(x[todo], y[todo], grid, geoms, tree, rank)
