@@ -178,3 +178,103 @@ def test_points_resume_the_collector_after_an_error(monkeypatch: pytest.MonkeyPa
     with pytest.raises(MemoryError, match="no room for points"):
         V._points(np.array([1.0]), np.array([1.0]), np.array([True]))
     assert gc.isenabled()
+
+
+# --- addresses: the two-step fast pattern, normalization of the changing texts only, hex ids from a table -------
+
+_NUMBERS = st.sampled_from(["12", "7", "1524", "12A", "12-14", "12A-3B", "0", "12-", "A12", "1/2", "12½"])
+_WORDS = st.sampled_from(["MAIN", "N", "NORTH", "SOUTHWEST", "E", "ELM", "O'NEIL", "SMITH-JONES", "5TH", "21ST",
+                          "1ST", "ST", "STREET", "AVE", "av", "Ave.", "RD", "TER", "WAY", "PIKE", "1/2", "APT",
+                          "UNIT", "#", "#4", "STE", "LOT", "4", "04", "B", "-2", "12B", "PO", "BOX", "ÉLAN", "ß",
+                          "1/2ST", "main", "Elm", "x", "Q1"])
+_SEPARATORS = st.sampled_from([" ", " ", " ", "  ", "\t", ", ", ". ", " # ", ";"])
+
+
+@st.composite
+def _address(draw: st.DrawFn) -> str | None:
+    kind = draw(st.integers(0, 9))
+    if kind == 0:
+        return None
+    if kind == 1:
+        return draw(st.text(alphabet="12 ABN#.-/'É\t", max_size=12))
+    parts = [draw(_NUMBERS)] + draw(st.lists(_WORDS, min_size=0, max_size=6))
+    text = parts[0]
+    for p in parts[1:]:
+        text += draw(_SEPARATORS) + p
+    lead, trail = draw(st.sampled_from(["", "", " "])), draw(st.sampled_from(["", "", " ", "."]))
+    return lead + text + trail
+
+
+def _same_parse(addresses: list[str | None], zips: list[str | None] | None) -> None:
+    from geo_segment.addresses import parse_addresses
+
+    from ._addresses_reference import parse_addresses as reference
+
+    a = pd.Series(addresses, dtype="str")
+    z = pd.Series(zips, dtype="str") if zips is not None else None
+    got, want = parse_addresses(a, zip5=z), reference(a, zip5=z)
+    pd.testing.assert_frame_equal(got.parts, want.parts, check_exact=True)
+    for name in ("n_distinct", "n_fast", "n_parser", "n_unparsed", "n_households", "n_buildings"):
+        assert getattr(got, name) == getattr(want, name), name
+
+
+@pytest.mark.parametrize(
+    "addresses",
+    [
+        ["12 N MAIN ST APT 4", "12 N MAIN ST APT 10", "7 ELM ST", "7 ELM ST"],  # normalized already
+        ["12 North Main Street Apt. 04", "12 N MAIN ST #4", " 7  elm st. "],  # every text changes
+        ["12 1/2 N MAIN ST", "12 1/2", "12 1/2 1/2 ST", "1/2 MAIN ST", "12 MAIN ST 1/2", "12 1/2ST", "12 1/2B ST"],
+        ["12A-3B ELM ST", "12- ELM ST", "A12 ELM ST", "12A ELM", "12", "", None],  # number tokens
+        ["5 5TH AVE", "5 N 21ST ST SW UNIT 3B", "5 O'NEIL WAY # 2", "5 ÉLAN RD"],
+        ["PO BOX 123", "123 MAIN ST ñ", "999 AVENUE OF THE AMERICAS"],  # for the parser
+    ],
+)
+def test_parse_addresses_equals_the_reference_hand_drawn(addresses: list[str | None]) -> None:
+    _same_parse(addresses, ["02903"] * len(addresses))
+    _same_parse(addresses, None)
+
+
+def test_parse_addresses_fast_parts_hand_drawn() -> None:
+    from geo_segment.addresses import parse_addresses
+
+    p = parse_addresses(pd.Series(["12 1/2 North Main Street Apt 04", "12A-3B elm st", "12 1/2"], dtype="str"))
+    assert p.parts[S.HOUSE_NUMBER].tolist() == ["12 1/2", "12A-3B", ""]
+    assert p.parts[S.STREET].tolist() == ["N MAIN ST", "ELM ST", ""]  # "12 1/2" has no street: unparsed
+    assert p.parts[S.UNIT].tolist() == ["4", "", ""]
+    assert p.parts[S.ADDRESS].tolist() == ["12 1/2 N MAIN ST UNIT 4", "12A-3B ELM ST", "12 1/2"]
+    assert (p.n_fast, p.n_parser, p.n_unparsed) == (2, 0, 1)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(_address(), max_size=12), st.sampled_from([None, "02903", "mixed"]))
+def test_parse_addresses_equals_the_reference(addresses: list[str | None], zips: str | None) -> None:
+    z = None if zips is None else [("02903", "02906", None)[i % 3] if zips == "mixed" else zips
+                                   for i in range(len(addresses))]
+    _same_parse(addresses, z)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(alphabet="aA1 .,;#\t\n'/&-É\u00a0", max_size=10) | _address().filter(bool), max_size=10))
+def test_normalize_only_what_may_change(texts: list[str]) -> None:
+    import pyarrow as pa
+
+    from geo_segment.addresses import _arrow_normalize, _normalize_distinct
+
+    arr = pa.array(texts, pa.string())
+    got, changed = _normalize_distinct(arr)
+    assert got.to_pylist() == _arrow_normalize(arr).to_pylist()
+    if not changed:
+        assert got.to_pylist() == texts
+
+
+@pytest.mark.parametrize("n", [0, 1, 5, (1 << 16) + 3])
+def test_hex_ids_are_the_hex_digits_of_each_rows_hash(n: int) -> None:
+    from geo_segment.addresses import _hex_ids
+
+    rng = np.random.default_rng(n)
+    hashed = np.concatenate([np.array([0, 2**64 - 1, 0x0123456789ABCDEF], dtype=np.uint64),
+                             rng.integers(0, 2**63, 50, dtype=np.int64).astype(np.uint64)])
+    codes = rng.integers(0, len(hashed), n)
+    empty = rng.random(n) < 0.1
+    got = _hex_ids(hashed, codes, "h", empty).to_pylist()
+    assert got == [None if e else f"h{int(hashed[c]):016x}" for c, e in zip(codes, empty, strict=True)]

@@ -1,0 +1,338 @@
+"""``geo_segment.addresses`` as it was at e9f2fc1 (one capturing regex over every distinct address, four normalizing
+passes over all of them, hex ids made per row), kept verbatim as the simple reference its fast paths are compared with
+in ``test_ingest_fast_paths.py``."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import usaddress
+
+from geo_segment import schema as S
+from geo_segment._vector import STR_DTYPE, factorize_str
+
+__all__ = ["parse_addresses"]
+
+DIRECTIONS = {"NORTH": "N", "SOUTH": "S", "EAST": "E", "WEST": "W", "NORTHEAST": "NE", "NORTHWEST": "NW",
+              "SOUTHEAST": "SE", "SOUTHWEST": "SW"}
+_DIR_ABBR = {"N", "S", "E", "W", "NE", "NW", "SE", "SW"}
+#: USPS Publication 28 suffixes (common subset): full or variant spelling -> standard abbreviation
+SUFFIXES = {
+    "STREET": "ST", "STR": "ST", "ST": "ST", "AVENUE": "AVE", "AV": "AVE", "AVE": "AVE", "ROAD": "RD", "RD": "RD",
+    "DRIVE": "DR", "DR": "DR", "LANE": "LN", "LN": "LN", "COURT": "CT", "CT": "CT", "BOULEVARD": "BLVD",
+    "BLVD": "BLVD", "PLACE": "PL", "PL": "PL", "TERRACE": "TER", "TER": "TER", "CIRCLE": "CIR", "CIR": "CIR",
+    "PARKWAY": "PKWY", "PKWY": "PKWY", "HIGHWAY": "HWY", "HWY": "HWY", "WAY": "WAY", "SQUARE": "SQ", "SQ": "SQ",
+    "TRAIL": "TRL", "TRL": "TRL", "ALLEY": "ALY", "ALY": "ALY", "PIKE": "PIKE", "ROW": "ROW", "WALK": "WALK",
+    "PLAZA": "PLZ", "PLZ": "PLZ", "EXTENSION": "EXT", "EXT": "EXT", "CRESCENT": "CRES", "CRES": "CRES",
+}
+UNIT_TYPES = ("APARTMENT", "APT", "UNIT", "SUITE", "STE", "FLOOR", "FL", "ROOM", "RM", "LOT", "BLDG", "TRLR",
+              "SPC", "PH", "BSMT", "REAR", "FRNT", "#")
+
+_NUM = r"(?P<num>\d+[A-Z]?(?:-\d+[A-Z]?)?)(?:\s+(?P<frac>1/2))?"
+_DIR = r"(?:N|S|E|W|NE|NW|SE|SW|NORTH|SOUTH|EAST|WEST|NORTHEAST|NORTHWEST|SOUTHEAST|SOUTHWEST)"
+_WORD = r"(?:\d+(?:ST|ND|RD|TH)|[A-Z][A-Z'\-]*)"
+_SUF = "(?:" + "|".join(sorted(SUFFIXES, key=len, reverse=True)) + ")"
+_UNIT = "(?:" + "|".join(re.escape(u) for u in UNIT_TYPES) + ")"
+FAST_PATTERN = (
+    rf"^{_NUM}\s+(?:(?P<predir>{_DIR})\s+)?(?P<name>{_WORD}(?:\s+{_WORD})*?)"
+    rf"(?:\s+(?P<suffix>{_SUF}))?(?:\s+(?P<postdir>{_DIR}))?"
+    rf"(?:\s+{_UNIT}\s*#?\s*(?P<unit>[A-Z0-9\-]+))?$"
+)
+_FAST = re.compile(FAST_PATTERN)
+_FAST_GROUPS = tuple(_FAST.groupindex)
+
+
+@dataclass(frozen=True)
+class ParsedAddresses:
+    """Parsed parts aligned to the input, plus how each distinct address was parsed."""
+
+    parts: pd.DataFrame  # columns: address, house_number, street, unit, household_id, building_id
+    n_distinct: int
+    n_fast: int
+    n_parser: int
+    n_unparsed: int
+    n_households: int = 0
+    n_buildings: int = 0
+
+
+def _to_arrow(values: pd.Series) -> pa.Array:
+    """The Arrow array behind a string Series (no copy when pandas already holds Arrow strings)."""
+    arr = pa.array(values.array, from_pandas=True) if len(values) else pa.array([], pa.string())
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    return arr if arr.type == pa.string() else arr.cast(pa.string())
+
+
+def _arrow_normalize(arr: pa.Array) -> pa.Array:
+    out = pc.utf8_upper(arr)
+    out = pc.replace_substring_regex(out, r"[.,;]", " ")
+    out = pc.replace_substring(out, "#", " # ")
+    out = pc.replace_substring_regex(out, r"\s+", " ")
+    return pc.utf8_trim_whitespace(out)
+
+
+def normalize_text(values: pd.Series) -> pd.Series:
+    """Uppercase, drop periods and commas, space out ``#``, collapse whitespace (vectorized, Arrow kernels)."""
+    return pd.Series(_arrow_normalize(_to_arrow(values)).to_pandas(), index=values.index, dtype="str")
+
+
+def normalize_zip(values: pd.Series) -> pd.Series:
+    """Return 5-digit US ZIP codes: ZIP+4 and ``02903 1234`` cut to 5, 4-digit ZIPs left-padded; else null."""
+    digits = values.astype("str").str.replace(r"[^0-9]", "", regex=True)
+    five = digits.str.slice(0, 5)
+    five = five.where(digits.str.len() != 4, digits.str.zfill(5))
+    five = five.where(digits.str.len() != 8, digits.str.slice(0, 4).str.zfill(5))  # 4-digit ZIP + 4
+    return five.where(five.str.fullmatch(r"\d{5}").fillna(False).astype(bool)).astype("str")
+
+
+def _usaddress(texts: list[str]) -> pd.DataFrame:
+    rows: list[dict[str, object]] = []
+    for text in texts:
+        try:
+            tags, _ = usaddress.tag(text)
+        except usaddress.RepeatedLabelError:
+            rows.append({"ok": False})
+            continue
+        num = tags.get("AddressNumber")
+        name = tags.get("StreetName")
+        if not num or not name:
+            box = tags.get("USPSBoxID")
+            if box:
+                rows.append({"ok": True, "num": "PO BOX", "name": box})
+            else:
+                rows.append({"ok": False})
+            continue
+        rows.append({
+            "ok": True,
+            "num": (tags.get("AddressNumberPrefix", "") + num + tags.get("AddressNumberSuffix", "")).strip(),
+            "predir": tags.get("StreetNamePreDirectional", ""),
+            "name": " ".join(filter(None, [tags.get("StreetNamePreType", ""), name])).strip(),
+            "suffix": tags.get("StreetNamePostType", ""),
+            "postdir": tags.get("StreetNamePostDirectional", ""),
+            "unit": tags.get("OccupancyIdentifier", tags.get("SubaddressIdentifier", "")),
+        })
+    frame = pd.DataFrame(rows, columns=["ok", "num", "predir", "name", "suffix", "postdir", "unit"])
+    return frame.fillna("")
+
+
+def parse_addresses(addresses: pd.Series, *, zip5: pd.Series | None = None, city: pd.Series | None = None) -> (
+    ParsedAddresses
+):
+    """Parse one-line street addresses and build household and building ids.
+
+    Parameters
+    ----------
+    addresses
+        One-line residential addresses ("123 N Elmwood Ave Apt 3"); nulls allowed.
+    zip5, city
+        Aligned to ``addresses``; the ZIP (else the city) makes the keys unique across towns.
+
+    Returns
+    -------
+    ParsedAddresses
+        ``parts`` aligned to ``addresses``' index with string columns ``address`` (normalized), ``house_number``,
+        ``street`` (pre-directional, name, suffix, post-directional), ``unit``, ``household_id``, ``building_id``.
+        A missing address gives null ids.
+
+    Examples
+    --------
+    >>> p = parse_addresses(pd.Series(["12 North Main Street Apt. 04", "12 N MAIN ST #4"]))
+    >>> p.parts["household_id"].nunique(), p.parts.loc[0, "street"], p.parts.loc[0, "unit"]
+    (1, 'N MAIN ST', '4')
+    """
+    place = zip5 if zip5 is not None else city
+    raw = addresses.astype("str").fillna("")
+    place_raw = (
+        place.astype("str").fillna("").str.upper().str.strip() if place is not None
+        else pd.Series("", index=addresses.index, dtype="str")
+    )
+    # everything below works on distinct values, then is spread back with integer codes
+    a_codes, a_uniques = factorize_str(raw)
+    p_codes, p_uniques = factorize_str(place_raw)
+    codes, pair_a, pair_p = _pairs(a_codes, p_codes, len(a_uniques), max(len(p_uniques), 1))
+    norm_a = _arrow_normalize(_to_arrow(a_uniques))
+    n_codes, n_uniques = factorize_str(pd.Series(norm_a.to_pandas(), dtype="str"))
+    distinct = _to_arrow(n_uniques)  # distinct normalized addresses
+    d_codes = n_codes[pair_a]  # pair -> distinct normalized address
+    place_pair = _to_arrow(p_uniques).take(pa.array(pair_p))
+
+    extracted = pc.extract_regex(distinct, FAST_PATTERN)
+    nonempty = pc.not_equal(distinct, "").to_numpy(zero_copy_only=False)
+    ok_fast = extracted.is_valid().to_numpy(zero_copy_only=False) & nonempty
+    fields = {name: pc.fill_null(extracted.field(name), "") for name in _FAST_GROUPS}
+    need_idx = np.flatnonzero(~ok_fast & nonempty)
+    parsed = _usaddress(distinct.take(pa.array(need_idx, pa.int64())).to_pylist())
+    ok_parser = parsed["ok"].to_numpy(dtype=bool) if len(parsed) else np.zeros(0, bool)
+    parsed_ok = ok_fast.copy()
+    parsed_ok[need_idx] = ok_parser
+    if ok_parser.any():
+        mask = np.zeros(len(distinct), bool)
+        mask[need_idx[ok_parser]] = True
+        for col in ("num", "predir", "name", "suffix", "postdir", "unit"):
+            values = pa.array(parsed.loc[ok_parser, col].str.upper().tolist(), pa.string())
+            fields[col] = pc.replace_with_mask(fields[col], pa.array(mask), values)
+    predir = _std_arrow(fields["predir"], DIRECTIONS)
+    postdir = _std_arrow(fields["postdir"], DIRECTIONS)
+    suffix = _std_arrow(fields["suffix"], SUFFIXES)
+    unit = _clean_unit_arrow(fields["unit"])
+    house = _join_nonempty([fields["num"], fields["frac"]])
+    street = _join_nonempty([predir, fields["name"], suffix, postdir])
+    building = _join_nonempty([house, street])
+    ok = pa.array(parsed_ok)
+    # unparsed addresses keep their normalized text as the building, with no unit
+    building = pc.if_else(ok, building, distinct)
+    unit = pc.if_else(ok, unit, "")
+    house = pc.if_else(ok, house, "")
+    street = pc.if_else(ok, street, "")
+    full = pc.if_else(pc.equal(unit, ""), building, pc.binary_join_element_wise(building, "UNIT", unit, " "))
+
+    # per (address, place) pair: ids hash the building with its place; households add the unit
+    take_d = pa.array(d_codes)
+    key_b = pc.binary_join_element_wise(building.take(take_d), place_pair, "|")
+    unit_pair = unit.take(take_d)
+    hb = _hash64(key_b)
+    hh = _combine_hash(hb, _hash64(unit_pair))
+    empty_pair = ~nonempty[d_codes]
+    # the per-distinct intermediates go before millions of rows are built (peak memory)
+    del raw, place_raw, a_codes, a_uniques, p_codes, p_uniques, pair_a, pair_p, norm_a, n_codes, n_uniques, distinct
+    del place_pair, extracted, fields, parsed, predir, postdir, suffix, building, key_b, unit_pair, take_d
+    # rows take their parts straight from the distinct addresses (one take per column, not two) and their ids
+    # from the hashes; rows without an address are null throughout
+    empty_rows = empty_pair[codes]
+    index = addresses.index
+    take_rows = pa.array(d_codes[codes], mask=empty_rows if empty_rows.any() else None)
+    parts = pd.DataFrame(
+        {
+            S.ADDRESS: _strings(full.take(take_rows), index),
+            S.HOUSE_NUMBER: _strings(house.take(take_rows), index),
+            S.STREET: _strings(street.take(take_rows), index),
+            S.UNIT: _strings(unit.take(take_rows), index),
+            S.HOUSEHOLD_ID: _strings(_hex_ids(hh[codes], "h", empty_rows), index),
+            S.BUILDING_ID: _strings(_hex_ids(hb[codes], "b", empty_rows), index),
+        },
+        index=index,
+    )
+    n_parser = int(ok_parser.sum())
+    return ParsedAddresses(
+        parts=parts,
+        n_distinct=int(nonempty.sum()),
+        n_fast=int(ok_fast.sum()),
+        n_parser=n_parser,
+        n_unparsed=int(len(need_idx) - n_parser),
+        n_households=len(pd.unique(hh[~empty_pair])),
+        n_buildings=len(pd.unique(hb[~empty_pair])),
+    )
+
+
+def _pairs(a_codes: np.ndarray, p_codes: np.ndarray, n_addresses: int, width: int) -> (
+    tuple[np.ndarray, np.ndarray, np.ndarray]
+):
+    """Number the distinct (address, place) pairs: each row's pair, and each pair's address and place codes.
+
+    Most addresses come with one place, so a pair is numbered by its address, and only rows whose address also
+    comes with another place are hashed (the numbering differs from first appearance; nothing depends on it).
+    """
+    some_place = np.zeros(n_addresses, dtype=np.int64)
+    some_place[a_codes] = p_codes  # one of the places each address comes with
+    codes = a_codes.astype(np.int64, copy=True)
+    other = p_codes != some_place[a_codes]
+    pair_a, pair_p = np.arange(n_addresses, dtype=np.int64), some_place
+    if other.any():
+        extra, keys = pd.factorize(a_codes[other].astype(np.int64) * width + p_codes[other], sort=False)
+        codes[other] = n_addresses + extra
+        pair_a = np.concatenate([pair_a, keys // width])
+        pair_p = np.concatenate([pair_p, keys % width])
+    return codes, pair_a, pair_p
+
+
+def _strings(arr: pa.Array, index: pd.Index) -> pd.Series:
+    return pd.Series(pd.arrays.ArrowStringArray(arr, dtype=STR_DTYPE), index=index)  # type: ignore[call-arg]
+
+
+def _join_nonempty(parts: list[pa.Array]) -> pa.Array:
+    """Join string columns with single spaces, skipping empty parts (literal replaces, no regex).
+
+    (``binary_join_element_wise(..., null_handling="skip")`` would do it in one kernel, but pyarrow drops rows
+    whose parts are all null.)
+    """
+    joined = pc.binary_join_element_wise(*parts, " ")
+    for _ in range(max(len(parts) - 2, 1)):
+        joined = pc.replace_substring(joined, "  ", " ")
+    return pc.utf8_trim_whitespace(joined)
+
+
+def _std_arrow(arr: pa.Array, table: dict[str, str]) -> pa.Array:
+    """Map a column with few distinct values through ``table`` (unmapped values stay)."""
+    enc = pc.dictionary_encode(arr)
+    mapped = pa.array([table.get(v, v) for v in enc.dictionary.to_pylist()], pa.string())
+    return mapped.take(enc.indices)
+
+
+def _clean_unit_arrow(arr: pa.Array) -> pa.Array:
+    u = pc.replace_substring_regex(pc.fill_null(arr, ""), r"^[#\-]+", "")
+    numeric = pc.match_substring_regex(u, r"^0*\d+$")
+    stripped = pc.utf8_ltrim(u, "0")
+    stripped = pc.if_else(pc.equal(stripped, ""), "0", stripped)
+    return pc.if_else(numeric, stripped, u)
+
+
+def _hash64(arr: pa.Array) -> np.ndarray:
+    """Stable 64-bit hashes of strings (pandas' SipHash with a fixed key), hashing each distinct value once."""
+    # mostly distinct: hash directly (both ways give the same hashes; a sample decides which is cheaper)
+    sample = (arr if len(arr) <= 8192 or arr.null_count
+              else arr.take(np.linspace(0, len(arr) - 1, 4096).astype(np.int64)))
+    if len(arr) > 64 and pc.count_distinct(sample).as_py() > len(sample) // 2:
+        values = arr.to_numpy(zero_copy_only=False)
+        return np.asarray(pd.util.hash_array(values, hash_key="geo_segment_2026", categorize=False), np.uint64)
+    enc = pc.dictionary_encode(arr)
+    values = enc.dictionary.to_numpy(zero_copy_only=False)
+    hashed = pd.util.hash_array(values.astype(object), hash_key="geo_segment_2026", categorize=False)
+    return np.asarray(hashed, dtype=np.uint64)[enc.indices.to_numpy(zero_copy_only=False)]
+
+
+def _combine_hash(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        return (a * np.uint64(0x9E3779B97F4A7C15)) ^ (b + np.uint64(0x632BE59BD9B4E019) + (a << np.uint64(6)))
+
+
+_HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+
+
+def _hex_ids(hashed: np.ndarray, prefix: str, empty: np.ndarray) -> pa.Array:
+    """``prefix`` + 16 lowercase hex digits per hash, written straight into one Arrow buffer (no Python strings,
+    no intermediate hex text)."""
+    n, lead = len(hashed), len(prefix)
+    width = 16 + lead
+    data = np.empty((n, width), dtype=np.uint8)
+    data[:, :lead] = np.frombuffer(prefix.encode("ascii"), dtype=np.uint8)
+    octets = hashed.astype(">u8").view(np.uint8).reshape(n, 8)  # most significant byte first
+    data[:, lead::2] = _HEX_DIGITS[octets >> 4]
+    data[:, lead + 1 :: 2] = _HEX_DIGITS[octets & 15]
+    offsets = np.arange(0, (n + 1) * width, width, dtype=np.int64)
+    ids = pa.Array.from_buffers(pa.large_string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+    if empty.any():
+        ids = pc.if_else(pa.array(empty), pa.scalar(None, pa.large_string()), ids)
+    return ids
+
+
+def natural_unit_key(units: pd.Series) -> pd.DataFrame:
+    """Return sort keys so units sort naturally ("2" < "10" < "10A" < "B"); sort by both columns in order.
+
+    Examples
+    --------
+    >>> u = pd.Series(["10", "2", "B", "10A", ""])
+    >>> k = natural_unit_key(u)
+    >>> u.loc[k.sort_values(["unit_num", "unit_rest"]).index].tolist()
+    ['', '2', '10', '10A', 'B']
+    """
+    text = units.fillna("").astype("str")
+    lead = text.str.extract(r"^(\d+)")[0]
+    num = pd.to_numeric(lead, errors="coerce").fillna(np.inf)
+    num = num.where(text != "", -1.0)
+    rest = text.str.replace(r"^\d+", "", regex=True)
+    return pd.DataFrame({"unit_num": num.astype("float64"), "unit_rest": rest}, index=units.index)
