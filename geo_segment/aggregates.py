@@ -63,6 +63,9 @@ def _codes(values: pd.Series) -> np.ndarray:
 
 def _label_codes(values: pd.Series, labels: tuple[str, ...]) -> np.ndarray:
     """Position of each value in ``labels`` (int64), ``len(labels)`` for anything else or missing."""
+    if isinstance(values.dtype, pd.CategoricalDtype):  # the categories are looked up, not the rows
+        per_category = np.append(_label_codes(pd.Series(values.cat.categories, dtype="str"), labels), len(labels))
+        return per_category[np.asarray(values.cat.codes, dtype=np.int64)]  # code -1 (missing): the last entry
     pos = index_in_str(values.astype("str"), list(labels))
     pos[pos < 0] = len(labels)
     return pos
@@ -159,6 +162,8 @@ def voter_codes(voters: pd.DataFrame, history: pd.DataFrame | None = None, *, n_
 
 
 def _precinct_codes(ids: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    if isinstance(ids.dtype, pd.CategoricalDtype):
+        return np.asarray(ids.cat.codes, dtype=np.int64), ids.cat.categories.astype("str").to_numpy()
     codes, values = factorize_str(ids.astype("str"))
     return codes, values.to_numpy()
 

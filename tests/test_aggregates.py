@@ -166,8 +166,8 @@ def test_distinct_households_per_unit_equal_pandas(pairs: list[tuple[int, int]])
 @pytest.mark.parametrize("form", ["fixed-width", "hex", "categorical"])
 def test_household_and_building_ids_in_any_form_give_the_same_tables(precincts: gpd.GeoDataFrame,
                                                                       form: str) -> None:
-    """Fixed-width ids are counted as integers, categorical ones by their codes, the fixture's (h1..h10, two
-    widths) as hashed strings: the tables are equal."""
+    """Fixed-width ids are counted as integers, categorical ones (and categorical party, precinct and method) by
+    their codes, the fixture's (h1..h10, two widths) as hashed strings: the tables are equal."""
     voters = assign_precincts(add_h3_cells(_voters()), precincts, id_col="pid")
     other = voters.copy()
     for col in (S.HOUSEHOLD_ID, S.BUILDING_ID):
@@ -178,6 +178,10 @@ def test_household_and_building_ids_in_any_form_give_the_same_tables(precincts: 
             other[col] = ("h" + num.map(lambda k: f"{k * 0x9E3779B97F4A7C15 % 2**64:016x}")).astype("str")
         else:
             other[col] = voters[col].astype("category")
+    if form == "categorical":  # party, precinct and method too; categories in any order, unused ones included
+        for col in (S.PARTY, S.PRECINCT_ID, S.PRECINCT_METHOD):
+            cats = pd.Index([*sorted(voters[col].dropna().unique(), reverse=True), "ZZ-unused"], dtype="str")
+            other[col] = voters[col].astype(pd.CategoricalDtype(cats))
     for fn in (lambda v: aggregate_precincts(v, precincts, _history(), id_col="pid", k_min=1),
                lambda v: aggregate_cells(v, _history(), k_min=1)):
         pd.testing.assert_frame_equal(fn(other), fn(voters))
