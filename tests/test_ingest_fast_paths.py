@@ -338,3 +338,62 @@ def test_scan_counts_lines_across_blocks_and_a_growing_buffer(monkeypatch: pytes
     scan = delimited.scan_text(path, "utf-8")
     assert scan.n_lines == text.count("\n") + 1
     assert scan.first_line == "h1,h2"
+
+
+# --- Arrow's jemalloc pool while voter files are read -----------------------------------------------------------
+
+def test_arrow_pool_is_jemalloc_inside_and_restored_after_overlapping_reads() -> None:
+    import threading
+
+    import pyarrow as pa
+
+    try:
+        pa.jemalloc_memory_pool()
+    except NotImplementedError:
+        pytest.skip("this pyarrow has no jemalloc pool")
+    before = pa.default_memory_pool().backend_name
+    inside_a, a_may_leave, b_is_inside = threading.Event(), threading.Event(), threading.Event()
+    seen: list[str] = []
+
+    def reader_a() -> None:
+        with V._arrow_pool():
+            seen.append(pa.default_memory_pool().backend_name)
+            inside_a.set()
+            b_is_inside.wait(5)
+        a_may_leave.set()
+
+    t = threading.Thread(target=reader_a)
+    t.start()
+    inside_a.wait(5)
+    with V._arrow_pool():  # reader B overlaps A and outlives it
+        b_is_inside.set()
+        a_may_leave.wait(5)
+        seen.append(pa.default_memory_pool().backend_name)  # A has left: still jemalloc for B
+    t.join(5)
+    assert seen == ["jemalloc", "jemalloc"]
+    assert pa.default_memory_pool().backend_name == before
+
+
+def test_arrow_pool_without_jemalloc_keeps_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pyarrow as pa
+
+    def missing() -> None:
+        raise NotImplementedError("built without jemalloc")
+
+    before = pa.default_memory_pool().backend_name
+    monkeypatch.setattr(V.pa, "jemalloc_memory_pool", missing)
+    with V._arrow_pool():
+        assert pa.default_memory_pool().backend_name == before
+    assert pa.default_memory_pool().backend_name == before
+
+
+def test_read_voter_file_restores_the_pool_on_error(write_layout_file: Callable[..., Path]) -> None:
+    import pyarrow as pa
+
+    from geo_segment.errors import DuplicateVoterError
+
+    before = pa.default_memory_pool().backend_name
+    v = write_layout_file("v.txt", "nc", [nc_voter("AA1"), nc_voter("AA1")])
+    with pytest.raises(DuplicateVoterError):
+        read_voter_file(v, layout="nc", today=TODAY)
+    assert pa.default_memory_pool().backend_name == before

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import re
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -286,17 +287,52 @@ def read_voter_file(
     path = Path(path)
     # the history and geocodes files need nothing from the voter file until their ids are checked: read them on
     # other threads (Arrow parses and hashes without the GIL); their errors surface where they are read in turn
-    side = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ingest-side")
+    with _arrow_pool():
+        side = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ingest-side")
+        try:
+            history_job = (side.submit(_prepare_long_history, lay, Path(history), encoding or lay.encoding)
+                           if lay.history_style == "long" and history is not None else None)
+            geocodes_job = (side.submit(_read_geocodes_file, Path(geocodes), encoding or lay.encoding)
+                            if geocodes is not None else None)
+            return _read_voter_file(path, lay, history=history, geocodes=geocodes, election_map=election_map,
+                                    enc=enc, duplicates=duplicates, today=today, t0=t0, history_job=history_job,
+                                    geocodes_job=geocodes_job, side=side)
+        finally:
+            side.shutdown(wait=False, cancel_futures=True)
+
+
+_POOL_LOCK = threading.Lock()
+_POOL_STATE: dict[str, Any] = {"users": 0, "saved": None}
+
+
+@contextmanager
+def _arrow_pool() -> Iterator[None]:
+    """Make Arrow allocate from its jemalloc pool while voter files are read (when pyarrow has it).
+
+    The default mimalloc pool gives freed memory back to the system within milliseconds, so a read that builds
+    and drops hundreds of MB of columns again and again zeroes fresh pages for each (5M voters: 9 s of system
+    time); jemalloc keeps and reuses them for about a second. Measured at 5M voters: about 2 s less CPU and
+    300 MB less peak RSS. Arrays remember the pool they came from, so they stay valid after the default pool
+    is restored; overlapping reads restore it when the last one ends.
+    """
     try:
-        history_job = (side.submit(_prepare_long_history, lay, Path(history), encoding or lay.encoding)
-                       if lay.history_style == "long" and history is not None else None)
-        geocodes_job = (side.submit(_read_geocodes_file, Path(geocodes), encoding or lay.encoding)
-                        if geocodes is not None else None)
-        return _read_voter_file(path, lay, history=history, geocodes=geocodes, election_map=election_map,
-                                enc=enc, duplicates=duplicates, today=today, t0=t0, history_job=history_job,
-                                geocodes_job=geocodes_job, side=side)
+        pool = pa.jemalloc_memory_pool()
+    except NotImplementedError:  # a pyarrow built without jemalloc: the default pool
+        yield
+        return
+    with _POOL_LOCK:
+        if _POOL_STATE["users"] == 0:
+            _POOL_STATE["saved"] = pa.default_memory_pool()
+            pa.set_memory_pool(pool)
+        _POOL_STATE["users"] += 1
+    try:
+        yield
     finally:
-        side.shutdown(wait=False, cancel_futures=True)
+        with _POOL_LOCK:
+            _POOL_STATE["users"] -= 1
+            if _POOL_STATE["users"] == 0:
+                pa.set_memory_pool(_POOL_STATE["saved"])
+                _POOL_STATE["saved"] = None
 
 
 def _read_voter_file(
