@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from geo_segment._keys import direct_span, distinct_points, fixed_width_keys, id_codes
+from geo_segment._keys import direct_span, distinct_points, fixed_width_keys, id_codes, slot_codes
 
 
 def same_partition(codes: np.ndarray, values: list[str | None]) -> bool:
@@ -75,9 +75,9 @@ def test_arrow_input_and_chunks() -> None:
 
 def test_direct_codes_only_for_small_spans() -> None:
     n = 1000
-    big = [f"{i * 7919:012d}" for i in range(n)]  # span 10**9-ish: factorized, so codes are dense
+    big = [f"{i * 7919:012d}" for i in range(n)]  # span about 10**9: slot codes, not the keys themselves
     codes = id_codes(pd.Series(big, dtype="str"))
-    assert codes is not None and codes.max() == n - 1 and direct_span(n) == 2**22
+    assert codes is not None and codes.max() < 2048 + n and direct_span(n) == 2**22
     assert same_partition(codes, big)  # type: ignore[arg-type]
 
 
@@ -137,3 +137,24 @@ def test_distinct_points_skip_small_and_mostly_distinct_inputs() -> None:
     rep = np.repeat(np.arange(50_000, dtype=np.float64), 4)  # 200,000 points at 50,000 places
     codes, first = distinct_points(rep, rep * 2)  # type: ignore[misc]
     assert len(first) == 50_000 and np.array_equal(rep[first][codes], rep)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from([0, 1, 2, 3, 2**63, 2**64 - 1, 12345678901234567890, 99]), min_size=0, max_size=200))
+def test_slot_codes_equal_exactly_when_keys_equal(values: list[int]) -> None:
+    """Property: one code per distinct key whatever the slots they hash to (tiny tables force lost slots)."""
+    keys = np.array(values, dtype=np.uint64)
+    codes = slot_codes(keys)
+    assert len(codes) == len(keys)
+    assert same_partition(codes, [str(v) for v in values])
+    assert (codes >= 0).all()
+
+
+def test_slot_codes_on_many_random_keys() -> None:
+    rng = np.random.default_rng(3)
+    keys = rng.integers(0, 2**63, 20_000).astype(np.uint64)[rng.integers(0, 20_000, 50_000)]
+    codes = slot_codes(keys)
+    ref = pd.factorize(keys)[0]
+    assert len(np.unique(codes)) == len(np.unique(ref))
+    assert len(pd.unique(codes.astype(np.int64) * 10**6 + ref)) == len(np.unique(ref))
+    assert codes.max() < 2**17 + 20_000  # the table (2 * 50,000 rounded up) and the lost keys after it
