@@ -19,6 +19,10 @@ __all__ = ["direct_span", "distinct_points", "fixed_width_keys", "id_codes", "sl
 
 #: widest id packed (bytes); wider ids are hashed as strings
 _MAX_WIDTH = 64
+#: rows sampled to find the bytes each position of an id holds (then checked on every row)
+_ALPHABET_SAMPLE = 1 << 16
+#: lookup-table entry of a byte a position's sample did not hold
+_UNSEEN = 0xFFFF
 #: points below which :func:`distinct_points` never deduplicates (the bookkeeping costs more than it saves)
 DISTINCT_MIN_POINTS = 100_000
 #: deduplicate when the distinct coordinate pairs are estimated at most this share of the points
@@ -84,26 +88,44 @@ def fixed_width_keys(values: pd.Series | pa.Array | pa.ChunkedArray) -> tuple[np
     radix = [int(h) - int(lo) + 1 for h, lo in zip(high, low, strict=True)]
     luts: list[np.ndarray | None] = [None] * width
     if math.prod(radix) > limit:
+        # ranks among the bytes each position holds, found on a sample of the rows (a byte the sample missed shows
+        # up as _UNSEEN below, and that position's bytes are then counted on every row)
+        step = max(n_valid // _ALPHABET_SAMPLE, 1)
         for pos in map(int, np.flatnonzero(np.asarray(radix) > 1)):
-            present = np.zeros(256, dtype=bool)
-            present[matrix[pos]] = True
-            luts[pos] = (np.cumsum(present) - 1).astype(np.uint8)
-            radix[pos] = int(present.sum())
+            luts[pos], radix[pos] = _alphabet(matrix[pos, ::step])
         if math.prod(radix) > 2**64:
             return None
     keys = np.zeros(n_valid, dtype=np.uint64)
     with np.errstate(over="ignore"):
-        for j, r in enumerate(radix):
-            if r > 1:
-                lut = luts[j]
-                keys *= np.uint64(r)
-                keys += lut[matrix[j]] if lut is not None else matrix[j] - low[j]
+        for j in range(width):
+            lut = luts[j]
+            if lut is None:
+                digit = matrix[j] - low[j]
+            else:
+                digit = lut[matrix[j]]
+                if int(digit.max()) == _UNSEEN:
+                    lut, radix[j] = _alphabet(matrix[j])
+                    if math.prod(radix) > 2**64:
+                        return None
+                    digit = lut[matrix[j]]
+            if radix[j] > 1:
+                keys *= np.uint64(radix[j])
+                keys += digit
     span = math.prod(radix)
     if n_valid == n:
         return keys, valid, span
     out = np.zeros(n, dtype=np.uint64)
     out[valid] = keys
     return out, valid, span
+
+
+def _alphabet(values: np.ndarray) -> tuple[np.ndarray, int]:
+    """Rank of each byte among those in ``values`` (a lookup table; ``_UNSEEN`` for the others) and how many."""
+    present = np.zeros(256, dtype=bool)
+    present[values] = True
+    lut = np.full(256, _UNSEEN, dtype=np.uint16)
+    lut[present] = np.arange(int(present.sum()), dtype=np.uint16)
+    return lut, int(present.sum())
 
 
 def slot_codes(keys: np.ndarray) -> np.ndarray:

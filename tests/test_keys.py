@@ -158,3 +158,19 @@ def test_slot_codes_on_many_random_keys() -> None:
     assert len(np.unique(codes)) == len(np.unique(ref))
     assert len(pd.unique(codes.astype(np.int64) * 10**6 + ref)) == len(np.unique(ref))
     assert codes.max() < 2**17 + 20_000  # the table (2 * 50,000 rounded up) and the lost keys after it
+
+
+def test_a_byte_the_sample_missed_is_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bytes each position holds are found on a sample of rows: a byte only in unsampled rows sends that
+    position to a count over every row, and the keys stay exact."""
+    import geo_segment._keys as K
+
+    monkeypatch.setattr(K, "_ALPHABET_SAMPLE", 2)  # every 50th row of 100
+    digits = "0123456789abcdef"
+    values = ["h" + "".join(digits[(i + k) % 16] for k in range(16)) for i in range(99)] + ["hzzzzzzzzzzzzzzzz"]
+    # 'z' only in the last row, never sampled; 17 bytes at every position: 17**16 > 2**64, so no keys at all
+    assert K.fixed_width_keys(pd.Series(values, dtype="str")) is None
+    values = [v[:16] for v in values[:-1]] + ["h0123456789abcdz"]  # 15 hex positions; one unsampled 'z', last
+    keys = K.fixed_width_keys(pd.Series(values, dtype="str"))
+    assert keys is not None and keys[2] == 16**14 * 17  # the last position holds 17 bytes, found on every row
+    assert same_partition(K.id_codes(pd.Series(values, dtype="str")), values)  # type: ignore[arg-type]
