@@ -32,6 +32,7 @@ from geo_segment._vector import (
     pack_short_str,
     per_distinct,
     repeated_str_sorted,
+    take_str,
 )
 from geo_segment.addresses import ParsedAddresses, normalize_zip, parse_addresses
 from geo_segment.errors import ConfigError, DuplicateVoterError, InputFileError, Location, MissingColumnsError
@@ -482,9 +483,11 @@ def _read_voter_file(
         table = table.drop(index=drop_idx)
 
     # coordinates: from the file, else from the geocodes file
-    lat = pd.Series(np.nan, index=out.index, dtype="float64")
-    lng = pd.Series(np.nan, index=out.index, dtype="float64")
-    source = pd.Series(None, index=out.index, dtype="str")
+    # numpy arrays until the end (pandas' masked assignment aligns the values on the index, and on a string
+    # column rebuilds it): the source is a code, 0 none, 1 the file, 2 the geocodes
+    lat = np.full(len(out), np.nan)
+    lng = np.full(len(out), np.nan)
+    source = np.zeros(len(out), dtype=np.int64)
     if "lat" in fields:
         raw_lat, raw_lng = table[fields["lat"][0]], table[fields["lng"][0]]
         num_lat = pd.to_numeric(raw_lat, errors="coerce").to_numpy("float64", na_value=np.nan)
@@ -498,7 +501,7 @@ def _read_voter_file(
             rejects.append(_field_rejects(file, out[S.SOURCE_LINE], m, S.LAT, str(reason)))
         good = ~bad & np.isfinite(num_lat) & np.isfinite(num_lng)
         lat[good], lng[good] = num_lat[good], num_lng[good]
-        source[good] = "file"
+        source[good] = 1
         del raw_lat, raw_lng
     if lay.history_style not in ("wide", "pairs"):
         # the raw columns are read no more (only wide and positional history come from them): free them before
@@ -512,19 +515,21 @@ def _read_voter_file(
             attach_addresses()  # joined by address
         g_lat, g_lng, g_rejects, g_stage = _read_geocodes(Path(geocodes), out, encoding=enc,
                                                           prefetched=geocodes_job)
-        need = lat.isna().to_numpy() & g_lat.notna().to_numpy()
-        lat[need], lng[need] = g_lat[need], g_lng[need]
-        source[need] = "geocodes"
+        g_lat_np, g_lng_np = g_lat.to_numpy(dtype="float64"), g_lng.to_numpy(dtype="float64")  # aligned to out
+        need = np.isnan(lat) & ~np.isnan(g_lat_np)
+        lat[need], lng[need] = g_lat_np[need], g_lng_np[need]
+        source[need] = 2
+        del g_lat, g_lng, g_lat_np, g_lng_np
         rejects.append(g_rejects)
         stages.append(g_stage)
-    geocoded = lat.notna() & lng.notna()
+    geocoded = ~np.isnan(lat) & ~np.isnan(lng)
     # shapely builds the points without the GIL, beside the addresses and the vote history's id checks
-    geometry_job = side.submit(_points, lng.to_numpy(), lat.to_numpy(), geocoded.to_numpy())
+    geometry_job = side.submit(_points, lng, lat, geocoded)
     parsed_addr = attach_addresses()
-    out[S.LAT] = lat
-    out[S.LNG] = lng
-    out[S.GEOCODED] = geocoded
-    out[S.GEOCODE_SOURCE] = source
+    out[S.LAT] = pd.Series(lat, index=out.index)
+    out[S.LNG] = pd.Series(lng, index=out.index)
+    out[S.GEOCODED] = pd.Series(geocoded, index=out.index)
+    out[S.GEOCODE_SOURCE] = take_str(pd.Series(["file", "geocodes"], dtype="str"), source - 1, index=out.index)
     out = out[_ORDER]
     t1 = time.perf_counter()
     history_error: Exception | None = None
