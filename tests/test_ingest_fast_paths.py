@@ -316,8 +316,11 @@ def test_stripped_is_str_strip(values: list[str | None], cuts: list[int]) -> Non
     ],
 )
 def test_may_strip_looks_at_the_end_bytes(values: list[str | None], may: list[bool]) -> None:
-    assert V._may_strip(pd.Series(values, dtype="str")).tolist() == may
-    assert V._may_strip(pd.Series(values, dtype=object)) is None  # not Arrow-backed: the plain path
+    import pyarrow as pa
+
+    assert V._may_strip(pa.array(values, pa.string())).tolist() == may
+    assert V._may_strip(pa.array(["x", *values], pa.large_string()).slice(1)).tolist() == may
+    assert not V._strip_changes_nothing(pd.Series(values, dtype=object))  # not Arrow-backed: the plain path
 
 
 @given(st.binary(max_size=300), st.booleans())

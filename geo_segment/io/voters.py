@@ -140,48 +140,55 @@ def _text_bytes(values: pd.Series) -> int:
     return total
 
 
-def _may_strip(values: pd.Series) -> np.ndarray | None:
-    """Per value, whether stripping might change it, from its first and last bytes alone; ``None`` when the column
-    is not Arrow-backed.
+def _may_strip(chunk: pa.Array) -> np.ndarray:
+    """Per value of an Arrow string array, whether stripping might change it, from its first and last bytes.
 
     Any white space (ASCII or Unicode) starts and ends with a byte below ``0x21`` or above ``0x7e``: values whose
     ends are printable ASCII are their own stripped form, with no pass over their text and no copy.
     """
-    if not (isinstance(values.dtype, pd.StringDtype) and values.dtype.storage == "pyarrow"):
-        return None
-    arr = pa.array(values.array, from_pandas=True)
-    parts = []
+    n = len(chunk)
+    width = np.int64 if pa.types.is_large_string(chunk.type) else np.int32
+    offsets = np.frombuffer(chunk.buffers()[1], dtype=width, count=n + 1,
+                            offset=chunk.offset * np.dtype(width).itemsize).astype(np.int64)
+    data_buf = chunk.buffers()[2]
+    data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
+    if not len(data):
+        return np.zeros(n, dtype=bool)
+    starts, ends = offsets[:-1], offsets[1:]
+    first = data.take(np.minimum(starts, len(data) - 1))  # (an empty value's bytes are not looked at below)
+    last = data.take(np.maximum(ends - 1, 0))
+    may = (ends > starts) & ((first < 0x21) | (first > 0x7E) | (last < 0x21) | (last > 0x7E))
+    if chunk.null_count:
+        may &= chunk.is_valid().to_numpy(zero_copy_only=False)
+    return may
+
+
+def _strip_changes_nothing(text: pd.Series) -> bool:
+    """Whether ``text.str.strip()`` would return every value as it is (Arrow-backed strings; else ``False``).
+
+    Only the values :func:`_may_strip` finds are stripped, chunk by chunk, and their byte counts compared.
+    """
+    if not (isinstance(text.dtype, pd.StringDtype) and text.dtype.storage == "pyarrow"):
+        return False
+    arr = pa.array(text.array, from_pandas=True)
     for chunk in (arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr]):
-        n = len(chunk)
-        if not n:
+        if not len(chunk):
             continue
-        width = np.int64 if pa.types.is_large_string(chunk.type) else np.int32
-        offsets = np.frombuffer(chunk.buffers()[1], dtype=width, count=n + 1,
-                                offset=chunk.offset * np.dtype(width).itemsize).astype(np.int64)
-        data_buf = chunk.buffers()[2]
-        data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
-        starts, ends = offsets[:-1], offsets[1:]
-        filled = ends > starts
-        if chunk.null_count:
-            filled &= chunk.is_valid().to_numpy(zero_copy_only=False)
-        may = np.zeros(n, dtype=bool)
-        at = np.flatnonzero(filled)
-        first, last = data[starts[at]], data[ends[at] - 1]
-        may[at] = (first < 0x21) | (first > 0x7E) | (last < 0x21) | (last > 0x7E)
-        parts.append(may)
-    return np.concatenate(parts) if parts else np.zeros(len(values), dtype=bool)
+        where = np.flatnonzero(_may_strip(chunk))
+        if len(where):
+            few = chunk.take(pa.array(where))
+            if pc.sum(pc.binary_length(pc.utf8_trim_whitespace(few))).as_py() != pc.sum(
+                    pc.binary_length(few)).as_py():
+                return False
+    return True
 
 
 def _stripped(values: pd.Series) -> pd.Series:
     """``values.astype("str").str.strip()``; when no value had blanks to strip, the parsed column itself, so the
     voters share its memory instead of holding a second copy of every name, city and code."""
     text = values.astype("str")
-    may = _may_strip(text)
-    if may is not None:
-        where = np.flatnonzero(may)
-        few = text.iloc[where]
-        if not len(where) or _text_bytes(few.str.strip()) == _text_bytes(few):  # none of them changes
-            return text
+    if _strip_changes_nothing(text):
+        return text
     out = text.str.strip()
     if isinstance(text.dtype, pd.StringDtype) and text.dtype.storage == "pyarrow" and (
             _text_bytes(out) == _text_bytes(text)):  # stripping only removes bytes: none went
