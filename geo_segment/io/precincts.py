@@ -22,6 +22,7 @@ import logging
 import os
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -357,6 +358,25 @@ def _coverage(
     geoms: np.ndarray, ids: np.ndarray, *, sliver_m2: float, max_gap_m2: float
 ) -> tuple[dict[str, Any], list[str]]:
     """Report overlaps, gaps and unmatched edges of the precincts; return the report and warning messages."""
+    # the union (for the gaps) is the longest step: it runs on a side thread, on its own copy of the polygons
+    # (GEOS objects are never shared between threads), while the overlaps are found
+    with ThreadPoolExecutor(1, thread_name_prefix="precincts-union") as pool:
+        union_job = pool.submit(_union_parts, shapely.from_wkb(shapely.to_wkb(geoms, flavor="iso")))
+        report, msgs, tree, metric = _overlaps(geoms, ids, sliver_m2=sliver_m2)
+        parts = union_job.result()
+    _gaps(parts, ids, tree, metric, report, msgs, sliver_m2=sliver_m2, max_gap_m2=max_gap_m2)
+    return report, msgs
+
+
+def _union_parts(geoms: np.ndarray) -> np.ndarray:
+    return np.asarray(shapely.get_parts(shapely.union_all(geoms)), dtype=object)
+
+
+def _overlaps(geoms: np.ndarray, ids: np.ndarray, *, sliver_m2: float) -> tuple[
+    dict[str, Any], list[str], shapely.STRtree, CRS
+]:
+    """Coverage validity, unmatched edges and overlapping pairs: the report so far, its warnings, the polygons'
+    tree and the metric CRS."""
     metric = gpd.GeoSeries(geoms, crs=S.CRS_STORAGE).estimate_utm_crs()
     shapely.prepare(geoms)
     report: dict[str, Any] = {"metric_crs": metric.to_string()}
@@ -407,8 +427,13 @@ def _coverage(
             + ". Precinct assignment resolves overlaps by its tie-break rule"
         )
 
-    # Gaps: holes of the union. Small ones are gaps between precincts; large ones are enclosed areas (water).
-    parts = shapely.get_parts(shapely.union_all(geoms))
+    return report, msgs, tree, metric
+
+
+def _gaps(parts: np.ndarray, ids: np.ndarray, tree: shapely.STRtree, metric: CRS, report: dict[str, Any],
+          msgs: list[str], *, sliver_m2: float, max_gap_m2: float) -> None:
+    """Gaps: holes of the union (``parts``). Small ones are gaps between precincts; large ones are enclosed areas
+    (water). Adds to ``report`` and ``msgs``."""
     n_holes = shapely.get_num_interior_rings(parts)
     owner = np.repeat(np.arange(len(parts)), n_holes)
     k = np.arange(n_holes.sum()) - np.repeat(np.cumsum(n_holes) - n_holes, n_holes)
@@ -445,7 +470,6 @@ def _coverage(
             f"{int(sliver.sum())} sliver gaps smaller than {sliver_m2:g} m². "
             "Points in a gap get the nearest precinct within the assignment tolerance"
         )
-    return report, msgs
 
 
 # --- public -------------------------------------------------------------------------------------------------------
