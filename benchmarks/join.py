@@ -10,7 +10,10 @@ Variants, each in a fresh subprocess so its peak RSS (``ru_maxrss``, which inclu
 imports and loading are outside the timing:
 
 * **project, in memory**: ``add_h3_cells(resolution=9)`` + ``assign_precincts`` + ``voter_codes`` (households and
-  buildings factorized once) + ``aggregate_cells`` + ``aggregate_precincts``, as the join stage runs them.
+  buildings factorized once) + ``aggregate_cells`` + ``aggregate_precincts``, as the join stage runs them. The
+  generated household and building ids are counters (``H00012345``), which the aggregates read as integers
+  directly; a second row (**hex ids**, unless ``--skip hex``) first rewrites them, untimed, as the project's
+  ingest writes them (``h`` + 16 hex digits of a hash, one per id), which take an integer coding step.
 * **naive notebook**: ``df.apply(lambda r: h3.latlng_to_cell(...), axis=1)`` + ``gpd.sjoin(predicate="intersects")``
   + a groupby count per precinct and per cell. Above ``--naive-full-max`` voters it runs fully when a sample run
   extrapolates to under ``--naive-full-seconds``, else on a ``--naive-sample`` sample, extrapolated linearly (the
@@ -87,11 +90,28 @@ def aggregates():
 
 CHILD_PROJECT = COMMON + r"""
 voters_path, precincts_path, id_col, out_path = sys.argv[1:5]
+ids = sys.argv[5] if len(sys.argv) > 5 else "as-is"
 import geopandas as gpd
 from geo_segment.join import add_h3_cells, assign_precincts
 agg_cells, agg_precincts, agg_sig = aggregates()
 voters = gpd.read_parquet(voters_path)
 precincts = gpd.read_parquet(precincts_path)
+if ids == "hex":
+    # the ids as the project's ingest writes them ("h"/"b" + 16 hex digits of a 64-bit hash), one per generated id
+    import numpy as np, pandas as pd, pyarrow as pa
+    for col, prefix in (("household_id", b"h"), ("building_id", b"b")):
+        codes, uniq = pd.factorize(voters[col])
+        hashed = pd.util.hash_array(np.asarray(uniq, dtype=object), hash_key="join_bench_ids16", categorize=False)
+        octets = hashed.astype(">u8").view(np.uint8).reshape(-1, 8)
+        digits = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+        text = np.empty((len(uniq), 17), dtype=np.uint8)
+        text[:, 0] = prefix[0]
+        text[:, 1::2], text[:, 2::2] = digits[octets >> 4], digits[octets & 15]
+        offsets = np.arange(0, 17 * (len(uniq) + 1), 17, dtype=np.int64)
+        arr = pa.Array.from_buffers(pa.large_string(), len(uniq), [None, pa.py_buffer(offsets), pa.py_buffer(text)])
+        taken = arr.take(pa.array(codes, mask=codes < 0))
+        voters[col] = pd.Series(pd.arrays.ArrowStringArray(taken), index=voters.index)
+    del codes, uniq, hashed, octets, text, arr, taken
 loaded_rss = rss_now_mb()
 c0 = cpu_s()
 t0 = time.perf_counter()
@@ -376,6 +396,12 @@ def render(report: dict[str, Any]) -> str:
                          f"{p['median_seconds']:.2f} | {p['median_cpu_seconds']:.2f} | "
                          f"{p['median_voters_per_s']:,.0f} | {p['peak_rss_mb']:,.0f} | "
                          f"1 | {mm} | {fmt_methods(p.get('methods'))} |")
+        ph = size.get("project_hex_ids")
+        if ph:
+            lines.append(f"| project, in memory, hex ids (as the ingest writes them) | {d['voters']:,} | {prec} | "
+                         f"{ph['seconds']:.2f} | {ph['median_seconds']:.2f} | {ph['median_cpu_seconds']:.2f} | "
+                         f"{ph['median_voters_per_s']:,.0f} | {ph['peak_rss_mb']:,.0f} | "
+                         f"{size.get('ratio_hex_ids', float('nan')):.1f} | - | {fmt_methods(ph.get('methods'))} |")
         nv = size.get("naive")
         if nv:
             label = "naive notebook" + (f" (sample {nv['sample']:,}, extrapolated x{nv['scale']:g})"
@@ -396,7 +422,8 @@ def render(report: dict[str, Any]) -> str:
               "| variant | voters | H3 | precincts | aggregates | ingest | read precincts |",
               "|---|---:|---:|---:|---:|---:|---:|"]
     for size in report["sizes"]:
-        for name, key in (("project", "project"), ("naive", "naive"), ("end to end", "e2e")):
+        for name, key in (("project", "project"), ("project, hex ids", "project_hex_ids"), ("naive", "naive"),
+                          ("end to end", "e2e")):
             r = size.get(key)
             if r:
                 def g(k: str, r: dict[str, Any] = r) -> str:
@@ -462,7 +489,7 @@ def main() -> None:
     ap.add_argument("--naive-full-seconds", type=float, default=300.0,
                     help="above --naive-full-max, run fully (once) if a sample extrapolates below this")
     ap.add_argument("--naive-sample", type=int, default=500_000)
-    ap.add_argument("--skip", default="", help="comma-separated variants to skip: naive, e2e, reference")
+    ap.add_argument("--skip", default="", help="comma-separated variants to skip: naive, e2e, reference, hex")
     ap.add_argument("--keep-going", action="store_true", help="continue after reference mismatches")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
@@ -480,6 +507,10 @@ def main() -> None:
         report["aggregates"] = runs[0]["aggregates"]
         print(f"[{n:,}] project: {size['project']['runs_seconds']} s, peak {size['project']['peak_rss_mb']:,.0f} MB",
               file=sys.stderr)
+        if "hex" not in skip:
+            hruns = [run("project", vp, pp, sd.ID_COL, "-", "hex") for _ in range(args.repeat)]
+            size["project_hex_ids"] = summarize(hruns)
+            print(f"[{n:,}] project, hex ids: {size['project_hex_ids']['runs_seconds']} s", file=sys.stderr)
         if "reference" not in skip:
             ref = run("reference", vp, pp, sd.ID_COL, out_path)
             size["reference"] = ref
@@ -517,6 +548,8 @@ def main() -> None:
                         note=f"run on a {sample:,}-voter sample; seconds and counts extrapolated linearly x{scale:g};"
                              " peak RSS is the sample's")
             size["ratio"] = size["naive"]["median_seconds"] / size["project"]["median_seconds"]
+            if "project_hex_ids" in size:
+                size["ratio_hex_ids"] = size["naive"]["median_seconds"] / size["project_hex_ids"]["median_seconds"]
             print(f"[{n:,}] naive: {size['naive']['runs_seconds']} s, ratio {size['ratio']:.1f}x", file=sys.stderr)
         if "e2e" not in skip:
             folder = ensure_nc(n, args.seed)
