@@ -161,14 +161,16 @@ def parse_addresses(addresses: pd.Series, *, zip5: pd.Series | None = None, city
     (1, 'N MAIN ST', '4')
     """
     place = zip5 if zip5 is not None else city
-    raw = addresses.astype("str").fillna("")
-    place_raw = (
-        place.astype("str").fillna("").str.upper().str.strip() if place is not None
-        else pd.Series("", index=addresses.index, dtype="str")
-    )
-    # everything below works on distinct values, then is spread back with integer codes
-    a_codes, a_uniques = factorize_str(raw)
-    p_codes, p_uniques = factorize_str(place_raw)
+    # everything below works on distinct values, then is spread back with integer codes (missing addresses and
+    # places are empty texts; the places are cleaned once per distinct value)
+    a_codes, a_uniques = _factorize_filled(addresses)
+    if place is not None:
+        raw_codes, raw_places = _factorize_filled(place)
+        place_codes, p_uniques = factorize_str(raw_places.str.upper().str.strip())
+        p_codes = place_codes[raw_codes]
+        del raw_codes, raw_places, place_codes
+    else:
+        p_codes, p_uniques = np.zeros(len(addresses), dtype=np.int64), pd.Series([""], dtype="str")
     codes, pair_a, pair_p = _pairs(a_codes, p_codes, len(a_uniques), max(len(p_uniques), 1))
     norm_a, changed = _normalize_distinct(_to_arrow(a_uniques))
     if changed:  # some texts changed: two may now be one
@@ -218,7 +220,7 @@ def parse_addresses(addresses: pd.Series, *, zip5: pd.Series | None = None, city
     hh = _combine_hash(hb, _hash64(unit_pair))
     empty_pair = ~nonempty[d_codes]
     # the per-distinct intermediates go before millions of rows are built (peak memory)
-    del raw, place_raw, a_codes, a_uniques, p_codes, p_uniques, pair_a, pair_p, norm_a, distinct
+    del a_codes, a_uniques, p_codes, p_uniques, pair_a, pair_p, norm_a, distinct
     del place_pair, fast, parsed, building, key_b, unit_pair, take_d
     # rows take their parts straight from the distinct addresses (one take per column, not two) and their ids
     # from the hashes of their pair; rows without an address are null throughout
@@ -246,6 +248,22 @@ def parse_addresses(addresses: pd.Series, *, zip5: pd.Series | None = None, city
         n_households=count_distinct_u64(hh[~empty_pair]),
         n_buildings=count_distinct_u64(hb[~empty_pair]),
     )
+
+
+def _factorize_filled(values: pd.Series) -> tuple[np.ndarray, pd.Series]:
+    """``factorize_str(values.astype("str").fillna(""))`` without filling millions of rows: nulls take the code of
+    the empty text."""
+    codes, uniques = factorize_str(values.astype("str"))
+    missing = codes < 0
+    if missing.any():
+        empty = np.flatnonzero((uniques == "").to_numpy(dtype=bool))
+        if len(empty):
+            at = int(empty[0])
+        else:
+            at = len(uniques)
+            uniques = pd.concat([uniques, pd.Series([""], dtype="str")], ignore_index=True)
+        codes[missing] = at
+    return codes, uniques
 
 
 def _normalize_distinct(arr: pa.Array) -> tuple[pa.Array, bool]:
