@@ -222,6 +222,8 @@ def repeated_str_sorted(values: pd.Series) -> np.ndarray:
         return np.zeros(0, dtype=bool)
     if not valid.all():
         raise ValueError("repeated_str: values must not be null")
+    if bool(np.all(keys[1:] > keys[:-1])):  # strictly increasing (ids in file order often are): no repeat
+        return np.zeros(len(keys), dtype=bool)
     ordered = np.sort(keys)
     same = ordered[1:] == ordered[:-1]
     if not same.any():

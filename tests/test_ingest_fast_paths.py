@@ -36,6 +36,8 @@ IDS = st.sampled_from(["AA1", "AA10", "AA1 ", "A", "", "É1", "ÉÉÉÉ", "AA123
         ([], []),
         (["AA1"], [False]),
         (["AA1", "AA2", "AA1"], [True, False, True]),
+        (["AA1", "AA2", "AA3"], [False, False, False]),  # strictly increasing: no sort
+        (["A", "B", "B", "C"], [False, True, True, False]),  # in order, with a repeat
         (["B", "A", "C", "A", "B"], [True, True, False, True, True]),
         (["", "A", ""], [True, False, True]),  # the empty string is a value like any other
         (["AA123456", "AA12345", "AA123456"], [True, False, True]),  # 8 bytes: the widest packed id
