@@ -292,7 +292,7 @@ def code_facts() -> dict[str, Any]:
                                              capture_output=True, text=True).stdout.splitlines()[:20]
     except OSError:
         pass
-    for mod in ("join.py", "_h3.py", "aggregates.py", "io/voters.py", "io/precincts.py"):
+    for mod in ("join.py", "_h3.py", "_keys.py", "aggregates.py", "addresses.py", "io/voters.py", "io/precincts.py"):
         path = root / "geo_segment" / mod
         if path.exists():
             facts[mod] = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
@@ -391,17 +391,15 @@ def render(report: dict[str, Any]) -> str:
         p = size.get("project")
         ref = size.get("reference")
         mm = f"{ref['mismatches']:,} / {ref['method_mismatches']:,}" if ref else "-"
-        if p:
-            lines.append(f"| project, in memory | {d['voters']:,} | {prec} | {p['seconds']:.2f} | "
-                         f"{p['median_seconds']:.2f} | {p['median_cpu_seconds']:.2f} | "
-                         f"{p['median_voters_per_s']:,.0f} | {p['peak_rss_mb']:,.0f} | "
-                         f"1 | {mm} | {fmt_methods(p.get('methods'))} |")
-        ph = size.get("project_hex_ids")
-        if ph:
-            lines.append(f"| project, in memory, hex ids (as the ingest writes them) | {d['voters']:,} | {prec} | "
-                         f"{ph['seconds']:.2f} | {ph['median_seconds']:.2f} | {ph['median_cpu_seconds']:.2f} | "
-                         f"{ph['median_voters_per_s']:,.0f} | {ph['peak_rss_mb']:,.0f} | "
-                         f"{size.get('ratio_hex_ids', float('nan')):.1f} | - | {fmt_methods(ph.get('methods'))} |")
+        for label, r, ratio, mism in (
+            ("project, in memory", p, "1", mm),
+            ("project, in memory, hex ids (as the ingest writes them)", size.get("project_hex_ids"),
+             f"{size.get('ratio_hex_ids', float('nan')):.1f}", "-"),
+        ):
+            if r:
+                lines.append(f"| {label} | {d['voters']:,} | {prec} | {r['seconds']:.2f} | {r['median_seconds']:.2f} | "
+                             f"{r['median_cpu_seconds']:.2f} | {r['median_voters_per_s']:,.0f} | "
+                             f"{r['peak_rss_mb']:,.0f} | {ratio} | {mism} | {fmt_methods(r.get('methods'))} |")
         nv = size.get("naive")
         if nv:
             label = "naive notebook" + (f" (sample {nv['sample']:,}, extrapolated x{nv['scale']:g})"
