@@ -117,13 +117,12 @@ def scan_text(path: Path, encoding: str) -> TextScan:
     # one reused buffer: blocks are read into it, validated and counted in place, and the unfinished last line
     # moves to its front (fresh 16 MB buffers per block cost more in page faults than the checks themselves)
     buf = bytearray(_CHUNK)
-    scratch = np.empty(_CHUNK, dtype=bool)  # for counting newlines (grown with ``buf``)
+    scratch = np.empty(0, dtype=bool)  # for counting newlines: as long as the longest block (small files, small)
     start = 0  # bytes of the unfinished line at the front of ``buf``
     with open(path, "rb") as fh:
         while True:
             if start == len(buf):  # a line longer than the buffer: grow it
                 buf = buf + bytearray(len(buf))
-                scratch = np.empty(len(buf), dtype=bool)
             with memoryview(buf) as view:
                 n = fh.readinto(view[start:])
             if not n:
@@ -138,6 +137,8 @@ def scan_text(path: Path, encoding: str) -> TextScan:
                 continue
             with memoryview(buf) as view:
                 check(view[:cut], final=False)
+            if len(scratch) < cut:
+                scratch = np.empty(cut, dtype=bool)
             with memoryview(buf) as view:
                 newlines += _count_newlines(view[:cut], scratch)
             offset += cut
