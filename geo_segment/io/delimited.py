@@ -137,8 +137,8 @@ def scan_text(path: Path, encoding: str) -> TextScan:
                 continue
             with memoryview(buf) as view:
                 check(view[:cut], final=False)
-            if len(scratch) < cut:
-                scratch = np.empty(cut, dtype=bool)
+            if len(scratch) < cut:  # blocks of a big file all fit the buffer's length: one allocation
+                scratch = np.empty(cut if cut < len(buf) // 4 else len(buf), dtype=bool)
             with memoryview(buf) as view:
                 newlines += _count_newlines(view[:cut], scratch)
             offset += cut
