@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-__all__ = ["direct_span", "distinct_points", "fixed_width_keys", "id_codes", "slot_codes"]
+__all__ = ["dense_codes", "direct_span", "distinct_points", "fixed_width_keys", "id_codes", "slot_codes"]
 
 #: widest id packed (bytes); wider ids are hashed as strings
 _MAX_WIDTH = 64
@@ -166,7 +166,8 @@ def id_codes(values: pd.Series) -> np.ndarray | None:
     """Integer codes of string ids (``-1`` for null; equal codes exactly for equal ids), without string hashing.
 
     Codes are the keys of :func:`fixed_width_keys` when their range is small (sequential ids), else
-    :func:`slot_codes` of the keys; they are not dense. ``None`` when the ids are not of one width (the caller
+    :func:`slot_codes` of the keys; either is renumbered densely (:func:`dense_codes`) when it spreads over more
+    values than there are ids. ``None`` when the ids are not of one width (the caller
     hashes the strings then). Categorical ids give their category codes.
 
     Examples
@@ -183,7 +184,31 @@ def id_codes(values: pd.Series) -> np.ndarray | None:
     codes = keys.astype(np.int64) if span <= direct_span(len(values)) else slot_codes(keys)
     if not valid.all():
         codes[~valid] = -1
-    return codes
+    # codes spread over more values than rows are renumbered 0..k-1: counting per code then touches a table the
+    # size of the ids, not of the slots (aggregates count each code column several times)
+    return dense_codes(codes) if len(codes) and int(codes.max()) >= len(codes) else codes
+
+
+def dense_codes(codes: np.ndarray) -> np.ndarray:
+    """Renumber non-negative codes ``0..k-1`` in the order of their values (``-1`` stays ``-1``).
+
+    Examples
+    --------
+    >>> dense_codes(np.array([40, 7, -1, 40])).tolist()
+    [1, 0, -1, 1]
+    """
+    ok = codes >= 0
+    if not ok.any():
+        return np.full(len(codes), -1, dtype=np.int64)
+    width = int(codes.max()) + 1
+    everyone = bool(ok.all())
+    present = np.zeros(width, dtype=bool)
+    present[codes if everyone else codes[ok]] = True
+    rank = np.cumsum(present, dtype=np.int32 if width < 2**31 else np.int64)  # 32-bit: half the memory traffic
+    out = rank[codes if everyone else np.where(ok, codes, 0)].astype(np.int64) - 1
+    if not everyone:
+        out[~ok] = -1
+    return out
 
 
 def _fmix64(h: np.ndarray) -> np.ndarray:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from geo_segment._keys import direct_span, distinct_points, fixed_width_keys, id_codes, slot_codes
+from geo_segment._keys import dense_codes, direct_span, distinct_points, fixed_width_keys, id_codes, slot_codes
 
 
 def same_partition(codes: np.ndarray, values: list[str | None]) -> bool:
@@ -25,9 +25,11 @@ def same_partition(codes: np.ndarray, values: list[str | None]) -> bool:
 def test_counter_ids_are_their_own_codes() -> None:
     codes = id_codes(pd.Series(["H0012", "H0013", None, "H0012", "X0019"], dtype="str"))
     assert codes is not None
-    # varying positions: the first ('H'..'X', 17 bytes of range) and the last ('2'..'9', 8): the codes are the
-    # mixed-radix keys themselves, 8 * (byte - 'H') + (digit - '2'), no factorization
-    assert codes.tolist() == [0, 1, -1, 0, 16 * 8 + 7]
+    # varying positions: the first ('H'..'X', 17 bytes of range) and the last ('2'..'9', 8): the keys are
+    # 8 * (byte - 'H') + (digit - '2'), no factorization: 0, 1, 135, renumbered 0, 1, 2 (135 >= 5 rows)
+    keys = fixed_width_keys(pd.Series(["H0012", "H0013", None, "H0012", "X0019"], dtype="str"))
+    assert keys is not None and keys[0].tolist() == [0, 1, 0, 0, 16 * 8 + 7] and keys[2] == 17 * 8
+    assert codes.tolist() == [0, 1, -1, 0, 2]
 
 
 def test_project_ids_sixteen_hex_digits_fit_64_bits() -> None:
@@ -174,3 +176,14 @@ def test_a_byte_the_sample_missed_is_counted(monkeypatch: pytest.MonkeyPatch) ->
     keys = K.fixed_width_keys(pd.Series(values, dtype="str"))
     assert keys is not None and keys[2] == 16**14 * 17  # the last position holds 17 bytes, found on every row
     assert same_partition(K.id_codes(pd.Series(values, dtype="str")), values)  # type: ignore[arg-type]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(-1, 10**9), max_size=60))
+def test_dense_codes_renumber_in_order(values: list[int]) -> None:
+    """Property: the same partition, -1 kept, codes 0..k-1 in the order of the original codes."""
+    codes = np.array(values, dtype=np.int64)
+    dense = dense_codes(codes)
+    assert np.array_equal(dense < 0, codes < 0)
+    kept = sorted({v for v in values if v >= 0})
+    assert dense[codes >= 0].tolist() == [kept.index(v) for v in values if v >= 0]
