@@ -236,6 +236,16 @@ def repeated_str_sorted(values: pd.Series) -> np.ndarray:
 def count_distinct_u64(keys: np.ndarray) -> int:
     """How many distinct values an integer array holds, by sorting (no hash table).
 
+    Parameters
+    ----------
+    keys
+        Integers (``uint64`` hashes, for example).
+
+    Returns
+    -------
+    int
+        The number of distinct values (0 for an empty array).
+
     Examples
     --------
     >>> count_distinct_u64(np.array([3, 1, 3, 2], dtype=np.uint64))

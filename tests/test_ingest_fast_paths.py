@@ -402,3 +402,17 @@ def test_read_voter_file_restores_the_pool_on_error(write_layout_file: Callable[
     with pytest.raises(DuplicateVoterError):
         read_voter_file(v, layout="nc", today=TODAY)
     assert pa.default_memory_pool().backend_name == before
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(_address(), max_size=12), st.lists(st.integers(0, 20), max_size=3))
+def test_parse_addresses_same_on_a_chunked_column(addresses: list[str | None], cuts: list[int]) -> None:
+    """The voter file's columns come in many chunks (1 MB blocks); the parts are those of one chunk."""
+    from geo_segment.addresses import parse_addresses
+
+    chunked = _chunked(addresses, cuts)
+    whole = pd.Series(addresses, dtype="str")
+    zips = pd.Series(["02903"] * len(addresses), dtype="str")
+    got, want = parse_addresses(chunked, zip5=zips), parse_addresses(whole, zip5=zips)
+    pd.testing.assert_frame_equal(got.parts, want.parts, check_exact=True)
+    assert (got.n_fast, got.n_households, got.n_buildings) == (want.n_fast, want.n_households, want.n_buildings)
