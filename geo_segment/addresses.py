@@ -132,7 +132,10 @@ def _usaddress(texts: list[str]) -> pd.DataFrame:
             "unit": tags.get("OccupancyIdentifier", tags.get("SubaddressIdentifier", "")),
         })
     frame = pd.DataFrame(rows, columns=["ok", "num", "predir", "name", "suffix", "postdir", "unit"])
-    return frame.fillna("")
+    parts = ["num", "predir", "name", "suffix", "postdir", "unit"]
+    # a part no row has is an all-NaN float column: filling it with "" needs object dtype (pandas 4 would raise)
+    frame[parts] = frame[parts].astype(object).fillna("")
+    return frame
 
 
 def parse_addresses(addresses: pd.Series, *, zip5: pd.Series | None = None, city: pd.Series | None = None) -> (
