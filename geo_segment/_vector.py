@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 __all__ = ["STR_DTYPE", "arrow_str", "factorize_str", "index_in_str", "isin_str", "pack_short_str", "per_distinct",
-           "repeated_str", "take_str", "usable_cores"]
+           "count_distinct_u64", "repeated_str", "repeated_str_sorted", "take_str", "usable_cores"]
 
 #: pandas' default string dtype (Arrow-backed, NaN for missing), the column contract's ``str``
 STR_DTYPE = pd.StringDtype("pyarrow", na_value=np.nan)
