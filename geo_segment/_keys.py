@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from geo_segment._vector import arrow_str
+
 __all__ = ["dense_codes", "direct_span", "distinct_points", "fixed_width_keys", "id_codes", "slot_codes"]
 
 #: widest id packed (bytes); wider ids are hashed as strings
@@ -29,15 +31,6 @@ DISTINCT_MIN_POINTS = 100_000
 DISTINCT_MAX_SHARE = 0.6
 #: points sampled to estimate how many are distinct
 _DISTINCT_SAMPLE = 1 << 17
-
-
-def _arrow_strings(values: pd.Series | pa.Array | pa.ChunkedArray) -> pa.Array | None:
-    arr = values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(values.array, from_pandas=True)
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
-    if pa.types.is_string(arr.type):
-        return arr.cast(pa.large_string())
-    return arr if pa.types.is_large_string(arr.type) else None
 
 
 def fixed_width_keys(values: pd.Series | pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, int] | None:
@@ -62,9 +55,7 @@ def fixed_width_keys(values: pd.Series | pa.Array | pa.ChunkedArray) -> tuple[np
     >>> keys.tolist(), valid.tolist(), span
     ([0, 1, 0, 0], [True, True, True, False], 2)
     """
-    arr = _arrow_strings(values)
-    if arr is None:
-        return None
+    arr = arrow_str(values)
     n = len(arr)
     valid = (np.ones(n, dtype=bool) if arr.null_count == 0
              else arr.is_valid().to_numpy(zero_copy_only=False))
