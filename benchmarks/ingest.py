@@ -259,12 +259,17 @@ def read_only(args: argparse.Namespace, folder: Path, sizes: dict[str, int]) -> 
     if same:
         lines += ["", "Results, before vs after: " + ", ".join(
             f"{k} {'identical' if v else 'DIFFERENT'}" for k, v in same.items())]
+    save(f"ingest_read_{size}", report, lines)
+
+
+def save(name: str, report: dict[str, Any], lines: list[str]) -> None:
+    """Print the Markdown table and write it with the JSON report to ``results/<name>.md`` and ``.json``."""
     text = "\n".join(lines) + "\n"
     print(text)
     res = HERE / "results"
     res.mkdir(exist_ok=True)
-    (res / f"ingest_read_{size}.json").write_text(json.dumps(report, indent=2) + "\n")
-    (res / f"ingest_read_{size}.md").write_text(text)
+    (res / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (res / f"{name}.md").write_text(text)
 
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -347,12 +352,7 @@ def main() -> None:
         lines += ["", f"Outputs, {pair}: " + ", ".join(
             f"{k} {'equal' if v['equal'] else 'DIFFERENT'}{' (byte for byte)' if v['bytes_identical'] else ''}"
             for k, v in files.items())]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    res = HERE / "results"
-    res.mkdir(exist_ok=True)
-    (res / f"ingest_{size}.json").write_text(json.dumps(report, indent=2) + "\n")
-    (res / f"ingest_{size}.md").write_text(text)
+    save(f"ingest_{size}", report, lines)
 
 
 if __name__ == "__main__":
