@@ -11,15 +11,27 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["STR_DTYPE", "arrow_str", "factorize_str", "index_in_str", "isin_str", "pack_short_str", "per_distinct",
-           "count_distinct_u64", "repeated_str", "repeated_str_sorted", "take_str", "usable_cores"]
+__all__ = ["STR_DTYPE", "arrow_str", "factorize_str", "index_in_str", "is_text_categorical", "isin_str",
+           "pack_short_str", "per_distinct", "count_distinct_u64", "repeated_str", "repeated_str_sorted", "take_str",
+           "text_categorical", "text_from_codes", "usable_cores"]
 
 #: pandas' default string dtype (Arrow-backed, NaN for missing), the column contract's ``str``
 STR_DTYPE = pd.StringDtype("pyarrow", na_value=np.nan)
 
 
+def is_text_categorical(values: pd.Series | pd.Index) -> bool:
+    """Whether ``values`` is a pandas categorical whose categories are strings (the contract's compact text)."""
+    dtype = values.dtype
+    return isinstance(dtype, pd.CategoricalDtype) and bool(pd.api.types.is_string_dtype(dtype.categories.dtype))
+
+
 def arrow_str(values: pd.Series | npt.ArrayLike) -> pa.Array:
     """One contiguous Arrow ``large_string`` array of ``values`` (zero-copy for Arrow-backed strings)."""
+    if isinstance(values, pd.Series) and isinstance(values.dtype, pd.CategoricalDtype):
+        # a categorical's strings, one per row (the dictionary is decoded: callers wanting codes use them)
+        cats = arrow_str(pd.Series(values.cat.categories))
+        codes = values.cat.codes.to_numpy().astype(np.int64)
+        return cats.take(pa.array(codes, mask=codes < 0))
     data = values.array if isinstance(values, pd.Series) else values
     arr = pa.array(data, from_pandas=True) if len(data) else pa.array([], pa.large_string())  # type: ignore[arg-type]
     if isinstance(arr, pa.ChunkedArray):
@@ -46,7 +58,14 @@ def take_str(values: pd.Series | npt.ArrayLike, positions: np.ndarray, index: pd
 
 
 def factorize_str(values: pd.Series) -> tuple[np.ndarray, pd.Series]:
-    """Factorize strings with Arrow's hash kernel: codes (int64, -1 for null) and the distinct values."""
+    """Factorize strings with Arrow's hash kernel: codes (int64, -1 for null) and the distinct values.
+
+    A text categorical gives its own codes and categories (no hashing; categories no row uses may be among them).
+    """
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        cats = values.cat.categories
+        return (values.cat.codes.to_numpy().astype(np.int64),
+                pd.Series(cats.astype("str") if not is_text_categorical(values) else cats, dtype="str"))
     arr = pa.array(values.array, from_pandas=True) if len(values) else pa.array([], pa.string())
     if not pa.types.is_string(arr.type) and not pa.types.is_large_string(arr.type):
         arr = arr.cast(pa.string())
@@ -77,6 +96,83 @@ def per_distinct(values: pd.Series, fn: Callable[[pd.Series], pd.Series]) -> pd.
     else:
         taken = pd.api.extensions.take(result.to_numpy(), codes, allow_fill=fill)
     return pd.Series(taken, index=values.index, name=result.name, dtype=taken.dtype)
+
+
+def text_from_codes(codes: np.ndarray, values: pd.Series | pa.Array, index: pd.Index | None = None) -> pd.Series:
+    """The text categorical whose row ``i`` is ``values[codes[i]]`` (``-1``, or a null value, gives null).
+
+    ``values`` may repeat and need not be sorted: the categories are its distinct non-null strings in sorted
+    (code point) order, so sorting or grouping by the categorical orders rows as the strings would.
+
+    Parameters
+    ----------
+    codes
+        Integer positions into ``values``; ``-1`` for null.
+    values
+        Strings, nulls allowed.
+    index
+        The index of the result (default: a range).
+
+    Returns
+    -------
+    pandas.Series
+        A ``category`` Series with string categories.
+
+    Examples
+    --------
+    >>> s = text_from_codes(np.array([1, 0, -1, 2]), pd.Series(["b", "a", "b"], dtype="str"))
+    >>> s.tolist(), list(s.cat.categories)
+    (['a', 'b', nan, 'b'], ['a', 'b'])
+    """
+    arr = values if isinstance(values, pa.Array) else arrow_str(values)
+    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        arr = arr.cast(pa.large_string())
+    enc = pc.dictionary_encode(arr)
+    dictionary = enc.dictionary
+    order = pc.sort_indices(dictionary).to_numpy(zero_copy_only=False)
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order), dtype=np.int64)
+    sub = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    value_codes = np.where(enc.indices.is_null().to_numpy(zero_copy_only=False), -1,
+                           rank[sub] if len(rank) else sub)
+    codes = np.asarray(codes, dtype=np.int64)
+    lookup = np.append(value_codes, -1)  # code -1 looks up the appended -1
+    row_codes = lookup[codes] if len(codes) else codes
+    width = np.int8 if len(order) < 127 else np.int16 if len(order) < 32767 else np.int32
+    categories = pd.Index(dictionary.take(pa.array(order)).to_pandas(), dtype="str")
+    dtype = pd.CategoricalDtype(categories, ordered=False)
+    return pd.Series(pd.Categorical.from_codes(row_codes.astype(width), dtype=dtype), index=index)
+
+
+def text_categorical(values: pd.Series, fn: Callable[[pd.Series], pd.Series] | None = None) -> pd.Series:
+    """``values`` (strings or a categorical), passed through ``fn`` per distinct value, as a text categorical.
+
+    Voter files repeat names, cities, codes and dates millions of times: the contract keeps such columns as
+    categoricals of sorted strings (one small integer per row), see :func:`text_from_codes`.
+
+    Parameters
+    ----------
+    values
+        Strings or a categorical, nulls allowed.
+    fn
+        A vectorized function of the distinct values returning as many strings (nulls allowed); ``None`` keeps
+        them.
+
+    Returns
+    -------
+    pandas.Series
+        A ``category`` Series with sorted string categories, aligned to ``values``.
+
+    Examples
+    --------
+    >>> text_categorical(pd.Series([" b", "a", None, "b"]), lambda u: u.str.strip()).tolist()
+    ['b', 'a', nan, 'b']
+    """
+    codes, uniques = factorize_str(values)
+    result = fn(uniques) if fn is not None else uniques
+    if len(result) != len(uniques):
+        raise ValueError(f"text_categorical: fn returned {len(result)} values for {len(uniques)} distinct values")
+    return text_from_codes(codes, result.astype("str"), index=values.index)
 
 
 def isin_str(values: pd.Series, other: pd.Series) -> np.ndarray:

@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 import usaddress
 
 from geo_segment import schema as S
-from geo_segment._vector import STR_DTYPE, count_distinct_u64, factorize_str
+from geo_segment._vector import STR_DTYPE, count_distinct_u64, factorize_str, text_from_codes
 
 __all__ = ["ParsedAddresses", "natural_unit_key", "normalize_zip", "parse_addresses"]
 
@@ -229,13 +229,17 @@ def parse_addresses(addresses: pd.Series, *, zip5: pd.Series | None = None, city
     # from the hashes of their pair; rows without an address are null throughout
     empty_rows = empty_pair[codes]
     index = addresses.index
-    take_rows = pa.array(d_codes[codes], mask=empty_rows if empty_rows.any() else None)
+    row_d = d_codes[codes]
+    if empty_rows.any():
+        row_d[empty_rows] = -1
+    take_rows = pa.array(row_d, mask=empty_rows if empty_rows.any() else None)
     parts = pd.DataFrame(
         {
             S.ADDRESS: _strings(full.take(take_rows), index),
-            S.HOUSE_NUMBER: _strings(house.take(take_rows), index),
-            S.STREET: _strings(street.take(take_rows), index),
-            S.UNIT: _strings(unit.take(take_rows), index),
+            # few distinct house numbers, streets and units: text categoricals (the column contract's compact text)
+            S.HOUSE_NUMBER: text_from_codes(row_d, house, index),
+            S.STREET: text_from_codes(row_d, street, index),
+            S.UNIT: text_from_codes(row_d, unit, index),
             S.HOUSEHOLD_ID: _strings(_hex_ids(hh, codes, "h", empty_rows), index),
             S.BUILDING_ID: _strings(_hex_ids(hb, codes, "b", empty_rows), index),
         },
@@ -256,7 +260,7 @@ def parse_addresses(addresses: pd.Series, *, zip5: pd.Series | None = None, city
 def _factorize_filled(values: pd.Series) -> tuple[np.ndarray, pd.Series]:
     """``factorize_str(values.astype("str").fillna(""))`` without filling millions of rows: nulls take the code of
     the empty text."""
-    codes, uniques = factorize_str(values.astype("str"))
+    codes, uniques = factorize_str(values if isinstance(values.dtype, pd.CategoricalDtype) else values.astype("str"))
     missing = codes < 0
     if missing.any():
         empty = np.flatnonzero((uniques == "").to_numpy(dtype=bool))

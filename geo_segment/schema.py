@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from geo_segment._vector import pack_short_str
+from geo_segment._vector import is_text_categorical, pack_short_str
 from geo_segment.errors import SchemaError
 
 CRS_STORAGE = "EPSG:4326"
@@ -140,6 +140,12 @@ VOTER_DTYPES: Mapping[str, str] = {
     DOOR_ORDER: _INT,
 }
 
+#: Text columns the voter readers hold as categoricals of sorted strings (one small integer per row instead of a
+#: string: a state file repeats its names, places, codes and streets millions of times). Every stage accepts them
+#: as categoricals or as plain strings; the string family of :data:`VOTER_DTYPES` takes both.
+VOTER_CATEGORICAL = (LAST_NAME, FIRST_NAME, MIDDLE_NAME, NAME_SUFFIX, CITY, STATE, STATUS, COUNTY, SOURCE_PRECINCT,
+                     ZIP5, PARTY, HOUSE_NUMBER, STREET, UNIT, GEOCODE_SOURCE)
+
 #: Columns every ingested voter frame carries.
 VOTER_REQUIRED = (VOTER_ID, HOUSEHOLD_ID, BUILDING_ID, LAT, LNG, GEOCODED, SOURCE_LINE, GEOMETRY)
 
@@ -185,6 +191,8 @@ class Problem:
 def _dtype_ok(series: pd.Series, family: str) -> bool:
     dtype = series.dtype
     if family == _STRING:
+        if isinstance(dtype, pd.CategoricalDtype):  # compact text: a categorical of strings
+            return is_text_categorical(series)
         return bool(pd.api.types.is_string_dtype(dtype)) and not pd.api.types.is_bool_dtype(dtype)
     if family == _FLOAT:
         return bool(pd.api.types.is_float_dtype(dtype))

@@ -131,8 +131,8 @@ def ref_packet_sections(
     names = r.groupby([S.TURF_ID, S.DOOR_ORDER, S.HOUSEHOLD_ID], sort=False, dropna=False)[S.FIRST_NAME].agg(
         lambda s: " and ".join(dict.fromkeys(str(x).title() for x in s if isinstance(x, str) and x)))
     door_keys = list(zip(doors[S.TURF_ID].astype(str), doors[S.DOOR_ORDER].astype(int), strict=True))
-    street_of = dict(zip(door_keys, doors[S.STREET].fillna("").astype(str), strict=True))
-    number_of = dict(zip(door_keys, doors[S.HOUSE_NUMBER].fillna("").astype(str), strict=True))
+    street_of = dict(zip(door_keys, doors[S.STREET].astype(str).fillna(""), strict=True))
+    number_of = dict(zip(door_keys, doors[S.HOUSE_NUMBER].astype(str).fillna(""), strict=True))
     script_of: dict[tuple[Any, Any, Any], str] = {}
     for rec in lead.itertuples(index=False):
         k = (getattr(rec, S.TURF_ID), getattr(rec, S.DOOR_ORDER), getattr(rec, S.HOUSEHOLD_ID))

@@ -215,7 +215,11 @@ def _same_parse(addresses: list[str | None], zips: list[str | None] | None) -> N
     a = pd.Series(addresses, dtype="str")
     z = pd.Series(zips, dtype="str") if zips is not None else None
     got, want = parse_addresses(a, zip5=z), reference(a, zip5=z)
-    pd.testing.assert_frame_equal(got.parts, want.parts, check_exact=True)
+    # the oracle predates the compact text columns: the same values, the categoricals sorted
+    for col in ("house_number", "street", "unit"):
+        cats = got.parts[col].cat.categories
+        assert list(cats) == sorted(cats) and cats.is_unique, col
+    pd.testing.assert_frame_equal(got.parts.astype("str"), want.parts, check_exact=True)
     for name in ("n_distinct", "n_fast", "n_parser", "n_unparsed", "n_households", "n_buildings"):
         assert getattr(got, name) == getattr(want, name), name
 

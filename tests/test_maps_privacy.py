@@ -53,7 +53,8 @@ def _needles(voters: pd.DataFrame, precincts: pd.DataFrame) -> dict[str, set[str
     exclude |= set(_words(" ".join(precincts.select_dtypes(exclude=["geometry", "number", "bool"]).astype(str)
                                    .to_numpy().ravel().tolist())))
     names = {n.upper() for col in ("last_name", "first_name") for n in voters[col].dropna().unique().tolist()}
-    full = (voters["first_name"].fillna("") + " " + voters["last_name"].fillna("")).str.strip().str.upper()
+    first, last = (voters[c].astype("str").fillna("") for c in ("first_name", "last_name"))
+    full = (first + " " + last).str.strip().str.upper()
     return {
         "name": {n for n in names if len(n) >= 4 and n not in exclude},
         "full name": set(full[full.str.contains(" ")].unique().tolist()),

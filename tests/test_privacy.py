@@ -25,7 +25,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 
 def _needles(out: Path) -> dict[str, set[str]]:
     v = pd.read_parquet(out / "voters.parquet")
-    full_names = (v["first_name"].fillna("") + " " + v["last_name"].fillna("")).str.strip()
+    full_names = (v["first_name"].astype("str").fillna("") + " " + v["last_name"].astype("str").fillna("")).str.strip()
     phones = v["phone"].dropna().astype(str).str.replace(r"\D", "", regex=True)
     emails = v["email"].dropna().astype(str).str.lower()
     addresses = v["address"].dropna().astype(str).str.upper()

@@ -197,8 +197,10 @@ def _slim(joined: pd.DataFrame, number: int, columns: Sequence[str], src: int, p
     cells = joined[S.H3_CELL].to_numpy(dtype=np.uint64)
     keep = np.flatnonzero((cells != 0) | joined[S.PRECINCT_ID].notna().to_numpy())
     slim = pd.DataFrame(joined[[c for c in columns if c in joined.columns]]).iloc[keep].reset_index(drop=True)
-    if S.VOTER_ID in slim.columns:
-        slim[S.VOTER_ID] = slim[S.VOTER_ID].astype("str")
+    for col in slim.columns:
+        # plain strings: each partition's categoricals have their own categories, which a shuffle cannot mix
+        if col == S.VOTER_ID or isinstance(slim[col].dtype, pd.CategoricalDtype):
+            slim[col] = slim[col].astype("str")
     slim[_POS] = (np.int64(number) << _ROW_BITS) + keep.astype(np.int64)
     slim[_PART] = _h3.cell_parents(cells[keep], partition_resolution)
     slim[_SRC] = np.int8(src)

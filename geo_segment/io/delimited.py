@@ -194,6 +194,7 @@ def read_delimited(
     encoding: str = "utf-8",
     what: str = "file",
     block_size: int = 1 << 24,
+    dictionary: Sequence[str] = (),
 ) -> DelimitedRead:
     """Read a delimited text file as strings, with line numbers and quarantined bad rows.
 
@@ -220,6 +221,10 @@ def read_delimited(
         the CPU time of 16 MB blocks); the table is the same, but held in more chunks, and Parquet files written
         from some such columns differ in bytes (not in values), so the readers whose files the pipeline writes
         keep the default.
+    dictionary
+        Columns to read dictionary-encoded (pandas categoricals, categories in order of appearance): Arrow's
+        parser then keeps each distinct text of a block once, which for columns with few distinct values takes
+        less memory and about half the parse time of plain strings.
 
     Returns
     -------
@@ -257,7 +262,7 @@ def read_delimited(
     scan_job = pool.submit(scan_text, path, encoding)
     try:
         return _read(path, scan_job, block_size=block_size, delimiter=delimiter, header=header, columns=columns,
-                     required=required, usecols=usecols, encoding=encoding, what=what)
+                     required=required, usecols=usecols, encoding=encoding, what=what, dictionary=dictionary)
     finally:
         pool.shutdown(wait=True)
 
@@ -286,6 +291,7 @@ def _read(
     encoding: str,
     what: str,
     block_size: int,
+    dictionary: Sequence[str] = (),
 ) -> DelimitedRead:
     first_line = _first_line(path, encoding, scan_job)
     if header:
@@ -336,8 +342,11 @@ def _read(
     keep = list(usecols) if usecols is not None else names
     keep = [c for c in keep if c in names]
     arrow_encoding = "utf8" if codecs.lookup(encoding).name == "utf-8" else encoding
+    as_dictionary = set(dictionary)
     conv_opts = pacsv.ConvertOptions(
-        column_types={c: pa.large_string() for c in names},  # pandas' str dtype holds large_string: no cast
+        # pandas' str dtype holds large_string: no cast
+        column_types={c: pa.dictionary(pa.int32(), pa.large_string()) if c in as_dictionary else pa.large_string()
+                      for c in names},
         include_columns=keep,
         strings_can_be_null=True,
         null_values=[""],

@@ -32,7 +32,8 @@ from geo_segment._vector import (
     pack_short_str,
     per_distinct,
     repeated_str_sorted,
-    take_str,
+    text_categorical,
+    text_from_codes,
 )
 from geo_segment.addresses import ParsedAddresses, normalize_zip, parse_addresses
 from geo_segment.errors import ConfigError, DuplicateVoterError, InputFileError, Location, MissingColumnsError
@@ -122,6 +123,11 @@ def election_type_from_date(dates: pd.Series) -> pd.Series:
 # --- the voter file ---------------------------------------------------------------------------------------------
 
 _ADDRESS_COLUMNS = (S.ADDRESS, S.HOUSE_NUMBER, S.STREET, S.UNIT, S.HOUSEHOLD_ID, S.BUILDING_ID)
+#: layout fields read dictionary-encoded and kept as text categoricals (dates and birth years are parsed per
+#: distinct value from the dictionary)
+_DICTIONARY_FIELDS = ("last_name", "first_name", "middle_name", "name_suffix", "city", "state", "zip", "birth_year",
+                      "birth_date", "registration_date", "party", "status", "county", "source_precinct")
+
 #: the voters' columns in order (before the geometry)
 _ORDER = [S.VOTER_ID, S.LAST_NAME, S.FIRST_NAME, S.MIDDLE_NAME, S.NAME_SUFFIX, S.CITY, S.STATE, S.STATUS, S.COUNTY,
           S.SOURCE_PRECINCT, S.EMAIL, S.ZIP5, S.PHONE, S.PARTY, S.BIRTH_YEAR, S.REGISTRATION_DATE, *_ADDRESS_COLUMNS,
@@ -185,7 +191,13 @@ def _strip_changes_nothing(text: pd.Series) -> bool:
 
 def _stripped(values: pd.Series) -> pd.Series:
     """``values.astype("str").str.strip()``; when no value had blanks to strip, the parsed column itself, so the
-    voters share its memory instead of holding a second copy of every name, city and code."""
+    voters share its memory instead of holding a second copy of every name, city and code.
+
+    A categorical (a column read dictionary-encoded) is stripped per category and comes back as a text
+    categorical with sorted categories.
+    """
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        return text_categorical(values, lambda u: u.str.strip())
     text = values.astype("str")
     if _strip_changes_nothing(text):
         return text
@@ -196,15 +208,19 @@ def _stripped(values: pd.Series) -> pd.Series:
     return out
 
 
-def _joined(table: pd.DataFrame, cols: Sequence[str]) -> pd.Series:
+def _joined(table: pd.DataFrame, cols: Sequence[str], *, categorical: bool = False) -> pd.Series:
+    """The source columns ``cols`` stripped and joined with single spaces (empty gives null); with
+    ``categorical``, as a text categorical (:data:`~geo_segment.schema.VOTER_CATEGORICAL`)."""
     if len(cols) == 1:
-        return _stripped(table[cols[0]])
-    parts = [table[c].fillna("").astype("str").str.strip() for c in cols]
+        one = _stripped(table[cols[0]])
+        return text_categorical(one) if categorical and not isinstance(one.dtype, pd.CategoricalDtype) else one
+    parts = [table[c].astype("str").fillna("").str.strip() for c in cols]
     out = parts[0]
     for p in parts[1:]:
         out = out + " " + p
     out = out.str.replace(r"\s+", " ", regex=True).str.strip()
-    return out.where(out != "")
+    out = out.where(out != "")
+    return text_categorical(out) if categorical else out
 
 
 def _header_of(path: Path, layout: Layout, encoding: str) -> list[str]:
@@ -353,6 +369,9 @@ def _read_voter_file(
     header_names = _header_of(path, lay, enc) if lay.header else list(lay.columns)
     hist_cols = _history_columns(lay, header_names)
     wanted = [*lay.source_columns(), *hist_cols]
+    # columns that repeat few distinct texts are parsed dictionary-encoded (half the parse time, a fraction of
+    # the memory); the ids, addresses, phones, emails, coordinates and history columns stay plain strings
+    dictionary = [c for key in _DICTIONARY_FIELDS if key in fields for c in fields[key] if c not in hist_cols]
     read = read_delimited(
         path,
         delimiter=lay.delimiter,
@@ -363,6 +382,7 @@ def _read_voter_file(
         encoding=enc,
         what="voter file",
         block_size=1 << 20,  # same bytes in voters.parquet (checked by benchmarks/ingest.py), half the parse CPU
+        dictionary=dictionary,
     )
     table = read.table
     file = str(path)
@@ -379,10 +399,9 @@ def _read_voter_file(
     out[S.VOTER_ID] = vid
     # address parsing is mostly Arrow kernels that release the GIL: it starts first and runs beside the rest of
     # the mapping (it needs the ZIP or the city); the columns take their usual order at the end
-    out[S.ZIP5] = per_distinct(table[fields["zip"][0]], normalize_zip) if "zip" in fields else pd.Series(
-        None, index=table.index, dtype="str")
-    out[S.CITY] = _joined(table, fields["city"]) if "city" in fields else pd.Series(
-        None, index=table.index, dtype="str")
+    out[S.ZIP5] = text_categorical(table[fields["zip"][0]], normalize_zip) if "zip" in fields else _no_text(
+        table.index)
+    out[S.CITY] = _joined(table, fields["city"], categorical=True) if "city" in fields else _no_text(table.index)
     addr_raw = _joined(table, fields["address"]) if "address" in fields else pd.Series(
         None, index=table.index, dtype="str")
     pool = ThreadPoolExecutor(max_workers=1)
@@ -394,7 +413,11 @@ def _read_voter_file(
         ("name_suffix", S.NAME_SUFFIX), ("state", S.STATE), ("status", S.STATUS),
         ("county", S.COUNTY), ("source_precinct", S.SOURCE_PRECINCT), ("email", S.EMAIL),
     ):
-        out[col] = _joined(table, fields[key]) if key in fields else pd.Series(None, index=table.index, dtype="str")
+        if col in S.VOTER_CATEGORICAL:
+            out[col] = _joined(table, fields[key], categorical=True) if key in fields else _no_text(table.index)
+        else:
+            out[col] = _joined(table, fields[key]) if key in fields else pd.Series(None, index=table.index,
+                                                                                    dtype="str")
     if "phone" in fields:
         def _digits(u: pd.Series) -> pd.Series:
             d = u.str.replace(r"\D", "", regex=True)
@@ -404,9 +427,9 @@ def _read_voter_file(
     else:
         out[S.PHONE] = pd.Series(None, index=table.index, dtype="str")
     party_map = dict(lay.party_map)
-    out[S.PARTY] = per_distinct(
+    out[S.PARTY] = text_categorical(
         _joined(table, fields["party"]), lambda u: u.str.upper().map(lambda p: party_map.get(p, p)).astype("str")
-    ) if "party" in fields else pd.Series(None, index=table.index, dtype="str")
+    ) if "party" in fields else _no_text(table.index)
 
     # birth year and registration date: bad values are field rejects, the voter stays
     this_year = (today or date.today()).year
@@ -536,7 +559,7 @@ def _read_voter_file(
     out[S.LAT] = pd.Series(lat, index=out.index)
     out[S.LNG] = pd.Series(lng, index=out.index)
     out[S.GEOCODED] = pd.Series(geocoded, index=out.index)
-    out[S.GEOCODE_SOURCE] = take_str(pd.Series(["file", "geocodes"], dtype="str"), source - 1, index=out.index)
+    out[S.GEOCODE_SOURCE] = text_from_codes(source - 1, pd.Series(["file", "geocodes"], dtype="str"), index=out.index)
     out = out[_ORDER]
     t1 = time.perf_counter()
     history_error: Exception | None = None
@@ -588,6 +611,11 @@ def _read_voter_file(
 
 # --- geocodes ---------------------------------------------------------------------------------------------------
 
+def _no_text(index: pd.Index) -> pd.Series:
+    """An all-null text categorical (a field the layout does not have)."""
+    return text_from_codes(np.full(len(index), -1, dtype=np.int64), pd.Series([], dtype="str"), index=index)
+
+
 def _pick(columns: Sequence[str], *names: str) -> str | None:
     lower = {c.lower(): c for c in columns}
     for n in names:
@@ -599,7 +627,7 @@ def _pick(columns: Sequence[str], *names: str) -> str | None:
 def _building_key(address: pd.Series, unit: pd.Series, place: pd.Series) -> pd.Series:
     """Normalized building address (the address without its unit) plus place: the address join key."""
     building = address.astype("str").str.replace(r" UNIT \S+$", "", regex=True)
-    return (building + "|" + place.fillna("").astype("str")).where(address.notna())
+    return (building + "|" + place.astype("str").fillna("")).where(address.notna())
 
 
 @contextmanager

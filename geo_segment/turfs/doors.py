@@ -284,9 +284,9 @@ def build_doors(
         S.PRECINCT_ID: g[S.PRECINCT_ID].first().astype("string").to_numpy(),
         "households": g[S.HOUSEHOLD_ID].nunique().to_numpy(dtype=np.int64),
         "people": g.size().to_numpy(dtype=np.int64),
-        S.STREET: g[S.STREET].first().fillna("").astype("string").to_numpy(),
-        S.HOUSE_NUMBER: g[S.HOUSE_NUMBER].first().fillna("").astype("string").to_numpy(),
-        S.UNIT: g[S.UNIT].first().fillna("").astype("string").to_numpy(),
+        S.STREET: g[S.STREET].first().astype("string").fillna("").to_numpy(),
+        S.HOUSE_NUMBER: g[S.HOUSE_NUMBER].first().astype("string").fillna("").to_numpy(),
+        S.UNIT: g[S.UNIT].first().astype("string").fillna("").to_numpy(),
         S.LAT: g[S.LAT].mean().to_numpy(dtype=float),
         S.LNG: g[S.LNG].mean().to_numpy(dtype=float),
     })

@@ -506,9 +506,9 @@ def _household_scripts(r: pd.DataFrame, doors: pd.DataFrame, cfg: TurfsConfig, h
         last = ~dkey.duplicated(keep="last")
         at = dkey[last].get_indexer(pd.MultiIndex.from_arrays(
             [turf, lr[S.DOOR_ORDER].to_numpy(dtype=float, na_value=np.nan)]))
-        street = np.append(doors[S.STREET].fillna("").astype(str).to_numpy(dtype=object)[last], "")[at]
+        street = np.append(doors[S.STREET].astype(str).fillna("").to_numpy(dtype=object)[last], "")[at]
         values["street"] = [x.title() for x in street]
-        values["house_number"] = np.append(doors[S.HOUSE_NUMBER].fillna("").astype(str).to_numpy(dtype=object)[last],
+        values["house_number"] = np.append(doors[S.HOUSE_NUMBER].astype(str).fillna("").to_numpy(dtype=object)[last],
                                            "")[at]
     return fill_all(templates, values)
 

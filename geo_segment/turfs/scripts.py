@@ -88,7 +88,7 @@ def match_scripts(people: pd.DataFrame, script: str, scripts: Mapping[str, str])
                     b = float(value)
                     res = {"=": a == b, "!=": a != b, "<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
                 else:
-                    s = col.fillna("").astype(str).str.upper().to_numpy(dtype=object)
+                    s = col.astype(str).fillna("").str.upper().to_numpy(dtype=object)
                     res = (s == value.upper()) if op == "=" else (s != value.upper())
                 hit &= np.asarray(res, dtype=bool)
         sel = hit & ~done

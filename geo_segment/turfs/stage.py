@@ -291,7 +291,7 @@ def cut_turfs(
     # walking order: the street side of each door; an atom's side is that of its last door
     hn = pd.to_numeric(d[S.HOUSE_NUMBER].astype(str).str.extract(r"^\s*(\d+)", expand=False), errors="coerce")
     odd = np.where(hn.fillna(0).to_numpy() % 2 == 1, "|o", "|e")
-    side_key = np.char.add(d[S.STREET].fillna("").astype(str).to_numpy(dtype=str), odd)
+    side_key = np.char.add(d[S.STREET].astype(str).fillna("").to_numpy(dtype=str), odd)
     _, side_code = np.unique(side_key, return_inverse=True)
     atom_side = np.zeros(na, dtype=np.int64)
     atom_side[atom] = side_code

@@ -31,7 +31,7 @@ def house_number_key(values: pd.Series) -> tuple[FloatArray, pd.Series]:
     >>> suf.tolist()
     ['', '', 'A', '-14', '', '', '1/2']
     """
-    s = values.fillna("").astype(str).str.strip().str.upper()
+    s = values.astype(str).fillna("").str.strip().str.upper()
     num = pd.to_numeric(s.str.extract(_NUM, expand=False), errors="coerce").to_numpy(dtype=float, na_value=np.inf)
     suffix = s.str.replace(_NUM, "", regex=True).str.strip()
     return num, suffix
@@ -39,7 +39,7 @@ def house_number_key(values: pd.Series) -> tuple[FloatArray, pd.Series]:
 
 def natural_key(values: pd.Series) -> tuple[FloatArray, pd.Series]:
     """Key for units: ``"2" < "10"``, ``"3R"`` after ``"3"``, letters after numbers, empty first."""
-    s = values.fillna("").astype(str).str.strip().str.upper()
+    s = values.astype(str).fillna("").str.strip().str.upper()
     num = pd.to_numeric(s.str.extract(r"(\d+)", expand=False), errors="coerce").to_numpy(dtype=float, na_value=np.inf)
     num = np.where(s.to_numpy(dtype=object) == "", -1.0, num)
     return num, s
@@ -64,7 +64,7 @@ def street_order(doors: pd.DataFrame, *, both_sides: bool = False, group: npt.Ar
     """
     num, suf = house_number_key(doors["house_number"])
     unum, utext = natural_key(doors["unit"])
-    street = doors["street"].fillna("").astype(str).str.upper().to_numpy(dtype=object)
+    street = doors["street"].astype(str).fillna("").str.upper().to_numpy(dtype=object)
     finite = np.isfinite(num)
     odd = np.where(finite, np.mod(np.where(finite, num, 0), 2) == 1, True)
     side = np.zeros(len(doors), dtype=np.int64) if both_sides else np.where(odd, 0, 1)
