@@ -132,9 +132,9 @@ def text_from_codes(codes: np.ndarray, values: pd.Series | pa.Array, index: pd.I
     order = pc.sort_indices(dictionary).to_numpy(zero_copy_only=False)
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order), dtype=np.int64)
-    sub = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    sub = pc.fill_null(enc.indices, 0).to_numpy(zero_copy_only=False).astype(np.int64)
     value_codes = np.where(enc.indices.is_null().to_numpy(zero_copy_only=False), -1,
-                           rank[sub] if len(rank) else sub)
+                           rank[sub] if len(rank) else -1)
     codes = np.asarray(codes, dtype=np.int64)
     lookup = np.append(value_codes, -1)  # code -1 looks up the appended -1
     row_codes = lookup[codes] if len(codes) else codes
