@@ -144,7 +144,7 @@ VOTER_DTYPES: Mapping[str, str] = {
 #: string: a state file repeats its names, places, codes and streets millions of times). Every stage accepts them
 #: as categoricals or as plain strings; the string family of :data:`VOTER_DTYPES` takes both.
 VOTER_CATEGORICAL = (LAST_NAME, FIRST_NAME, MIDDLE_NAME, NAME_SUFFIX, CITY, STATE, STATUS, COUNTY, SOURCE_PRECINCT,
-                     ZIP5, PARTY, HOUSE_NUMBER, STREET, UNIT, GEOCODE_SOURCE)
+                     ZIP5, PARTY, HOUSE_NUMBER, STREET, UNIT, GEOCODE_SOURCE, HOUSEHOLD_ID, BUILDING_ID)
 
 #: Columns every ingested voter frame carries.
 VOTER_REQUIRED = (VOTER_ID, HOUSEHOLD_ID, BUILDING_ID, LAT, LNG, GEOCODED, SOURCE_LINE, GEOMETRY)

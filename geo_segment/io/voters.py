@@ -478,9 +478,10 @@ def _read_voter_file(
     # the other core; the columns take their usual order at the end
     out[S.SOURCE_LINE] = lines.astype("Int64")
     parsed_addr: ParsedAddresses | None = None
-    # the dictionary-encoded source columns are mapped: their 32-bit codes go now, not with the rest of the table
-    table = table.drop(columns=[c for c in dictionary if c in table.columns])
-    read.table = table
+    if lay.history_style not in ("wide", "pairs"):  # (those read the history, and PA its county, from the table)
+        # the dictionary-encoded source columns are mapped: their codes go now, not with the rest of the table
+        table = table.drop(columns=[c for c in dictionary if c in table.columns])
+        read.table = table
 
     def attach_addresses() -> ParsedAddresses:
         nonlocal parsed_addr
