@@ -193,6 +193,10 @@ def dense_codes(codes: np.ndarray) -> np.ndarray:
         return np.full(len(codes), -1, dtype=np.int64)
     width = int(codes.max()) + 1
     everyone = bool(ok.all())
+    if width > direct_span(len(codes)):  # a presence table would be mostly empty (and could be gigabytes): sort
+        out = np.full(len(codes), -1, dtype=np.int64)
+        out[ok] = np.unique(codes[ok], return_inverse=True)[1].ravel()
+        return out
     present = np.zeros(width, dtype=bool)
     present[codes if everyone else codes[ok]] = True
     rank = np.cumsum(present, dtype=np.int32 if width < 2**31 else np.int64)  # 32-bit: half the memory traffic
