@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 
 __all__ = ["STR_DTYPE", "arrow_str", "factorize_str", "index_in_str", "is_text_categorical", "isin_str",
            "pack_short_str", "per_distinct", "count_distinct_u64", "repeated_str", "repeated_str_sorted",
-           "sorted_text_categorical", "take_str", "text_categorical", "text_from_codes", "usable_cores"]
+           "plain_text", "sorted_text_categorical", "take_str", "text_categorical", "text_from_codes", "usable_cores"]
 
 #: pandas' default string dtype (Arrow-backed, NaN for missing), the column contract's ``str``
 STR_DTYPE = pd.StringDtype("pyarrow", na_value=np.nan)
@@ -156,6 +156,23 @@ def sorted_text_categorical(codes: np.ndarray, categories: pa.Array, index: pd.I
     dtype = fastpath(cats, False) if fastpath is not None else pd.CategoricalDtype(cats, ordered=False)
     cat = pd.Categorical.from_codes(np.asarray(codes).astype(width, copy=False), dtype=dtype, validate=False)
     return pd.Series(cat, index=index)
+
+
+def plain_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its text categoricals as plain contract strings (other columns shared, not copied).
+
+    For stages that build new text from many columns row by row (walk lists, packets): pandas' own
+    ``Categorical.astype(str)`` turns every category into a Python string first (2 s for a stage's ids at 1M
+    voters); an Arrow take of the categories is a fraction of that.
+    """
+    cols = [c for c in frame.columns if is_text_categorical(frame[c])]
+    if not cols:
+        return frame
+    out = frame.copy(deep=False)
+    for c in cols:
+        out[c] = pd.Series(pd.arrays.ArrowStringArray(arrow_str(frame[c]), dtype=STR_DTYPE),  # type: ignore[call-arg]
+                           index=frame.index)
+    return out
 
 
 def text_categorical(values: pd.Series, fn: Callable[[pd.Series], pd.Series] | None = None) -> pd.Series:

@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from geo_segment import schema as S
+from geo_segment._vector import plain_text
 from geo_segment.config import Config
 from geo_segment.errors import ConfigError
 from geo_segment.io.atomic import write_csv, write_parquet
@@ -139,7 +140,7 @@ def ingest_voters(
     for stage in read.stages:
         man.add_stage(stage)
     outputs = {
-        "voters": write_parquet(read.voters, out / "voters.parquet"),
+        "voters": write_parquet(plain_text(read.voters), out / "voters.parquet"),  # as runner._ingest
         "vote_history": write_parquet(read.history, out / "vote_history.parquet"),
         "rejects": _write_rejects([read.rejects], out),
     }

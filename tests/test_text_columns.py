@@ -140,3 +140,16 @@ def test_text_categoricals_survive_parquet(tmp_path: Path) -> None:
     pd.DataFrame({"c": s}).to_parquet(tmp_path / "t.parquet")
     back = pd.read_parquet(tmp_path / "t.parquet")["c"]
     assert is_text_categorical(back) and _plain(back) == _plain(s) and list(back.cat.categories) == ["a", "b"]
+
+
+def test_plain_text_turns_only_text_categoricals_into_strings() -> None:
+    from geo_segment._vector import plain_text
+
+    frame = pd.DataFrame({"t": text_categorical(pd.Series(["x", None, "y"], dtype="str")),
+                          "n": pd.Series([1, 2, 1], dtype="category"), "s": pd.Series(["a", "b", None], dtype="str")})
+    out = plain_text(frame)
+    assert out["t"].dtype == "str" and _plain(out["t"]) == ["x", None, "y"]
+    assert isinstance(out["n"].dtype, pd.CategoricalDtype)  # not text: left alone
+    assert out["s"] is not frame["s"] or out["s"].equals(frame["s"])
+    assert is_text_categorical(frame["t"])  # the input is not changed
+    assert plain_text(frame[["s"]]) is not None

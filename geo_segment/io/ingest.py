@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from geo_segment._vector import plain_text
 from geo_segment.io.atomic import write_parquet
 from geo_segment.io.manifest import StageRecord
 from geo_segment.io.signals import read_signals
@@ -92,7 +93,7 @@ def ingest_files(
     # the voters and history are encoded and compressed on a side thread while the signals are read (on this
     # thread: their warnings stay where callers record them) and written
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-write") as pool:
-        voters_job = pool.submit(write_parquet, read.voters, written[0])
+        voters_job = pool.submit(write_parquet, plain_text(read.voters), written[0])  # as runner._ingest
         history_job = pool.submit(write_parquet, read.history, written[1])
         if "signals" in inputs:
             sig = read_signals(inputs["signals"], default_weight=default_weight)

@@ -13,6 +13,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from geo_segment import schema as S
+from geo_segment._vector import plain_text
 from geo_segment.config import TurfsConfig
 from geo_segment.io.atomic import write_parquet
 from geo_segment.io.manifest import StageRecord
@@ -116,8 +117,9 @@ def turf_stage(
     t0 = time.perf_counter()
     # only the columns the filters, doors and walk lists read (a voter file has many more; copies stay small)
     used = {*_USED_COLUMNS, (universe or Universe()).score_col}
-    chosen, ucounts = select_universe(pd.DataFrame(voters[[c for c in voters.columns if c in used]]), universe,
-                                      history=history)
+    # plain strings: doors, walk lists and packets build text from these columns row by row
+    chosen, ucounts = select_universe(plain_text(pd.DataFrame(voters[[c for c in voters.columns if c in used]])),
+                                      universe, history=history)
     removed_u = sum(v for k, v in ucounts.items() if k.startswith("removed_"))
     stages = [StageRecord("universe", rows_in=len(voters), rows_out=len(chosen), rows_rejected=0,
                           rows_dropped=removed_u, seconds=round(time.perf_counter() - t0, 3), metrics=ucounts)]
