@@ -8,6 +8,7 @@ line numbers), then 1,000 CSV-shaped voter files through ``read_voter_file`` and
 
 from __future__ import annotations
 
+import os
 import tempfile
 import warnings
 from pathlib import Path
@@ -24,8 +25,10 @@ from geo_segment.layouts import load_layout
 
 pytestmark = pytest.mark.slow
 def fuzz(n: int) -> settings:
-    """Hypothesis settings of a fuzz test: ``n`` examples, derandomized, no deadline."""
-    return settings(max_examples=n, deadline=None, derandomize=True, database=None,
+    """Hypothesis settings of a fuzz test: ``n`` examples (times ``GEO_SEGMENT_FUZZ_SCALE``, default 1, for a deeper
+    run), derandomized, no deadline."""
+    scale = float(os.environ.get("GEO_SEGMENT_FUZZ_SCALE", "1"))
+    return settings(max_examples=max(1, round(n * scale)), deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 DIR = Path(tempfile.mkdtemp(prefix="geo_segment_fuzz_"))
 
@@ -73,7 +76,7 @@ def test_delimited_reader_on_csv_shaped_text(rows: list[list[str]], encoding: st
     _check(lambda: read_delimited(path, delimiter=",", header=True, required=required, encoding=encoding))
 
 
-@fuzz(1000)
+@fuzz(500)  # a whole voter-file read per example (about 70 ms): 500 keep the suite's time; scale up for depth
 @given(rows=st.lists(st.tuples(st.integers(0, len(_NC_ROW) - 1), field, st.integers(-2, 2)), max_size=4),
        header_cut=st.integers(0, 3))
 def test_voter_file_reader_on_mutated_rows(rows: list[tuple[int, str, int]], header_cut: int) -> None:
