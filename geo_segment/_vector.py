@@ -170,8 +170,7 @@ def plain_text(frame: pd.DataFrame) -> pd.DataFrame:
         return frame
     out = frame.copy(deep=False)
     for c in cols:
-        out[c] = pd.Series(pd.arrays.ArrowStringArray(arrow_str(frame[c]), dtype=STR_DTYPE),  # type: ignore[call-arg]
-                           index=frame.index)
+        out[c] = take_str(pd.Series(frame[c].cat.categories), frame[c].cat.codes.to_numpy(), index=frame.index)
     return out
 
 
