@@ -56,8 +56,10 @@ def latlng_to_cells(lat: np.ndarray, lng: np.ndarray, resolution: int) -> np.nda
         return out
     rows = np.flatnonzero(ok)
     la, ln = lat[rows], lng[rows]
-    # voters of a household or building share a geocode: each distinct point once (5M state voters: 0.8M points)
-    distinct = distinct_points(ln, la)
+    # voters of a household or building share a geocode: on one core, each distinct point once pays; on more, the
+    # cells of every point on threads take less time than finding the distinct points on one (5M voters on 2 cores,
+    # 1.8M distinct points: 0.98 s for every point, 1.65 s through the distinct ones)
+    distinct = distinct_points(ln, la) if _threads(len(la)) < 2 else None
     if distinct is not None:
         codes, first = distinct
         out[rows] = _cells(la[first], ln[first], res)[codes]
@@ -66,8 +68,12 @@ def latlng_to_cells(lat: np.ndarray, lng: np.ndarray, resolution: int) -> np.nda
     return out
 
 
+def _threads(n: int) -> int:
+    return min(usable_cores(), 4, n // _MIN_ROWS_PER_THREAD)
+
+
 def _cells(la: np.ndarray, ln: np.ndarray, res: int) -> np.ndarray:
-    threads = min(usable_cores(), 4, len(la) // _MIN_ROWS_PER_THREAD)
+    threads = _threads(len(la))
     if threads < 2:
         return np.asarray(coordinates_to_cells(la, ln, res), dtype=np.uint64)
     # h3ronpy releases Python's lock: chunks on threads (1.9 -> 1.2 s for 5M points on 2 cores)

@@ -194,32 +194,25 @@ def join_areas(
 
     if fast_box_m == "auto":
         fast_box_m = auto_fast_box_m(geoms)
-    # the grid is built (Shapely and NumPy, without Python's lock) while the points at the same coordinates (a
-    # household, a building) are grouped: each distinct point is joined once, its answer spread to the others
-    with ThreadPoolExecutor(1, thread_name_prefix="join-grid") as pool:
-        grid_job = pool.submit(_fast_grid, geoms, float(fast_box_m) / M_PER_DEG) if (
-            fast_box_m is not None and len(todo)) else None
-        every = todo
-        distinct = distinct_points(x[todo], y[todo])
-        if distinct is not None:
-            codes, first = distinct
-            todo = todo[first]
-            metrics["distinct_points"] = len(todo)
-        grid = grid_job.result() if grid_job is not None else None
+    grid = _fast_grid(geoms, float(fast_box_m) / M_PER_DEG) if fast_box_m is not None and len(todo) else None
     if grid is not None:
         metrics["fast_box_m"] = round(grid.side * M_PER_DEG, 1)
     shapely.prepare(geoms)  # after the grid: nothing else touches the polygons while it reads their rings
     tree = shapely.STRtree(geoms)
 
-    # 1. + 2. fast path, then exact tests
+    # 1. + 2. fast path, then exact tests (of each distinct point once: see _inside)
     p_index, p_method, p_metrics = _inside(x[todo], y[todo], grid, geoms, tree, rank)
     index[todo], method[todo] = p_index, p_method
     metrics.update(p_metrics)
-    joined = todo
     todo = todo[index[todo] < 0]
 
     # 3. nearest polygon within the tolerance, in metres
     if len(todo) and tolerance_m > 0:
+        every = todo
+        distinct = distinct_points(x[todo], y[todo])  # voters of a household outside every polygon: searched once
+        if distinct is not None:
+            codes, first = distinct
+            todo = todo[first]
         crs = metric_crs or gpd.GeoSeries(geoms, crs=S.CRS_STORAGE).estimate_utm_crs()
         # Only polygons near a leftover point are projected (detailed precincts have thousands of vertices), and
         # only points near a polygon are searched: a box of twice the tolerance in degrees around each point
@@ -252,8 +245,8 @@ def join_areas(
             index[rows[near]] = chosen[near]
             method[rows[near]] = _NEAREST
         metrics["metric_crs"] = str(crs)
-    if distinct is not None:
-        index[every], method[every] = index[joined][codes], method[joined][codes]
+        if distinct is not None:
+            index[every], method[every] = index[todo][codes], method[todo][codes]
     metrics.update({m: int((method == i).sum()) for i, m in enumerate(METHODS)})
     metrics["not_geocoded"] = int((~has_xy).sum())
     metrics["seconds"] = round(time.perf_counter() - t0, 3)
@@ -368,19 +361,38 @@ def _inside(x: np.ndarray, y: np.ndarray, grid: _Grid | None, geoms: np.ndarray,
     method = np.full(n, _UNASSIGNED, dtype=np.int8)
     metrics: dict[str, int] = {}
     if grid is None or not n:
-        _exact_threaded(np.arange(n), x, y, geoms, tree, rank, index, method)
-        metrics["exact_points"] = n
+        metrics.update(_exact_distinct(np.arange(n), x, y, geoms, tree, rank, index, method))
         return index, method, metrics
     rep_of, own = _grid_representatives(x, y, grid)
     reps = np.flatnonzero(rep_of == np.arange(n))
     rows = np.concatenate([reps, own])
-    _exact_threaded(rows, x, y, geoms, tree, rank, index, method)
+    metrics.update(_exact_distinct(rows, x, y, geoms, tree, rank, index, method))
     copied = np.flatnonzero(rep_of >= 0)
     index[copied] = index[rep_of[copied]]
     method[copied] = method[rep_of[copied]]
-    metrics.update({"fast_points": len(copied) - len(reps) + int((rep_of == -2).sum()),
-                    "exact_points": len(rows)})
+    metrics["fast_points"] = len(copied) - len(reps) + int((rep_of == -2).sum())
     return index, method, metrics
+
+
+def _exact_distinct(rows: np.ndarray, x: np.ndarray, y: np.ndarray, geoms: np.ndarray, tree: shapely.STRtree,
+                    rank: np.ndarray, index: np.ndarray, method: np.ndarray) -> dict[str, int]:
+    """:func:`_exact_threaded` on each distinct point of ``rows`` once, its answer spread to the points at the
+    same coordinates (voters of a household or building share their geocode); returns the counts.
+
+    Only the points the fast grid leaves go through here: grouping every point first cost more than the grid's
+    own work on them (5M voters, 1.8M distinct points: 0.9 s to group, 0.74 s for the whole join without it).
+    """
+    metrics = {"exact_points": len(rows)}
+    distinct = distinct_points(x[rows], y[rows])
+    if distinct is None:
+        _exact_threaded(rows, x, y, geoms, tree, rank, index, method)
+        return metrics
+    codes, first = distinct
+    firsts = rows[first]
+    _exact_threaded(firsts, x, y, geoms, tree, rank, index, method)
+    index[rows], method[rows] = index[firsts][codes], method[firsts][codes]
+    metrics["distinct_points"] = len(firsts)
+    return metrics
 
 
 def _exact_threaded(rows: np.ndarray, x: np.ndarray, y: np.ndarray, geoms: np.ndarray, tree: shapely.STRtree,
