@@ -11,8 +11,8 @@ import pyarrow.compute as pc
 
 from geo_segment.errors import Location, ProjectedCoordinatesError
 
-__all__ = ["NULL_ISLAND_DEGREES", "check_projected", "check_swapped", "coordinate_problems", "parse_coordinates",
-           "to_float64"]
+__all__ = ["NULL_ISLAND_DEGREES", "PROBLEMS", "check_projected", "check_swapped", "coordinate_codes",
+           "coordinate_problems", "parse_coordinates", "to_float64"]
 
 #: points within this many degrees of (0, 0) are failed geocodes, never real places
 NULL_ISLAND_DEGREES = 0.01
@@ -27,16 +27,20 @@ def check_projected(lat: np.ndarray, lng: np.ndarray, *, file: str | Path, what:
         "values look projected; pass --crs EPSG:xxxx" with the file and a sample magnitude.
     """
     finite = np.isfinite(lat) & np.isfinite(lng)
-    if not finite.any():
+    n_finite = int(np.count_nonzero(finite))
+    if not n_finite:
         return
-    big = (np.abs(lat[finite]) > 1000) | (np.abs(lng[finite]) > 1000)
-    if big.mean() > 0.5:
+    # whole arrays, no masked copies (NaN compares false; an infinite value is not finite, so it is masked out)
+    big = (np.abs(lat) > 1000) | (np.abs(lng) > 1000)
+    big &= finite
+    n_big = int(np.count_nonzero(big))
+    if n_big * 2 > n_finite:
         sample = float(np.nanmedian(np.abs(lat[finite])))
         raise ProjectedCoordinatesError(
             f"{what} coordinates are not degrees: values look projected",
             where=Location(file),
             expected="latitude in [-90, 90] and longitude in [-180, 180]",
-            found=f"{int(big.sum())} of {int(finite.sum())} values beyond 1000 (median |lat| {sample:.0f})",
+            found=f"{n_big} of {n_finite} values beyond 1000 (median |lat| {sample:.0f})",
             fix="pass --crs EPSG:xxxx naming the projection the file uses (for example EPSG:3438)",
         )
 
@@ -78,6 +82,16 @@ def coordinate_problems(lat: pd.Series, lng: pd.Series) -> pd.Series:
     return parse_coordinates(lat, lng)[2]
 
 
+#: the reasons :func:`coordinate_codes` numbers (code ``i + 1`` is ``PROBLEMS[i]``; ``0`` is no problem)
+PROBLEMS = (
+    "coordinates at (0, 0) 'Null Island': a failed geocode",
+    "coordinates out of range (lat in [-90, 90], lng in [-180, 180])",
+    "coordinate is NaN or infinite",
+    "only one of lat/lng given",
+    "coordinate is not a number",
+)
+
+
 def parse_coordinates(lat: pd.Series, lng: pd.Series) -> tuple[np.ndarray, np.ndarray, pd.Series]:
     """Parse coordinate text to float64 arrays and give the reason each unusable pair cannot be used.
 
@@ -86,24 +100,34 @@ def parse_coordinates(lat: pd.Series, lng: pd.Series) -> tuple[np.ndarray, np.nd
     lat, lng, reasons
         ``reasons`` is aligned to the input: a string for unusable pairs, null for good or missing ones.
     """
+    la, ln, codes = coordinate_codes(lat, lng)
+    reasons = np.array((None, *PROBLEMS), dtype=object)[codes]
+    return la, ln, pd.Series(reasons, index=lat.index, dtype="object")
+
+
+def coordinate_codes(lat: pd.Series, lng: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`parse_coordinates` with each pair's reason as a small code (int8): ``0`` for good or missing pairs,
+    ``i + 1`` for :data:`PROBLEMS` ``[i]`` (no string per row: 5M geocodes took 0.5 s less)."""
     la = to_float64(lat)
     ln = to_float64(lng)
     raw_lat_present = lat.notna().to_numpy()
     raw_lng_present = lng.notna().to_numpy()
-    reason = np.full(len(la), None, dtype=object)
+    codes = np.zeros(len(la), dtype=np.int8)
     both_missing = ~raw_lat_present & ~raw_lng_present
     not_number = _not_number(lat, la, raw_lat_present) | _not_number(lng, ln, raw_lng_present)
     one_missing = raw_lat_present != raw_lng_present
-    nonfinite = ~np.isfinite(la) | ~np.isfinite(ln)
-    out_of_range = (np.abs(la) > 90) | (np.abs(ln) > 180)
-    null_island = (np.abs(la) < NULL_ISLAND_DEGREES) & (np.abs(ln) < NULL_ISLAND_DEGREES)
-    reason[null_island] = "coordinates at (0, 0) 'Null Island': a failed geocode"
-    reason[out_of_range & ~nonfinite] = "coordinates out of range (lat in [-90, 90], lng in [-180, 180])"
-    reason[nonfinite] = "coordinate is NaN or infinite"
-    reason[one_missing] = "only one of lat/lng given"
-    reason[not_number] = "coordinate is not a number"
-    reason[both_missing] = None
-    return la, ln, pd.Series(reason, index=lat.index, dtype="object")
+    finite = np.isfinite(la) & np.isfinite(ln)
+    with np.errstate(invalid="ignore"):
+        out_of_range = (np.abs(la) > 90) | (np.abs(ln) > 180)
+        null_island = (np.abs(la) < NULL_ISLAND_DEGREES) & (np.abs(ln) < NULL_ISLAND_DEGREES)
+    # later assignments win, as the reasons' precedence says
+    codes[null_island] = 1
+    codes[out_of_range & finite] = 2
+    codes[~finite] = 3
+    codes[one_missing] = 4
+    codes[not_number] = 5
+    codes[both_missing] = 0
+    return la, ln, codes
 
 
 def _not_number(raw: pd.Series, parsed: np.ndarray, present: np.ndarray) -> np.ndarray:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import mmap
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -47,7 +48,7 @@ def _describe_delim(d: str) -> str:
     return _DELIMITER_NAMES.get(d, repr(d))
 
 
-def _utf8_valid(block: bytes | memoryview) -> bool:
+def _utf8_valid(block: bytes | memoryview | np.ndarray) -> bool:
     """Validate UTF-8 with Arrow's vectorized validator (no copy, no Python decoding, the GIL released).
 
     The binary-to-string cast checks every byte; a large block becomes one binary value (int64 offsets).
@@ -62,7 +63,7 @@ def _utf8_valid(block: bytes | memoryview) -> bool:
     return True
 
 
-def _count_newlines(block: bytes | bytearray | memoryview, scratch: np.ndarray | None = None) -> int:
+def _count_newlines(block: bytes | bytearray | memoryview | np.ndarray, scratch: np.ndarray | None = None) -> int:
     """Count ``\\n`` bytes with numpy: a vectorized compare into ``scratch`` (a reused bool buffer at least as long
     as the block, so no fresh pages per block) and a count; the GIL is released, unlike ``bytes.count``, which
     was also three times slower."""
@@ -75,10 +76,12 @@ def _count_newlines(block: bytes | bytearray | memoryview, scratch: np.ndarray |
 
 
 def scan_text(path: Path, encoding: str) -> TextScan:
-    """Check every byte decodes in ``encoding`` and count physical lines, in one streaming pass.
+    """Check every byte decodes in ``encoding`` and count physical lines, in one pass over the mapped file.
 
-    UTF-8 is validated in blocks cut at line ends (a newline never falls inside a multi-byte sequence) by Arrow's
-    validator; only a failing block is decoded by Python, to find the exact byte offset.
+    The file is memory-mapped (no copy of its bytes into Python) and taken in blocks cut at line ends (a newline
+    never falls inside a multi-byte sequence). UTF-8 is validated by Arrow's vectorized validator; other encodings
+    by Python's decoder. Only a failing block is decoded by Python to find the exact byte offset. (Reading the
+    blocks into a buffer instead cost twice the time: a 1.9 GB voter file, 0.8 s against 0.4 s.)
 
     Raises
     ------
@@ -86,78 +89,70 @@ def scan_text(path: Path, encoding: str) -> TextScan:
         Naming the byte offset and line of the first undecodable byte and suggesting ``--encoding``.
     """
     is_utf8 = codecs.lookup(encoding).name == "utf-8"
-    offset = 0  # file offset of the start of ``pending``
-    newlines = 0
-    first = b""
-    last_byte = b""
-
-    def check(view: memoryview, final: bool) -> None:
-        if is_utf8 and _utf8_valid(view):
-            return
-        block = bytes(view)
-        try:
-            block.decode(encoding, errors="strict")
-        except UnicodeDecodeError as exc:
-            bad = offset + exc.start
-            line = newlines + block.count(b"\n", 0, exc.start) + 1
-            if exc.start >= len(block) - 3 and final and exc.reason.startswith("unexpected end"):
-                raise EncodingError(
-                    f"the file ends inside a multi-byte {encoding} sequence at byte offset {bad}",
-                    where=Location(path, line),
-                    fix="check the file was not truncated, or pass --encoding",
-                ) from None
-            raise EncodingError(
-                f"byte 0x{block[exc.start]:02x} at byte offset {bad} is not valid {encoding}",
-                where=Location(path, line),
-                expected=f"{encoding} text (a UTF-8 byte-order mark is accepted)",
-                found="bytes of another encoding (often latin-1 or cp1252)",
-                fix="pass --encoding latin-1 (or cp1252) if that is how the file was written",
-            ) from None
-
-    # one reused buffer: blocks are read into it, validated and counted in place, and the unfinished last line
-    # moves to its front (fresh 16 MB buffers per block cost more in page faults than the checks themselves)
-    buf = bytearray(_CHUNK)
-    scratch = np.empty(0, dtype=bool)  # for counting newlines: as long as the longest block (small files, small)
-    start = 0  # bytes of the unfinished line at the front of ``buf``
+    size = path.stat().st_size
+    if size == 0:
+        return TextScan(n_lines=0, first_line="")
     with open(path, "rb") as fh:
-        while True:
-            if start == len(buf):  # a line longer than the buffer: grow it
-                buf = buf + bytearray(len(buf))
-            with memoryview(buf) as view:
-                n = fh.readinto(view[start:])
-            if not n:
-                break
-            end = start + n
-            if not first and offset == 0:
-                nl = buf.find(b"\n", 0, end)
-                first = bytes(buf[: nl if nl >= 0 else end])
-            cut = buf.rfind(b"\n", 0, end) + 1
-            if cut == 0:
-                start = end
-                continue
-            with memoryview(buf) as view:
-                check(view[:cut], final=False)
-            if len(scratch) < cut:  # blocks of a big file all fit the buffer's length: one allocation
-                scratch = np.empty(cut if cut < len(buf) // 4 else len(buf), dtype=bool)
-            with memoryview(buf) as view:
-                newlines += _count_newlines(view[:cut], scratch)
-            offset += cut
-            last_byte = bytes(buf[cut - 1 : cut])
-            buf[: end - cut] = buf[cut:end]
-            start = end - cut
-        if start:
-            pending = bytes(buf[:start])
-            with memoryview(pending) as view:
-                check(view, final=True)
-            offset += len(pending)
-            last_byte = pending[-1:]
-            if not first:
-                first = pending
-    n_lines = newlines + (1 if offset and last_byte != b"\n" else 0)
+        mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    try:
+        newlines, first = _scan_mapped(mapped, size, path, encoding, is_utf8)
+        last_byte = mapped[size - 1 : size]
+    finally:
+        try:
+            mapped.close()
+        except BufferError:  # pragma: no cover - a view still alive (an exception's frame): closed when collected
+            pass
+    n_lines = newlines + (1 if last_byte != b"\n" else 0)
     head = first.rstrip(b"\r")
     if head.startswith(codecs.BOM_UTF8):
         head = head[len(codecs.BOM_UTF8) :]
     return TextScan(n_lines=n_lines, first_line=head.decode(encoding, errors="strict"))
+
+
+def _scan_mapped(mapped: mmap.mmap, size: int, path: Path, encoding: str, is_utf8: bool) -> tuple[int, bytes]:
+    """Validate ``mapped`` block by block and count its newlines; return the count and the first line's bytes."""
+    nl = mapped.find(b"\n", 0, min(size, 1 << 20))
+    first = mapped[: nl if nl >= 0 else min(size, 1 << 20)]
+    newlines = 0
+    scratch = np.empty(min(size, _CHUNK), dtype=bool)  # reused for counting (no fresh pages per block)
+    data = np.frombuffer(mapped, dtype=np.uint8)
+    try:
+        start = 0
+        while start < size:
+            end = mapped.rfind(b"\n", start, min(size, start + _CHUNK)) + 1 if start + _CHUNK < size else size
+            if end <= start:  # a line longer than a block: up to its end
+                found = mapped.find(b"\n", start + _CHUNK)
+                end = size if found < 0 else found + 1
+            block = data[start:end]
+            if not (is_utf8 and _utf8_valid(block)):
+                _check_decodes(bytes(block), start, newlines, path, encoding, final=end == size)
+            newlines += _count_newlines(block, scratch)
+            start = end
+    finally:
+        del data
+    return newlines, first
+
+
+def _check_decodes(block: bytes, offset: int, newlines: int, path: Path, encoding: str, *, final: bool) -> None:
+    """Decode ``block`` (at byte ``offset``, after ``newlines`` lines) with Python; raise where it fails."""
+    try:
+        block.decode(encoding, errors="strict")
+    except UnicodeDecodeError as exc:
+        bad = offset + exc.start
+        line = newlines + block.count(b"\n", 0, exc.start) + 1
+        if exc.start >= len(block) - 3 and final and exc.reason.startswith("unexpected end"):
+            raise EncodingError(
+                f"the file ends inside a multi-byte {encoding} sequence at byte offset {bad}",
+                where=Location(path, line),
+                fix="check the file was not truncated, or pass --encoding",
+            ) from None
+        raise EncodingError(
+            f"byte 0x{block[exc.start]:02x} at byte offset {bad} is not valid {encoding}",
+            where=Location(path, line),
+            expected=f"{encoding} text (a UTF-8 byte-order mark is accepted)",
+            found="bytes of another encoding (often latin-1 or cp1252)",
+            fix="pass --encoding latin-1 (or cp1252) if that is how the file was written",
+        ) from None
 
 
 @dataclass

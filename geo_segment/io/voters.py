@@ -6,6 +6,8 @@ a failed geocode) are set to null, recorded as field rejects, and the voter is k
 
 from __future__ import annotations
 
+import codecs
+import csv
 import gc
 import re
 import threading
@@ -37,7 +39,7 @@ from geo_segment._vector import (
 )
 from geo_segment.addresses import ParsedAddresses, normalize_zip, parse_addresses
 from geo_segment.errors import ConfigError, DuplicateVoterError, InputFileError, Location, MissingColumnsError
-from geo_segment.io.coords import check_projected, check_swapped, coordinate_problems, parse_coordinates
+from geo_segment.io.coords import PROBLEMS, check_projected, check_swapped, coordinate_codes, coordinate_problems
 from geo_segment.io.delimited import DelimitedRead, read_delimited
 from geo_segment.io.manifest import StageRecord
 from geo_segment.layouts import Layout, load_layout
@@ -755,12 +757,42 @@ def _geocodes_by_id(job: Future[list[DelimitedRead]] | None) -> bool:
     except Exception:  # raised again where the geocodes are read, after the addresses as before
         return False
     return read is not None and _pick([c for c in read.table.columns if c != S.SOURCE_LINE],
-                                      "voter_id", "voterid", "id") is not None
+                                      *_GEOCODE_ID) is not None
 
 
 def _read_geocodes_file(path: Path, encoding: str) -> list[DelimitedRead]:
     """The geocodes file read on a side thread, in a list its reader empties (the future would keep the table)."""
-    return [read_delimited(path, delimiter=",", header=True, encoding=encoding, what="geocodes file")]
+    return [read_delimited(path, delimiter=",", header=True, encoding=encoding, what="geocodes file",
+                           usecols=_geocode_columns(path, encoding))]
+
+
+def _geocode_columns(path: Path, encoding: str) -> list[str] | None:
+    """The geocodes file's columns :func:`_read_geocodes` uses (vendors add scores and match types: 5M rows of
+    them cost 0.3 s to parse and 150 MB), or ``None`` to read them all (then the reader says what is missing)."""
+    try:
+        with open(path, "rb") as fh:
+            first = fh.readline(1 << 20).rstrip(b"\r\n")
+        if first.startswith(codecs.BOM_UTF8):
+            first = first[len(codecs.BOM_UTF8):]
+        cols = next(csv.reader([first.decode(encoding)]))
+    except (OSError, UnicodeDecodeError, LookupError, csv.Error, StopIteration):
+        return None  # read_delimited raises the precise error
+    lat, lng = _pick(cols, *_GEOCODE_LAT), _pick(cols, *_GEOCODE_LNG)
+    id_col = _pick(cols, *_GEOCODE_ID)
+    keys = [id_col] if id_col is not None else [
+        c for c in (_pick(cols, *_GEOCODE_ADDRESS), _pick(cols, *_GEOCODE_ZIP), _pick(cols, *_GEOCODE_CITY))
+        if c is not None]
+    if lat is None or lng is None or not keys:
+        return None
+    return [*keys, lat, lng]
+
+
+_GEOCODE_ID = ("voter_id", "voterid", "id")
+_GEOCODE_ADDRESS = ("address", "street_address", "res_street_address")
+_GEOCODE_ZIP = ("zip", "zip5", "zip_code", "zipcode", "postal_code")
+_GEOCODE_CITY = ("city",)
+_GEOCODE_LAT = ("latitude", "lat", "y")
+_GEOCODE_LNG = ("longitude", "lng", "lon", "long", "x")
 
 
 def _read_geocodes(
@@ -774,12 +806,12 @@ def _read_geocodes(
     t0 = time.perf_counter()
     read = (prefetched.result() if prefetched is not None else _read_geocodes_file(path, encoding)).pop()
     cols = [c for c in read.table.columns if c != S.SOURCE_LINE]
-    id_col = _pick(cols, "voter_id", "voterid", "id")
-    addr_col = _pick(cols, "address", "street_address", "res_street_address")
-    zip_col = _pick(cols, "zip", "zip5", "zip_code", "zipcode", "postal_code")
-    city_col = _pick(cols, "city")
-    lat_col = _pick(cols, "latitude", "lat", "y")
-    lng_col = _pick(cols, "longitude", "lng", "lon", "long", "x")
+    id_col = _pick(cols, *_GEOCODE_ID)
+    addr_col = _pick(cols, *_GEOCODE_ADDRESS)
+    zip_col = _pick(cols, *_GEOCODE_ZIP)
+    city_col = _pick(cols, *_GEOCODE_CITY)
+    lat_col = _pick(cols, *_GEOCODE_LAT)
+    lng_col = _pick(cols, *_GEOCODE_LNG)
     key_ok = id_col is not None or (addr_col is not None and (zip_col is not None or city_col is not None))
     missing = [n for n, c in (("voter_id (or address with zip or city)", "ok" if key_ok else None),
                               ("latitude", lat_col), ("longitude", lng_col)) if c is None]
@@ -796,11 +828,13 @@ def _read_geocodes(
     file = str(path)
     rejects = [read.rejects]
     raw_lat, raw_lng = t[lat_col], t[lng_col]
-    num_lat, num_lng, problems = parse_coordinates(raw_lat, raw_lng)
+    # reasons as codes into a table (no string per row): 0 none, then the coordinate problems, then the rest
+    num_lat, num_lng, code = coordinate_codes(raw_lat, raw_lng)
     check_projected(num_lat, num_lng, file=path, what="geocodes file")
     check_swapped(num_lat, num_lng, file=path, what="geocodes file")
-    missing_coords = (raw_lat.isna() & raw_lng.isna()).to_numpy()
-    problems = problems.mask(missing_coords, "no coordinates (failed geocode)")
+    no_coords, unknown, repeat = len(PROBLEMS) + 1, len(PROBLEMS) + 2, len(PROBLEMS) + 3
+    code[(raw_lat.isna() & raw_lng.isna()).to_numpy()] = no_coords
+    del raw_lat, raw_lng
     if id_col is not None:
         by = "voter_id"
         keys = _stripped(t[id_col])
@@ -819,15 +853,14 @@ def _read_geocodes(
         unknown_reason = "address not in the voter file"
         repeat_reason = "repeated address: the first geocode is used"
     known, repeated, first_row = _match_keys(keys, voter_keys)
-    reason = problems.to_numpy(dtype=object, copy=True)
-    ok_rows = pd.isna(reason)
-    reason[~known & ok_rows] = unknown_reason
+    code[~known & (code == 0)] = unknown
     # repeats: every row after the first of its key (null keys repeat each other, as pandas' duplicated says)
-    reason[repeated & pd.isna(reason)] = repeat_reason
-    bad = ~pd.isna(reason)
+    code[repeated & (code == 0)] = repeat
+    bad = code != 0
     if bad.any():
-        rejects.append(S.make_rejects(file, t.loc[bad, S.SOURCE_LINE].astype("int64"),
-                                      [str(r) for r in reason[bad]]))
+        table = np.array(["", *PROBLEMS, "no coordinates (failed geocode)", unknown_reason, repeat_reason],
+                         dtype=object)
+        rejects.append(S.make_rejects(file, t.loc[bad, S.SOURCE_LINE].astype("int64"), table[code[bad]].tolist()))
     # align: each voter takes the first geocode row of its key when that row is good (a later row of the same key
     # is a repeat, so it never is)
     row = np.maximum(first_row, 0)
