@@ -12,7 +12,6 @@ short stable hashes (16 hex digits) of the normalized parts, so they can travel 
 from __future__ import annotations
 
 import re
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,7 +21,7 @@ import pyarrow.compute as pc
 import usaddress
 
 from geo_segment import schema as S
-from geo_segment._vector import STR_DTYPE, factorize_str, sorted_text_categorical, text_from_codes, usable_cores
+from geo_segment._vector import STR_DTYPE, factorize_str, sorted_text_categorical, text_from_codes
 
 __all__ = ["ParsedAddresses", "natural_unit_key", "normalize_zip", "parse_addresses"]
 
@@ -61,8 +60,6 @@ _NUM_TOKEN = r"^\d+[A-Z]?(?:-\d+[A-Z]?)?$"
 #: text that normalization may change: any character but capitals, digits, space and ``'/&-``, or a space that is
 #: doubled, leading or trailing (text without any of these is its own normalized form)
 _MAY_CHANGE = r"[^A-Z0-9 '/&\-]|  |^ | $"
-#: rows from which the household ids are built on a thread of their own
-_SIDE_THREAD_ROWS = 500_000
 
 
 @dataclass(frozen=True)
@@ -232,18 +229,8 @@ def parse_addresses(addresses: pd.Series, *, zip5: pd.Series | None = None, city
     # from the hashes of their pair; rows without an address are null throughout
     empty_rows = empty_pair[codes]
     index = addresses.index
-    # the household ids are built on another thread while this one builds the building ids and the texts (sorts
-    # and takes, without Python's lock): at 5M voters the ingest's other threads are done by then
-    side = ThreadPoolExecutor(1, thread_name_prefix="address-ids") if (
-        len(codes) >= _SIDE_THREAD_ROWS and usable_cores() > 1) else None
-    try:
-        households_job = side.submit(_id_categorical, hh, empty_pair, codes, "h", index) if side else None
-        buildings, n_buildings = _id_categorical(hb, empty_pair, codes, "b", index)
-        households, n_households = (households_job.result() if households_job is not None else
-                                    _id_categorical(hh, empty_pair, codes, "h", index))
-    finally:
-        if side is not None:
-            side.shutdown(wait=True)
+    households, n_households = _id_categorical(hh, empty_pair, codes, "h", index)
+    buildings, n_buildings = _id_categorical(hb, empty_pair, codes, "b", index)
     row_d = d_codes[codes]
     if empty_rows.any():
         row_d[empty_rows] = -1

@@ -111,3 +111,30 @@ def test_unknown_encoding_is_a_config_error(tmp_path: Path) -> None:
     p = _write(tmp_path, b"a\n1\n")
     with pytest.raises(ConfigError, match="unknown text encoding 'latin-9000'"):
         read_delimited(p, delimiter=",", header=True, encoding="latin-9000")
+
+
+_COORDS = ("voter_id,latitude,longitude,match_score\n"
+           "A,41.8,-71.4,99\nB,,,0\nC,nan,-71.4,7\nD,41.8,,5\nE,0,0,1\nF,inf,-71,2\nG,-1e1,1.5e2,3\n")
+
+
+@pytest.mark.parametrize("extra", ["", "H, 41.8 ,-71.4,4\n", "H,north,-71.4,4\n"],
+                         ids=["all numbers", "blanks around a number", "a word"])
+def test_float_columns_read_as_the_text_would_be(tmp_path: Path, extra: str) -> None:
+    """``floats`` changes the speed, never the coordinates or the reasons: numbers parse as Arrow floats (an
+    empty field null, apart from ``nan``; Arrow, like pandas, reads a number with blanks around it); one value
+    that is no number reads the columns as text."""
+    from geo_segment.io.coords import PROBLEMS, coordinate_codes
+
+    p = _write(tmp_path, (_COORDS + extra).encode())
+    as_text = read_delimited(p, delimiter=",", header=True)
+    as_floats = read_delimited(p, delimiter=",", header=True, floats=["latitude", "longitude"])
+    assert (str(as_floats.table["latitude"].dtype) == "double[pyarrow]") == ("north" not in extra)
+    assert as_floats.table["match_score"].tolist() == as_text.table["match_score"].tolist()  # others stay text
+    lat_t, lng_t, codes_t = coordinate_codes(as_text.table["latitude"], as_text.table["longitude"])
+    lat_f, lng_f, codes_f = coordinate_codes(as_floats.table["latitude"], as_floats.table["longitude"])
+    assert codes_f.tolist() == codes_t.tolist()
+    assert [("", *PROBLEMS)[c] for c in codes_f[:7]] == [
+        "", "", "coordinate is NaN or infinite", "only one of lat/lng given",
+        "coordinates at (0, 0) 'Null Island': a failed geocode", "coordinate is NaN or infinite", ""]
+    for a, b in ((lat_t, lat_f), (lng_t, lng_f)):
+        assert a.tobytes() == b.tobytes()  # bit for bit, NaN included

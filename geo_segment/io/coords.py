@@ -134,6 +134,8 @@ def _not_number(raw: pd.Series, parsed: np.ndarray, present: np.ndarray) -> np.n
     """Present values that did not parse and are no spelling of NaN/inf (the text test runs on those only)."""
     out = present & np.isnan(parsed)
     if out.any():
+        if pd.api.types.is_numeric_dtype(raw.dtype):  # parsed as numbers already: a NaN there was spelt NaN
+            return np.zeros(len(out), dtype=bool)
         idx = np.flatnonzero(out)
         out[idx] = ~_is_nan_text(raw.iloc[idx])
     return out

@@ -762,8 +762,10 @@ def _geocodes_by_id(job: Future[list[DelimitedRead]] | None) -> bool:
 
 def _read_geocodes_file(path: Path, encoding: str) -> list[DelimitedRead]:
     """The geocodes file read on a side thread, in a list its reader empties (the future would keep the table)."""
+    cols = _geocode_columns(path, encoding)
+    # the coordinates parsed as numbers by Arrow when they all are (5M rows: 0.4 s less than parsing the text)
     return [read_delimited(path, delimiter=",", header=True, encoding=encoding, what="geocodes file",
-                           usecols=_geocode_columns(path, encoding))]
+                           usecols=cols, floats=cols[-2:] if cols else ())]
 
 
 def _geocode_columns(path: Path, encoding: str) -> list[str] | None:
