@@ -27,7 +27,7 @@ import pandas as pd
 import pyogrio
 import pytest
 import shapely
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from shapely.geometry import MultiPolygon, Polygon
 
@@ -309,7 +309,7 @@ def test_reprojected_input_and_precision(tmp_path: Path) -> None:
     assert numbers and max(len(tok.split(".")[1]) for tok in numbers) <= 6
 
 
-# --- property: any valid polygon, randomly wound and unclosed, comes out RFC 7946-valid with the same area ---------
+# --- property: any valid polygon, randomly wound and unclosed, comes out RFC 7946-valid, its area kept -----------
 
 
 @st.composite
@@ -333,6 +333,9 @@ def star_polygons(draw: st.DrawFn) -> tuple[list[tuple[float, float]], list[tupl
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(poly=star_polygons(), reverse=st.booleans(), reverse_hole=st.booleans(), rotate=st.integers(0, 23))
+# found in a CI run: a spike one grid step wide collapses when snapped (the area moves by 4e-5 of itself)
+@example(poly=([(-34.96875, 0.0), (-34.953125, 0.0), (-34.984375, 1e-06), (-35.020426, -0.02365)], None),
+         reverse=False, reverse_hole=False, rotate=0)
 def test_any_valid_polygon_comes_out_rfc7946_valid_with_equal_area(
     poly: tuple[list[tuple[float, float]], list[tuple[float, float]] | None], reverse: bool, reverse_hole: bool,
     rotate: int,
@@ -349,7 +352,11 @@ def test_any_valid_polygon_comes_out_rfc7946_valid_with_equal_area(
     rings = [[list(p) for p in ring]]  # unclosed on purpose
     if hole is not None:
         rings.append([list(p) for p in (hole[::-1] if reverse_hole else hole)])
-    expected = Polygon(ring, [hole] if hole else None).area
+    drawn = Polygon(ring, [hole] if hole else None)
+    expected = drawn.area
+    # snapped to the 6-decimal grid, an edge moves by at most half a grid step (a spike one step wide collapses):
+    # the area changes by at most the rings' length times the step
+    slack = max(1e-6 * expected, drawn.length * 1e-6)
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "in.geojson"
         src.write_text(json.dumps({"type": "FeatureCollection", "features": [
@@ -364,7 +371,7 @@ def test_any_valid_polygon_comes_out_rfc7946_valid_with_equal_area(
         for path in (res.files["geojson"], res.files["kml"]):
             back = pyogrio.read_dataframe(path).geometry.iloc[0]
             assert back.is_valid
-            assert back.area == pytest.approx(expected, rel=1e-6)
+            assert abs(back.area - expected) <= slack
 
 
 def test_a_sliver_thinner_than_the_coordinate_grid_is_dropped_not_fatal(tmp_path: Path) -> None:

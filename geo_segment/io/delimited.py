@@ -233,7 +233,8 @@ def read_delimited(
     floats
         Columns to parse as float64 when every value is a number, ``nan``/``inf`` or empty (Arrow's correctly
         rounded parser; ``pd.ArrowDtype`` columns, so an empty field stays null and apart from ``nan``). One value
-        that is not (blanks around a number, a word) reads them as strings, like the other columns.
+        that is not (a word) reads them as strings, like the other columns. (A ``-0`` in a column of integers is
+        the one value :func:`geo_segment.io.coords.to_float64` reads otherwise: ``0.0``, as pandas does.)
 
     Returns
     -------
