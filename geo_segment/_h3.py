@@ -54,8 +54,9 @@ def latlng_to_cells(lat: np.ndarray, lng: np.ndarray, resolution: int) -> np.nda
     ok = np.isfinite(lat) & np.isfinite(lng) & (np.abs(lat) <= 90) & (np.abs(lng) <= 180)
     if not ok.any():
         return out
-    rows = np.flatnonzero(ok)
-    la, ln = lat[rows], lng[rows]
+    every = bool(ok.all())  # the usual case: no 40 MB gathers and scatter per 5M points
+    rows = slice(None) if every else np.flatnonzero(ok)
+    la, ln = (lat, lng) if every else (lat[rows], lng[rows])
     # voters of a household or building share a geocode: on one core, each distinct point once pays; on more, the
     # cells of every point on threads take less time than finding the distinct points on one (5M voters on 2 cores,
     # 1.8M distinct points: 0.98 s for every point, 1.65 s through the distinct ones)

@@ -318,9 +318,10 @@ def _first_per_key(keys: np.ndarray, size: int) -> np.ndarray:
     """For each element, the position of an element with the same key (one per key), keys in ``0..size-1``."""
     n = len(keys)
     if size <= max(4 * n, 2**22):
-        lut = np.empty(size, dtype=np.int64)
-        lut[keys] = np.arange(n)
-        return lut[keys]
+        width = np.int32 if n < 2**31 else np.int64  # half the table's pages
+        lut = np.empty(size, dtype=width)
+        lut[keys] = np.arange(n, dtype=width)
+        return lut[keys].astype(np.int64)
     codes, uniq = pd.factorize(keys)
     first = np.empty(len(uniq), dtype=np.int64)
     first[codes] = np.arange(n)
@@ -331,14 +332,24 @@ def _grid_representatives(x: np.ndarray, y: np.ndarray, grid: _Grid) -> tuple[np
     """Each point's representative (a point of the same untouched box; ``-1`` for points in touched finest boxes,
     which need their own exact test) and those points. Points outside the grid intersect no polygon: ``-2``."""
     nx, ny = grid.touched[0].shape
-    ix = np.floor((x - grid.x0) / grid.side).astype(np.int64)
-    iy = np.floor((y - grid.y0) / grid.side).astype(np.int64)
-    inside = (ix >= 0) & (ix < nx) & (iy >= 0) & (iy < ny)
+    # box numbers in 32 bits (a grid has at most GRID_MAX_BOXES boxes), through one scratch array: fresh memory is
+    # slow to fault in, and 5M points made eight 40 MB temporaries here (0.25 s of a 0.85 s first join)
+    box = np.subtract(x, grid.x0)
+    box /= grid.side
+    np.floor(box, out=box)
+    inside = (box >= 0) & (box < nx)
+    ix = box.astype(np.int32)
+    np.subtract(y, grid.y0, out=box)
+    box /= grid.side
+    np.floor(box, out=box)
+    inside &= (box >= 0) & (box < ny)
+    iy = box.astype(np.int32)
+    del box
     rep_of = np.full(len(x), -2, dtype=np.int64)
     rest = np.flatnonzero(inside)
     for level in range(len(grid.touched) - 1, -1, -1):  # coarsest first
         touched = grid.touched[level]
-        key = (ix[rest] >> level) * touched.shape[1] + (iy[rest] >> level)
+        key = (ix[rest] >> level) * np.int32(touched.shape[1]) + (iy[rest] >> level)
         hit = touched.reshape(-1)[key]
         free = rest[~hit]
         rep_of[free] = free[_first_per_key(key[~hit], touched.size)]
