@@ -138,3 +138,31 @@ def test_float_columns_read_as_the_text_would_be(tmp_path: Path, extra: str) -> 
         "coordinates at (0, 0) 'Null Island': a failed geocode", "coordinate is NaN or infinite", ""]
     for a, b in ((lat_t, lat_f), (lng_t, lng_f)):
         assert a.tobytes() == b.tobytes()  # bit for bit, NaN included
+
+
+@pytest.mark.parametrize("late", [False, True], ids=["scan beside the parse", "late scan"])
+@pytest.mark.parametrize("column", ["a", "b", "c"], ids=["kept", "kept dictionary", "not kept"])
+def test_a_bad_byte_in_any_column_is_an_encoding_error(tmp_path: Path, late: bool, column: str) -> None:
+    """``late_scan`` moves the whole-file scan after the parse, never past the caller's :meth:`confirm`: a bad byte
+    in any column, kept or not, still stops the read with its offset and line."""
+    rows = [b"a,b,c", b"1,x,y", b"2,x,y", b"3,x,y"]
+    cells = rows[2].split(b",")
+    cells["abc".index(column)] = b"M\xe9LLER"
+    rows[2] = b",".join(cells)
+    p = _write(tmp_path, b"\n".join(rows) + b"\n")
+    offset = len(b"a,b,c\n1,x,y\n") + len(b",".join(cells[: "abc".index(column)])) + (1 if column != "a" else 0) + 1
+    with pytest.raises(EncodingError, match=f"byte 0xe9 at byte offset {offset} is not valid utf-8") as err:
+        read = read_delimited(p, delimiter=",", header=True, usecols=["a", "b"], dictionary=["b"], late_scan=late)
+        assert late and column == "c"  # only a bad byte in a column Arrow does not keep gets this far
+        read.confirm()
+    assert err.value.where is not None and err.value.where.line == 3
+
+
+def test_late_scan_counts_the_lines_the_parse_accounted_for(tmp_path: Path) -> None:
+    p = _write(tmp_path, b"a,b\n1,2\n3\n\n4,5\n6,7")  # a short row, an empty line, no newline at the end
+    late = read_delimited(p, delimiter=",", header=True, late_scan=True)
+    eager = read_delimited(p, delimiter=",", header=True)
+    late.confirm()
+    assert late.n_lines == 6 and late.rows_in == eager.rows_in == 5
+    assert late.table[S.SOURCE_LINE].tolist() == eager.table[S.SOURCE_LINE].tolist() == [2, 5, 6]
+    assert late.rejects.equals(eager.rejects)

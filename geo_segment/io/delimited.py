@@ -172,6 +172,25 @@ class DelimitedRead:
     rejects: pd.DataFrame
     rows_in: int
     header: list[str]
+    #: the whole-file scan still running (``late_scan``), and the physical lines the parse accounted for
+    pending_scan: Future[TextScan] | None = None
+    n_lines: int = 0
+    path: Path | None = None
+    what: str = "file"
+
+    def confirm(self) -> None:
+        """Wait for a late scan: raise its :class:`EncodingError`, or an error when the file's physical lines are
+        not the lines the parse accounted for. Nothing to do without a late scan (or once confirmed)."""
+        job, self.pending_scan = self.pending_scan, None
+        if job is None:
+            return
+        scan = job.result()
+        if scan.n_lines != self.n_lines:  # pragma: no cover - guards the line accounting itself
+            raise InputFileError(
+                f"{self.what}: line accounting failed ({self.n_lines} lines parsed, {scan.n_lines} in the file)",
+                where=Location(self.path),
+                fix="the file may hold quoted line breaks; remove them",
+            )
 
 
 def _split_header(line: str, delimiter: str, path: str | Path | None = None) -> list[str]:
@@ -200,6 +219,7 @@ def read_delimited(
     block_size: int = 1 << 24,
     dictionary: Sequence[str] = (),
     floats: Sequence[str] = (),
+    late_scan: bool = False,
 ) -> DelimitedRead:
     """Read a delimited text file as strings, with line numbers and quarantined bad rows.
 
@@ -235,6 +255,11 @@ def read_delimited(
         rounded parser; ``pd.ArrowDtype`` columns, so an empty field stays null and apart from ``nan``). One value
         that is not (a word) reads them as strings, like the other columns. (A ``-0`` in a column of integers is
         the one value :func:`geo_segment.io.coords.to_float64` reads otherwise: ``0.0``, as pandas does.)
+    late_scan
+        UTF-8 files only: Arrow checks the kept columns' bytes as it parses, line numbers come from the parse,
+        and the whole-file scan (every byte decodes; the physical lines are the lines parsed) runs afterwards,
+        beside the caller's work, instead of beside the parse. The caller must call
+        :meth:`DelimitedRead.confirm` before it returns anything read (it raises what the scan found).
 
     Returns
     -------
@@ -267,18 +292,37 @@ def read_delimited(
             expected="a header line and at least one row" if header else "at least one row",
             fix="check the export finished and the right file was given",
         )
-    # the whole-file scan (strict decoding, line count) runs on the other core while Arrow parses
-    pool = ThreadPoolExecutor(max_workers=1)
-    scan_job = pool.submit(scan_text, path, encoding)
+    # the whole-file scan (strict decoding, line count) runs on the other core while Arrow parses, or after it
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scan")
+    late = late_scan and codecs.lookup(encoding).name == "utf-8"
+    scan_job = _LateScan(pool, path, encoding) if late else pool.submit(scan_text, path, encoding)
+    read: DelimitedRead | None = None
     try:
-        return _read(path, scan_job, block_size=block_size, delimiter=delimiter, header=header, columns=columns,
+        read = _read(path, scan_job, block_size=block_size, delimiter=delimiter, header=header, columns=columns,
                      required=required, usecols=usecols, encoding=encoding, what=what, dictionary=dictionary,
-                     floats=floats)
+                     floats=floats, late=late)
+        return read
     finally:
-        pool.shutdown(wait=True)
+        pool.shutdown(wait=read is None or read.pending_scan is None)
 
 
-def _first_line(path: Path, encoding: str, scan_job: Future[TextScan]) -> str:
+class _LateScan:
+    """The scan of a ``late_scan`` read: started only when asked for (after the parse, or when an error needs it)."""
+
+    def __init__(self, pool: ThreadPoolExecutor, path: Path, encoding: str) -> None:
+        self._pool, self._path, self._encoding = pool, path, encoding
+        self._job: Future[TextScan] | None = None
+
+    def start(self) -> Future[TextScan]:
+        if self._job is None:
+            self._job = self._pool.submit(scan_text, self._path, self._encoding)
+        return self._job
+
+    def result(self) -> TextScan:
+        return self.start().result()
+
+
+def _first_line(path: Path, encoding: str, scan_job: Future[TextScan] | _LateScan) -> str:
     with open(path, "rb") as fh:
         first = fh.readline(1 << 20).rstrip(b"\r\n")
     if first.startswith(codecs.BOM_UTF8):
@@ -292,7 +336,7 @@ def _first_line(path: Path, encoding: str, scan_job: Future[TextScan]) -> str:
 
 def _read(
     path: Path,
-    scan_job: Future[TextScan],
+    scan_job: Future[TextScan] | _LateScan,
     *,
     delimiter: str,
     header: bool,
@@ -304,6 +348,7 @@ def _read(
     block_size: int,
     dictionary: Sequence[str] = (),
     floats: Sequence[str] = (),
+    late: bool = False,
 ) -> DelimitedRead:
     first_line = _first_line(path, encoding, scan_job)
     if header:
@@ -367,9 +412,9 @@ def _read(
             strings_can_be_null=True,
             null_values=[""],
             quoted_strings_can_be_null=True,
-            # every byte is validated by the scan (which is awaited before the table is used): a second UTF-8
-            # check of the kept columns here would only cost time
-            check_utf8=False,
+            # every byte is validated by the scan, awaited before the table is used: a second UTF-8 check of the
+            # kept columns here would only cost time; a late scan comes after the table is used, so Arrow checks them
+            check_utf8=late,
         )
 
     conv_opts = convert_options()
@@ -404,8 +449,13 @@ def _read(
     except InputFileError:
         scan_job.result()  # an encoding problem explains a parse failure better
         raise
-    scan = scan_job.result()
-    rows_in = max(scan.n_lines - first_data + 1, 0)
+    if bad_lines:
+        table = parse(threads=False)
+    if late:  # every physical line is a row or a bad line: the scan checks that count later
+        n_lines = first_data - 1 + table.num_rows + len(bad_lines)
+    else:
+        n_lines = scan_job.result().n_lines
+    rows_in = max(n_lines - first_data + 1, 0)
     if rows_in == 0:
         raise InputFileError(
             f"{what} has a header but no data rows",
@@ -414,8 +464,6 @@ def _read(
             found="header only",
             fix="check the export finished",
         )
-    if bad_lines:
-        table = parse(threads=False)
     # a line with every field empty is not a usable row (found on the Arrow table: no per-column pandas masks)
     all_null = np.ones(table.num_rows, dtype=bool) if table.num_columns else np.zeros(table.num_rows, dtype=bool)
     for col in table.columns:
@@ -426,7 +474,7 @@ def _read(
     # float columns as Arrow-backed floats: an empty field is null, apart from a nan in the file
     frame = table.to_pandas(types_mapper=lambda t: pd.ArrowDtype(t) if t == pa.float64() else None)
     bad = np.asarray(bad_lines, dtype=np.int64)
-    lines = np.arange(first_data, scan.n_lines + 1, dtype=np.int64)
+    lines = np.arange(first_data, n_lines + 1, dtype=np.int64)
     if bad.size:
         lines = lines[~np.isin(lines, bad)]
     if len(lines) != len(frame):  # pragma: no cover - guards the line accounting itself
@@ -444,4 +492,6 @@ def _read(
         reject_reasons.extend(["empty row (no values)"] * int(empty.sum()))
         frame = frame.loc[~empty].reset_index(drop=True)
     rejects = S.make_rejects(str(path), reject_lines, reject_reasons)
-    return DelimitedRead(table=frame, rejects=rejects, rows_in=rows_in, header=names)
+    return DelimitedRead(table=frame, rejects=rejects, rows_in=rows_in, header=names,
+                         pending_scan=scan_job.start() if isinstance(scan_job, _LateScan) else None,
+                         n_lines=n_lines, path=path, what=what)

@@ -37,7 +37,7 @@ from geo_segment._vector import (
     text_categorical,
     text_from_codes,
 )
-from geo_segment.addresses import ParsedAddresses, normalize_zip, parse_addresses
+from geo_segment.addresses import ParsedAddresses, _parse_addresses, normalize_zip, parse_addresses
 from geo_segment.errors import ConfigError, DuplicateVoterError, InputFileError, Location, MissingColumnsError
 from geo_segment.io.coords import PROBLEMS, check_projected, check_swapped, coordinate_codes, coordinate_problems
 from geo_segment.io.delimited import DelimitedRead, read_delimited
@@ -319,9 +319,18 @@ def read_voter_file(
         try:
             history_job = (side.submit(_prepare_long_history, lay, Path(history), encoding or lay.encoding)
                            if lay.history_style == "long" and history is not None else None)
-            return _read_voter_file(path, lay, history=history, geocodes=geocodes, election_map=election_map,
-                                    enc=enc, duplicates=duplicates, today=today, t0=t0, history_job=history_job,
-                                    side=side)
+            reads: list[DelimitedRead] = []
+            try:
+                result = _read_voter_file(path, lay, history=history, geocodes=geocodes,
+                                          election_map=election_map, enc=enc, duplicates=duplicates, today=today,
+                                          t0=t0, history_job=history_job, side=side, reads=reads)
+            except Exception:
+                for done in reads:  # an encoding problem the late scan finds explains a failure better
+                    done.confirm()
+                raise
+            for done in reads:  # the voter file's whole-file scan ran beside the mapping: what it found
+                done.confirm()
+            return result
         finally:
             side.shutdown(wait=False, cancel_futures=True)
 
@@ -363,7 +372,7 @@ def _arrow_pool() -> Iterator[None]:
 def _read_voter_file(
     path: Path, lay: Layout, *, history: str | Path | None, geocodes: str | Path | None,
     election_map: str | Path | None, enc: str, duplicates: Duplicates, today: date | None, t0: float,
-    history_job: Future[_LongHistory] | None, side: ThreadPoolExecutor,
+    history_job: Future[_LongHistory] | None, side: ThreadPoolExecutor, reads: list[DelimitedRead],
 ) -> VoterFileRead:
     fields = lay.fields
     header_names = _header_of(path, lay, enc) if lay.header else list(lay.columns)
@@ -383,7 +392,10 @@ def _read_voter_file(
         what="voter file",
         block_size=1 << 22,  # 4 MB: with the dictionary columns, the least parse CPU (1, 4, 8, 16 MB measured)
         dictionary=dictionary,
+        # the whole-file scan beside the mapping, not the parse (both cores parse; one waits at the end of the read)
+        late_scan=True,
     )
+    reads.append(read)
     # the geocodes file is read on a side thread from now on: while the voter file was parsed both cores were busy,
     # and at the end of the read one core waits for the address parse (5M voters: the parse 0.5 s shorter)
     geocodes_job = side.submit(_read_geocodes_file, Path(geocodes), enc) if geocodes is not None else None
@@ -408,9 +420,11 @@ def _read_voter_file(
     addr_raw = _joined(table, fields["address"]) if "address" in fields else pd.Series(
         None, index=table.index, dtype="str")
     pool = ThreadPoolExecutor(max_workers=1)
+    # the parse takes the only reference to the address texts, so they are freed once numbered
     addresses_job = pool.submit(
-        parse_addresses, addr_raw, zip5=out[S.ZIP5] if out[S.ZIP5].notna().any() else None, city=out[S.CITY]
+        _parse_addresses, [addr_raw], zip5=out[S.ZIP5] if out[S.ZIP5].notna().any() else None, city=out[S.CITY]
     )
+    del addr_raw
     for key, col in (
         ("last_name", S.LAST_NAME), ("first_name", S.FIRST_NAME), ("middle_name", S.MIDDLE_NAME),
         ("name_suffix", S.NAME_SUFFIX), ("state", S.STATE), ("status", S.STATUS),
