@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -206,51 +207,73 @@ def join_areas(
     metrics.update(p_metrics)
     todo = todo[index[todo] < 0]
 
-    # 3. nearest polygon within the tolerance, in metres
+    # 3. nearest polygon within the tolerance, in metres (voters of a household outside every polygon: searched once)
     if len(todo) and tolerance_m > 0:
-        every = todo
-        distinct = distinct_points(x[todo], y[todo])  # voters of a household outside every polygon: searched once
-        if distinct is not None:
-            codes, first = distinct
-            todo = todo[first]
         crs = metric_crs or gpd.GeoSeries(geoms, crs=S.CRS_STORAGE).estimate_utm_crs()
-        # Only polygons near a leftover point are projected (detailed precincts have thousands of vertices), and
-        # only points near a polygon are searched: a box of twice the tolerance in degrees around each point
-        # (metres per degree at the highest latitude; map projections distort distances by well under 2x near
-        # their zone) holds every polygon within tolerance.
-        lat_max = min(float(np.max(np.abs(y[todo]))), 89.0)
-        dy = 2.0 * tolerance_m / 110_574.0
-        dx = 2.0 * tolerance_m / (111_320.0 * np.cos(np.radians(lat_max)))
-        boxes = shapely.box(x[todo] - dx, y[todo] - dy, x[todo] + dx, y[todo] + dy)
-        box_pt, box_poly = tree.query(boxes)
-        near_polys, poly_pos = np.unique(box_poly, return_inverse=True)
-        near_pts, pt_pos = np.unique(box_pt, return_inverse=True)
-        if len(near_pts):
-            geoms_m = np.asarray(gpd.GeoSeries(geoms[near_polys], crs=S.CRS_STORAGE).to_crs(crs).values)
-            rows = todo[near_pts]
-            pts_m = np.asarray(gpd.GeoSeries(shapely.points(x[rows], y[rows]), crs=S.CRS_STORAGE).to_crs(crs).values)
-            # prepared distance-within first (most leftover points are far from every polygon), exact distances
-            # for the pairs within the tolerance only; ties by lowest id
-            shapely.prepare(geoms_m)
-            within = shapely.dwithin(geoms_m[poly_pos], pts_m[pt_pos], tolerance_m)
-            pt, poly = pt_pos[within], poly_pos[within]
-            dist = shapely.distance(geoms_m[poly], pts_m[pt])
-            ok = dist <= tolerance_m
-            pt, poly, dist = pt[ok], near_polys[poly[ok]], dist[ok]
-            best = np.full(len(rows), np.inf)
-            np.minimum.at(best, pt, dist)
-            nearest = dist == best[pt]
-            chosen, _ = _pick(pt[nearest], poly[nearest], np.zeros(int(nearest.sum()), bool), rank, len(rows))
-            near = chosen >= 0
-            index[rows[near]] = chosen[near]
-            method[rows[near]] = _NEAREST
+        _once_per_point(todo, x, y, index, method,
+                        lambda rows: _nearest(rows, x, y, geoms, tree, rank, index, method, tolerance_m, crs))
         metrics["metric_crs"] = str(crs)
-        if distinct is not None:
-            index[every], method[every] = index[todo][codes], method[todo][codes]
     metrics.update({m: int((method == i).sum()) for i, m in enumerate(METHODS)})
     metrics["not_geocoded"] = int((~has_xy).sum())
     metrics["seconds"] = round(time.perf_counter() - t0, 3)
     return AreaJoin(index=index, method=method, metrics=metrics)
+
+
+def _nearest(todo: np.ndarray, x: np.ndarray, y: np.ndarray, geoms: np.ndarray, tree: shapely.STRtree,
+             rank: np.ndarray, index: np.ndarray, method: np.ndarray, tolerance_m: float, crs: Any) -> None:
+    """The nearest polygon within ``tolerance_m`` metres (in ``crs``) of the points at ``todo``, into ``index`` and
+    ``method``; points with none stay as they are."""
+    # Only polygons near a leftover point are projected (detailed precincts have thousands of vertices), and
+    # only points near a polygon are searched: a box of twice the tolerance in degrees around each point
+    # (metres per degree at the highest latitude; map projections distort distances by well under 2x near
+    # their zone) holds every polygon within tolerance.
+    lat_max = min(float(np.max(np.abs(y[todo]))), 89.0)
+    dy = 2.0 * tolerance_m / 110_574.0
+    dx = 2.0 * tolerance_m / (111_320.0 * np.cos(np.radians(lat_max)))
+    boxes = shapely.box(x[todo] - dx, y[todo] - dy, x[todo] + dx, y[todo] + dy)
+    box_pt, box_poly = tree.query(boxes)
+    near_polys, poly_pos = np.unique(box_poly, return_inverse=True)
+    near_pts, pt_pos = np.unique(box_pt, return_inverse=True)
+    if not len(near_pts):
+        return
+    geoms_m = np.asarray(gpd.GeoSeries(geoms[near_polys], crs=S.CRS_STORAGE).to_crs(crs).values)
+    rows = todo[near_pts]
+    pts_m = np.asarray(gpd.GeoSeries(shapely.points(x[rows], y[rows]), crs=S.CRS_STORAGE).to_crs(crs).values)
+    # prepared distance-within first (most leftover points are far from every polygon), exact distances
+    # for the pairs within the tolerance only; ties by lowest id
+    shapely.prepare(geoms_m)
+    within = shapely.dwithin(geoms_m[poly_pos], pts_m[pt_pos], tolerance_m)
+    pt, poly = pt_pos[within], poly_pos[within]
+    dist = shapely.distance(geoms_m[poly], pts_m[pt])
+    ok = dist <= tolerance_m
+    pt, poly, dist = pt[ok], near_polys[poly[ok]], dist[ok]
+    best = np.full(len(rows), np.inf)
+    np.minimum.at(best, pt, dist)
+    nearest = dist == best[pt]
+    chosen, _ = _pick(pt[nearest], poly[nearest], np.zeros(int(nearest.sum()), bool), rank, len(rows))
+    near = chosen >= 0
+    index[rows[near]] = chosen[near]
+    method[rows[near]] = _NEAREST
+
+
+def _once_per_point(rows: np.ndarray, x: np.ndarray, y: np.ndarray, index: np.ndarray, method: np.ndarray,
+                    assign: Callable[[np.ndarray], None]) -> int | None:
+    """``assign`` (which writes ``index`` and ``method`` at the rows it is given) on each distinct point of ``rows``
+    once, its answer spread to the points at the same coordinates (voters of a household or building share their
+    geocode). Returns how many distinct points there were, or ``None`` when grouping did not pay.
+
+    Only the points the fast grid leaves come here: grouping every point first cost more than the grid's own work
+    on them (5M voters, 1.8M distinct points: 0.9 s to group, 0.74 s for the whole join without it).
+    """
+    distinct = distinct_points(x[rows], y[rows])
+    if distinct is None:
+        assign(rows)
+        return None
+    codes, first = distinct
+    firsts = rows[first]
+    assign(firsts)
+    index[rows], method[rows] = index[firsts][codes], method[firsts][codes]
+    return len(firsts)
 
 
 @dataclass(frozen=True)
@@ -387,22 +410,12 @@ def _inside(x: np.ndarray, y: np.ndarray, grid: _Grid | None, geoms: np.ndarray,
 
 def _exact_distinct(rows: np.ndarray, x: np.ndarray, y: np.ndarray, geoms: np.ndarray, tree: shapely.STRtree,
                     rank: np.ndarray, index: np.ndarray, method: np.ndarray) -> dict[str, int]:
-    """:func:`_exact_threaded` on each distinct point of ``rows`` once, its answer spread to the points at the
-    same coordinates (voters of a household or building share their geocode); returns the counts.
-
-    Only the points the fast grid leaves go through here: grouping every point first cost more than the grid's
-    own work on them (5M voters, 1.8M distinct points: 0.9 s to group, 0.74 s for the whole join without it).
-    """
+    """:func:`_exact_threaded` on each distinct point of ``rows`` once (:func:`_once_per_point`); the counts."""
+    n_distinct = _once_per_point(rows, x, y, index, method,
+                                 lambda part: _exact_threaded(part, x, y, geoms, tree, rank, index, method))
     metrics = {"exact_points": len(rows)}
-    distinct = distinct_points(x[rows], y[rows])
-    if distinct is None:
-        _exact_threaded(rows, x, y, geoms, tree, rank, index, method)
-        return metrics
-    codes, first = distinct
-    firsts = rows[first]
-    _exact_threaded(firsts, x, y, geoms, tree, rank, index, method)
-    index[rows], method[rows] = index[firsts][codes], method[firsts][codes]
-    metrics["distinct_points"] = len(firsts)
+    if n_distinct is not None:
+        metrics["distinct_points"] = n_distinct
     return metrics
 
 

@@ -417,8 +417,6 @@ def _read(
             check_utf8=late,
         )
 
-    conv_opts = convert_options()
-
     def parse(threads: bool) -> pa.Table:
         bad_lines.clear()
         bad_reasons.clear()
@@ -430,7 +428,8 @@ def _read(
             delimiter=delimiter, invalid_row_handler=on_invalid, newlines_in_values=False, ignore_empty_lines=False
         )
         try:
-            return pacsv.read_csv(path, read_options=read_opts, parse_options=parse_opts, convert_options=conv_opts)
+            return pacsv.read_csv(path, read_options=read_opts, parse_options=parse_opts,
+                                  convert_options=convert_options())
         except pa.ArrowInvalid as exc:
             if as_float and "conversion error to double" in str(exc):
                 raise _NotFloats from None
@@ -444,7 +443,6 @@ def _read(
             table = parse(threads=True)
         except _NotFloats:  # a value that is no number: the float columns are read as text, as the others
             as_float.clear()
-            conv_opts = convert_options()
             table = parse(threads=True)
     except InputFileError:
         scan_job.result()  # an encoding problem explains a parse failure better

@@ -39,7 +39,7 @@ from geo_segment._vector import (
 )
 from geo_segment.addresses import ParsedAddresses, _parse_addresses, normalize_zip, parse_addresses
 from geo_segment.errors import ConfigError, DuplicateVoterError, InputFileError, Location, MissingColumnsError
-from geo_segment.io.coords import PROBLEMS, check_projected, check_swapped, coordinate_codes, coordinate_problems
+from geo_segment.io.coords import PROBLEMS, check_projected, check_swapped, coordinate_codes
 from geo_segment.io.delimited import DelimitedRead, read_delimited
 from geo_segment.io.manifest import StageRecord
 from geo_segment.layouts import Layout, load_layout
@@ -225,10 +225,8 @@ def _joined(table: pd.DataFrame, cols: Sequence[str], *, categorical: bool = Fal
     return text_categorical(out) if categorical else out
 
 
-def _header_of(path: Path, layout: Layout, encoding: str) -> list[str]:
-    import codecs
-    import csv
-
+def _header_of(path: Path, delimiter: str, encoding: str) -> list[str]:
+    """The column names on a file's first line (``[]`` when there is no file or no line)."""
     if not path.exists():
         return []
     with open(path, "rb") as fh:
@@ -236,7 +234,10 @@ def _header_of(path: Path, layout: Layout, encoding: str) -> list[str]:
     if first.startswith(codecs.BOM_UTF8):
         first = first[len(codecs.BOM_UTF8):]
     text = first.decode(encoding, errors="replace")  # names only; read_delimited checks every byte strictly
-    return next(csv.reader([text], delimiter=layout.delimiter)) if text else []
+    try:
+        return next(csv.reader([text], delimiter=delimiter)) if text else []
+    except csv.Error:  # read_delimited says what is wrong with the line
+        return []
 
 
 def _history_columns(layout: Layout, header: list[str]) -> list[str]:
@@ -321,16 +322,14 @@ def read_voter_file(
                            if lay.history_style == "long" and history is not None else None)
             reads: list[DelimitedRead] = []
             try:
-                result = _read_voter_file(path, lay, history=history, geocodes=geocodes,
-                                          election_map=election_map, enc=enc, duplicates=duplicates, today=today,
-                                          t0=t0, history_job=history_job, side=side, reads=reads)
-            except Exception:
-                for done in reads:  # an encoding problem the late scan finds explains a failure better
+                return _read_voter_file(path, lay, history=history, geocodes=geocodes, election_map=election_map,
+                                        enc=enc, duplicates=duplicates, today=today, t0=t0,
+                                        history_job=history_job, side=side, reads=reads)
+            finally:
+                # the voter file's whole-file scan ran beside the mapping: what it found comes first (an encoding
+                # problem also explains any failure better)
+                for done in reads:
                     done.confirm()
-                raise
-            for done in reads:  # the voter file's whole-file scan ran beside the mapping: what it found
-                done.confirm()
-            return result
         finally:
             side.shutdown(wait=False, cancel_futures=True)
 
@@ -375,7 +374,7 @@ def _read_voter_file(
     history_job: Future[_LongHistory] | None, side: ThreadPoolExecutor, reads: list[DelimitedRead],
 ) -> VoterFileRead:
     fields = lay.fields
-    header_names = _header_of(path, lay, enc) if lay.header else list(lay.columns)
+    header_names = _header_of(path, lay.delimiter, enc) if lay.header else list(lay.columns)
     hist_cols = _history_columns(lay, header_names)
     wanted = [*lay.source_columns(), *hist_cols]
     # columns that repeat few distinct texts are parsed dictionary-encoded (half the parse time, a fraction of
@@ -540,20 +539,16 @@ def _read_voter_file(
     lng = np.full(len(out), np.nan)
     source = np.zeros(len(out), dtype=np.int64)
     if "lat" in fields:
-        raw_lat, raw_lng = table[fields["lat"][0]], table[fields["lng"][0]]
-        num_lat = pd.to_numeric(raw_lat, errors="coerce").to_numpy("float64", na_value=np.nan)
-        num_lng = pd.to_numeric(raw_lng, errors="coerce").to_numpy("float64", na_value=np.nan)
+        # parsed once: the numbers and each pair's reason (a code into PROBLEMS)
+        num_lat, num_lng, code = coordinate_codes(table[fields["lat"][0]], table[fields["lng"][0]])
         check_projected(num_lat, num_lng, file=path, what="voter file")
         check_swapped(num_lat, num_lng, file=path, what="voter file")
-        problems = coordinate_problems(raw_lat, raw_lng)
-        bad = problems.notna().to_numpy()
-        for reason in problems[bad].unique():
-            m = (problems == reason).to_numpy()
-            rejects.append(_field_rejects(file, out[S.SOURCE_LINE], m, S.LAT, str(reason)))
+        bad = code != 0
+        for c in pd.unique(code[bad]):  # in order of first appearance
+            rejects.append(_field_rejects(file, out[S.SOURCE_LINE], code == c, S.LAT, PROBLEMS[c - 1]))
         good = ~bad & np.isfinite(num_lat) & np.isfinite(num_lng)
         lat[good], lng[good] = num_lat[good], num_lng[good]
         source[good] = 1
-        del raw_lat, raw_lng
     if lay.history_style not in ("wide", "pairs"):
         # the raw columns are read no more (only wide and positional history come from them): free them before
         # the geocodes, the history and the points take their memory
@@ -771,45 +766,54 @@ def _geocodes_by_id(job: Future[list[DelimitedRead]] | None) -> bool:
         read = job.result()[0] if job is not None else None
     except Exception:  # raised again where the geocodes are read, after the addresses as before
         return False
-    return read is not None and _pick([c for c in read.table.columns if c != S.SOURCE_LINE],
-                                      *_GEOCODE_ID) is not None
+    return read is not None and _GeocodeColumns.pick(
+        [c for c in read.table.columns if c != S.SOURCE_LINE]).id is not None
 
 
 def _read_geocodes_file(path: Path, encoding: str) -> list[DelimitedRead]:
-    """The geocodes file read on a side thread, in a list its reader empties (the future would keep the table)."""
-    cols = _geocode_columns(path, encoding)
-    # the coordinates parsed as numbers by Arrow when they all are (5M rows: 0.4 s less than parsing the text)
+    """The geocodes file read on a side thread, in a list its reader empties (the future would keep the table).
+
+    Only the columns :func:`_read_geocodes` uses are parsed (vendors add scores and match types: 5M rows of them
+    cost 0.3 s and 150 MB), the coordinates as numbers by Arrow when they all are (0.4 s less than the text); a
+    file lacking some is read whole, so the error lists every column it has.
+    """
+    used = _GeocodeColumns.pick(_header_of(path, ",", encoding)).used()
     return [read_delimited(path, delimiter=",", header=True, encoding=encoding, what="geocodes file",
-                           usecols=cols, floats=cols[-2:] if cols else ())]
+                           usecols=used, floats=used[-2:] if used else ())]
 
 
-def _geocode_columns(path: Path, encoding: str) -> list[str] | None:
-    """The geocodes file's columns :func:`_read_geocodes` uses (vendors add scores and match types: 5M rows of
-    them cost 0.3 s to parse and 150 MB), or ``None`` to read them all (then the reader says what is missing)."""
-    try:
-        with open(path, "rb") as fh:
-            first = fh.readline(1 << 20).rstrip(b"\r\n")
-        if first.startswith(codecs.BOM_UTF8):
-            first = first[len(codecs.BOM_UTF8):]
-        cols = next(csv.reader([first.decode(encoding)]))
-    except (OSError, UnicodeDecodeError, LookupError, csv.Error, StopIteration):
-        return None  # read_delimited raises the precise error
-    lat, lng = _pick(cols, *_GEOCODE_LAT), _pick(cols, *_GEOCODE_LNG)
-    id_col = _pick(cols, *_GEOCODE_ID)
-    keys = [id_col] if id_col is not None else [
-        c for c in (_pick(cols, *_GEOCODE_ADDRESS), _pick(cols, *_GEOCODE_ZIP), _pick(cols, *_GEOCODE_CITY))
-        if c is not None]
-    if lat is None or lng is None or not keys:
-        return None
-    return [*keys, lat, lng]
+@dataclass(frozen=True)
+class _GeocodeColumns:
+    """The columns of a geocodes file, by the names vendors give them (``None`` when absent)."""
 
+    id: str | None
+    address: str | None
+    zip: str | None
+    city: str | None
+    lat: str | None
+    lng: str | None
 
-_GEOCODE_ID = ("voter_id", "voterid", "id")
-_GEOCODE_ADDRESS = ("address", "street_address", "res_street_address")
-_GEOCODE_ZIP = ("zip", "zip5", "zip_code", "zipcode", "postal_code")
-_GEOCODE_CITY = ("city",)
-_GEOCODE_LAT = ("latitude", "lat", "y")
-_GEOCODE_LNG = ("longitude", "lng", "lon", "long", "x")
+    @staticmethod
+    def pick(cols: Sequence[str]) -> _GeocodeColumns:
+        return _GeocodeColumns(
+            id=_pick(cols, "voter_id", "voterid", "id"),
+            address=_pick(cols, "address", "street_address", "res_street_address"),
+            zip=_pick(cols, "zip", "zip5", "zip_code", "zipcode", "postal_code"),
+            city=_pick(cols, "city"),
+            lat=_pick(cols, "latitude", "lat", "y"),
+            lng=_pick(cols, "longitude", "lng", "lon", "long", "x"),
+        )
+
+    def key_ok(self) -> bool:
+        """A voter id, or an address with a ZIP or a city."""
+        return self.id is not None or (self.address is not None and (self.zip is not None or self.city is not None))
+
+    def used(self) -> list[str] | None:
+        """The key columns, then latitude and longitude; ``None`` when some are missing."""
+        if not self.key_ok() or self.lat is None or self.lng is None:
+            return None
+        keys = [self.id] if self.id is not None else [self.address, self.zip, self.city]
+        return [*(c for c in keys if c is not None), self.lat, self.lng]
 
 
 def _read_geocodes(
@@ -823,14 +827,10 @@ def _read_geocodes(
     t0 = time.perf_counter()
     read = (prefetched.result() if prefetched is not None else _read_geocodes_file(path, encoding)).pop()
     cols = [c for c in read.table.columns if c != S.SOURCE_LINE]
-    id_col = _pick(cols, *_GEOCODE_ID)
-    addr_col = _pick(cols, *_GEOCODE_ADDRESS)
-    zip_col = _pick(cols, *_GEOCODE_ZIP)
-    city_col = _pick(cols, *_GEOCODE_CITY)
-    lat_col = _pick(cols, *_GEOCODE_LAT)
-    lng_col = _pick(cols, *_GEOCODE_LNG)
-    key_ok = id_col is not None or (addr_col is not None and (zip_col is not None or city_col is not None))
-    missing = [n for n, c in (("voter_id (or address with zip or city)", "ok" if key_ok else None),
+    picked = _GeocodeColumns.pick(cols)
+    id_col, addr_col, zip_col, city_col = picked.id, picked.address, picked.zip, picked.city
+    lat_col, lng_col = picked.lat, picked.lng
+    missing = [n for n, c in (("voter_id (or address with zip or city)", "ok" if picked.key_ok() else None),
                               ("latitude", lat_col), ("longitude", lng_col)) if c is None]
     if missing:
         raise MissingColumnsError(
