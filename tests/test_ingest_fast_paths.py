@@ -175,11 +175,28 @@ def test_points_resume_the_collector_after_an_error(monkeypatch: pytest.MonkeyPa
         assert not gc.isenabled()  # paused while the points are built
         raise MemoryError("no room for points")
 
-    monkeypatch.setattr(V.gpd, "points_from_xy", fail)
+    monkeypatch.setattr(V.shapely, "points", fail)
     assert gc.isenabled()
     with pytest.raises(MemoryError, match="no room for points"):
         V._points(np.array([1.0]), np.array([1.0]), np.array([True]))
     assert gc.isenabled()
+
+
+@pytest.mark.parametrize("min_points", [1, 10**9], ids=["shared", "one-per-voter"])
+def test_points_at_the_same_coordinates_share_one_object(min_points: int) -> None:
+    # a household of five at one rooftop, a neighbour, a voter without coordinates, and -0.0 against 0.0
+    lng = np.array([-71.4, -71.4, -71.3, np.nan, -71.4, 0.0, -0.0, -71.4, -71.4])
+    lat = np.array([41.8, 41.8, 41.7, np.nan, 41.8, 0.0, 0.0, 41.8, 41.8])
+    geocoded = np.isfinite(lng)
+    got = V._points(lng, lat, geocoded, min_points=min_points)
+    expected = gpd.points_from_xy(lng, lat, crs=S.CRS_STORAGE)
+    expected[~geocoded] = None
+    assert gpd.GeoSeries(got).to_wkb().equals(gpd.GeoSeries(expected).to_wkb())
+    assert got.crs == expected.crs
+    assert got[3] is None
+    shared = got[0] is got[1] and got[1] is got[4]
+    assert shared is (min_points == 1)
+    assert got[0] is not got[2] and got[5] is not got[6]  # other coordinates: other points
 
 
 # --- addresses: the two-step fast pattern, normalization of the changing texts only, hex ids from a table -------

@@ -25,8 +25,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import shapely
 
 from geo_segment import schema as S
+from geo_segment._keys import DISTINCT_MIN_POINTS, distinct_points
 from geo_segment._vector import (
     arrow_str,
     factorize_str,
@@ -666,12 +668,31 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _points(lng: np.ndarray, lat: np.ndarray, geocoded: np.ndarray) -> gpd.array.GeometryArray:
-    """Points (EPSG:4326) of the geocoded voters, empty (None) for the others."""
+def _points(lng: np.ndarray, lat: np.ndarray, geocoded: np.ndarray, *,
+            min_points: int = DISTINCT_MIN_POINTS) -> gpd.array.GeometryArray:
+    """Points (EPSG:4326) of the geocoded voters, None for the others.
+
+    Voters at the same coordinates (a household's rooftop geocode) share one point object: shapely geometries are
+    immutable, and each costs about 200 bytes of fresh memory (5M voters at 1.8M distinct coordinates: 1 GB of
+    points becomes 0.4 GB, and the read is shorter). ``min_points`` is :func:`distinct_points`'.
+    """
+    rows = np.flatnonzero(geocoded)
+    x, y = lng[rows], lat[rows]
     with _gc_paused():
-        geometry = gpd.points_from_xy(lng, lat, crs=S.CRS_STORAGE)
-        geometry[~geocoded] = None
-    return geometry
+        distinct = distinct_points(x, y, min_points=min_points)
+        if distinct is None:
+            geoms = np.full(len(lng), None, dtype=object)
+            geoms[rows] = shapely.points(x, y)
+        else:
+            codes, first = distinct
+            made = shapely.points(x[first], y[first])
+            del x, y
+            # one gather of the object references: row -> its point, or the None appended at the end
+            pick = np.full(len(lng), len(made), dtype=np.int64)
+            pick[rows] = codes
+            del codes, rows
+            geoms = np.append(made, np.array([None], dtype=object))[pick]
+    return gpd.array.GeometryArray(geoms, crs=S.CRS_STORAGE)
 
 
 def _shared_codes(a: pd.Series, b: pd.Series) -> tuple[np.ndarray, np.ndarray, int]:
