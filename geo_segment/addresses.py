@@ -12,6 +12,8 @@ short stable hashes (16 hex digits) of the normalized parts, so they can travel 
 from __future__ import annotations
 
 import re
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +23,7 @@ import pyarrow.compute as pc
 import usaddress
 
 from geo_segment import schema as S
-from geo_segment._vector import STR_DTYPE, factorize_str, sorted_text_categorical, text_from_codes
+from geo_segment._vector import STR_DTYPE, factorize_str, sorted_text_categorical, text_from_codes, usable_cores
 
 __all__ = ["ParsedAddresses", "natural_unit_key", "normalize_zip", "parse_addresses"]
 
@@ -53,6 +55,8 @@ _TAIL = (
 )
 FAST_PATTERN = rf"^{_NUM}\s+{_TAIL}"
 _FAST = re.compile(FAST_PATTERN)
+#: from this many rows the id columns are built on a second thread beside the text columns
+_ROWS_PER_THREAD = 200_000
 _TAIL_PATTERN = rf"^{_TAIL}"
 _TAIL_GROUPS = tuple(re.compile(_TAIL_PATTERN).groupindex)
 #: the house number token of ``_NUM`` alone
@@ -236,26 +240,30 @@ def _parse_addresses(source: list[pd.Series], *, zip5: pd.Series | None, city: p
     del a_codes, a_uniques, p_codes, p_uniques, pair_a, pair_p, norm_a, distinct
     del place_pair, fast, parsed, building, key_b, unit_pair, take_d
     # rows take their parts straight from the distinct addresses (one take per column, not two) and their ids
-    # from the hashes of their pair; rows without an address are null throughout
-    empty_rows = empty_pair[codes]
-    households, n_households = _id_categorical(hh, empty_pair, codes, "h", index)
-    buildings, n_buildings = _id_categorical(hb, empty_pair, codes, "b", index)
-    row_d = d_codes[codes]
-    if empty_rows.any():
-        row_d[empty_rows] = -1
-    take_rows = pa.array(row_d, mask=empty_rows if empty_rows.any() else None)
-    parts = pd.DataFrame(
-        {
+    # from the hashes of their pair; rows without an address are null throughout. The two id columns (sorts and
+    # gathers that release the GIL) are built beside the four text columns when a second core is there: the parse
+    # ends a big read, with the other core otherwise waiting for it
+    def ids() -> tuple[tuple[pd.Series, int], tuple[pd.Series, int]]:
+        return (_id_categorical(hh, empty_pair, codes, "h", index), _id_categorical(hb, empty_pair, codes, "b", index))
+
+    threaded = n_rows >= _ROWS_PER_THREAD and usable_cores() > 1
+    with ThreadPoolExecutor(1, thread_name_prefix="address-ids") if threaded else nullcontext() as helper:
+        ids_job = helper.submit(ids) if helper is not None else None
+        row_d = d_codes[codes]
+        empty_rows = empty_pair[codes]
+        if empty_rows.any():
+            row_d[empty_rows] = -1
+        take_rows = pa.array(row_d, mask=empty_rows if empty_rows.any() else None)
+        texts = {
             S.ADDRESS: _strings(full.take(take_rows), index),
             # few distinct house numbers, streets and units: text categoricals (the column contract's compact text)
             S.HOUSE_NUMBER: text_from_codes(row_d, house, index),
             S.STREET: text_from_codes(row_d, street, index),
             S.UNIT: text_from_codes(row_d, unit, index),
-            S.HOUSEHOLD_ID: households,
-            S.BUILDING_ID: buildings,
-        },
-        index=index,
-    )
+        }
+        del row_d, take_rows, empty_rows
+        (households, n_households), (buildings, n_buildings) = ids_job.result() if ids_job is not None else ids()
+    parts = pd.DataFrame({**texts, S.HOUSEHOLD_ID: households, S.BUILDING_ID: buildings}, index=index)
     n_parser = int(ok_parser.sum())
     return ParsedAddresses(
         parts=parts,

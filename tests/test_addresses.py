@@ -78,3 +78,18 @@ def test_units_sort_naturally() -> None:
 def test_zip_repair(raw: str, zip5: str | None) -> None:
     got = normalize_zip(pd.Series([raw], dtype="str")).iloc[0]
     assert (None if pd.isna(got) else got) == zip5
+
+
+@pytest.mark.parametrize("cores", [1, 2])
+def test_ids_built_beside_the_texts_are_the_same(monkeypatch: pytest.MonkeyPatch, cores: int) -> None:
+    import geo_segment.addresses as A
+
+    texts = pd.Series(["12 N MAIN ST APT 4", None, "12 North Main Street #4", "7 ELM AVE", "7 ELM AVE UNIT B",
+                       "PO BOX 12", "", "7 Elm Ave"], dtype="str")
+    zips = pd.Series(["02903", "02903", "02903", "02906", "02906", None, "02903", "02906"], dtype="str")
+    alone = parse_addresses(texts, zip5=zips).parts
+    monkeypatch.setattr(A, "_ROWS_PER_THREAD", 1)  # every parse builds its ids on the helper thread...
+    monkeypatch.setattr(A, "usable_cores", lambda: cores)  # ...when a second core is there
+    beside = parse_addresses(texts, zip5=zips).parts
+    pd.testing.assert_frame_equal(beside, alone)
+    assert beside[S.HOUSEHOLD_ID].nunique() == 4 and beside.loc[[1, 6], S.HOUSEHOLD_ID].isna().all()
