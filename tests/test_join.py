@@ -348,6 +348,34 @@ def test_exact_tests_in_parts_on_threads_equal_one_part(monkeypatch: pytest.Monk
     assert m_one["boundary"] > 0 and m_one["within"] > 0
 
 
+@pytest.mark.parametrize("cores", [2, 3])
+def test_grid_boxes_in_parts_on_threads_equal_one_part(monkeypatch: pytest.MonkeyPatch, cores: int) -> None:
+    """The fast grid's box numbers are computed in contiguous parts, one thread per core: a box then has a
+    representative per part, and every answer equals one part's (a tiny part size forces the threads)."""
+    import geo_segment.join as J
+
+    rng = np.random.default_rng(10 + cores)
+    polys = [box(-71.6 + 0.05 * i, 41.6 + 0.05 * j, -71.55 + 0.05 * i, 41.65 + 0.05 * j)
+             for i in range(6) for j in range(5)]
+    polys[7] = polys[7].buffer(0.01)
+    layer = gpd.GeoDataFrame({"pid": [f"p{k:02d}" for k in rng.permutation(len(polys))], "geometry": polys},
+                             crs=4326)
+    coords = np.r_[np.column_stack([rng.uniform(-71.62, -71.28, 5000), rng.uniform(41.58, 41.87, 5000)]),
+                   shapely.get_coordinates(layer.boundary.values), [(-75.0, 40.0), (-71.5, 41.7)]]
+    points = _points([(float(x), float(y)) for x, y in coords])
+    one, m_one = assign_areas(points, layer, id_col="pid", fast_box_m=30.0)
+    parts_seen: list[int] = []
+    real_part = J._grid_part
+    monkeypatch.setattr(J, "_grid_part", lambda x, *a: (parts_seen.append(len(x)), real_part(x, *a))[1])
+    monkeypatch.setattr(J, "_GRID_ROWS_PER_THREAD", 100)
+    monkeypatch.setattr(J, "usable_cores", lambda: cores)
+    parts, m_parts = assign_areas(points, layer, id_col="pid", fast_box_m=30.0)
+    assert len(parts_seen) == cores and sum(parts_seen) == len(points)
+    pd.testing.assert_frame_equal(one, parts)
+    assert {k: m_one[k] for k in METHODS} == {k: m_parts[k] for k in METHODS}
+    assert m_one["fast_points"] > 1000 and m_parts["exact_points"] >= m_one["exact_points"]
+
+
 @pytest.mark.parametrize("fast", [None, 30.0])
 def test_points_at_shared_coordinates_joined_once_equal_each_joined(monkeypatch: pytest.MonkeyPatch,
                                                                     fast: float | None) -> None:
