@@ -240,29 +240,29 @@ def _parse_addresses(source: list[pd.Series], *, zip5: pd.Series | None, city: p
     del a_codes, a_uniques, p_codes, p_uniques, pair_a, pair_p, norm_a, distinct
     del place_pair, fast, parsed, building, key_b, unit_pair, take_d
     # rows take their parts straight from the distinct addresses (one take per column, not two) and their ids
-    # from the hashes of their pair; rows without an address are null throughout. The two id columns (sorts and
-    # gathers that release the GIL) are built beside the four text columns when a second core is there: the parse
-    # ends a big read, with the other core otherwise waiting for it
-    def ids() -> tuple[tuple[pd.Series, int], tuple[pd.Series, int]]:
-        return (_id_categorical(hh, empty_pair, codes, "h", index), _id_categorical(hb, empty_pair, codes, "b", index))
+    # from the hashes of their pair; rows without an address are null throughout. With a second core, half the
+    # columns are built on a helper thread (sorts, gathers and Arrow kernels release the GIL): the parse ends a big
+    # read, with the other core otherwise waiting for it
+    row_d = d_codes[codes]
+    empty_rows = empty_pair[codes]
+    if empty_rows.any():
+        row_d[empty_rows] = -1
+
+    def households_and_parts() -> tuple[tuple[pd.Series, int], dict[str, pd.Series]]:
+        # few distinct house numbers, streets and units: text categoricals (the column contract's compact text)
+        return (_id_categorical(hh, empty_pair, codes, "h", index),
+                {S.HOUSE_NUMBER: text_from_codes(row_d, house, index), S.STREET: text_from_codes(row_d, street, index),
+                 S.UNIT: text_from_codes(row_d, unit, index)})
 
     threaded = n_rows >= _ROWS_PER_THREAD and usable_cores() > 1
-    with ThreadPoolExecutor(1, thread_name_prefix="address-ids") if threaded else nullcontext() as helper:
-        ids_job = helper.submit(ids) if helper is not None else None
-        row_d = d_codes[codes]
-        empty_rows = empty_pair[codes]
-        if empty_rows.any():
-            row_d[empty_rows] = -1
+    with ThreadPoolExecutor(1, thread_name_prefix="address-parts") if threaded else nullcontext() as helper:
+        job = helper.submit(households_and_parts) if helper is not None else None
+        buildings, n_buildings = _id_categorical(hb, empty_pair, codes, "b", index)
         take_rows = pa.array(row_d, mask=empty_rows if empty_rows.any() else None)
-        texts = {
-            S.ADDRESS: _strings(full.take(take_rows), index),
-            # few distinct house numbers, streets and units: text categoricals (the column contract's compact text)
-            S.HOUSE_NUMBER: text_from_codes(row_d, house, index),
-            S.STREET: text_from_codes(row_d, street, index),
-            S.UNIT: text_from_codes(row_d, unit, index),
-        }
-        del row_d, take_rows, empty_rows
-        (households, n_households), (buildings, n_buildings) = ids_job.result() if ids_job is not None else ids()
+        address = _strings(full.take(take_rows), index)
+        del take_rows
+        (households, n_households), texts = job.result() if job is not None else households_and_parts()
+    texts = {S.ADDRESS: address, **texts}
     parts = pd.DataFrame({**texts, S.HOUSEHOLD_ID: households, S.BUILDING_ID: buildings}, index=index)
     n_parser = int(ok_parser.sum())
     return ParsedAddresses(
