@@ -10,6 +10,7 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -437,3 +438,17 @@ def test_parse_addresses_same_on_a_chunked_column(addresses: list[str | None], c
     got, want = parse_addresses(chunked, zip5=zips), parse_addresses(whole, zip5=zips)
     pd.testing.assert_frame_equal(got.parts, want.parts, check_exact=True)
     assert (got.n_fast, got.n_households, got.n_buildings) == (want.n_fast, want.n_households, want.n_buildings)
+
+
+@given(st.lists(st.one_of(st.none(), st.text(max_size=40)), min_size=1, max_size=50))
+@settings(max_examples=60, deadline=None)
+def test_ids_hash_the_utf8_bytes_as_pandas_hashes_the_texts(texts: list[str | None]) -> None:
+    # household and building ids must not change: hashing the UTF-8 bytes gives pandas' hashes of the str objects
+    from geo_segment.addresses import _hash64, _siphash
+
+    texts = [t.encode("utf-8", "surrogatepass").decode("utf-8", "replace") if t is not None else None for t in texts]
+    arr = pa.array(texts, pa.large_string())
+    expected = np.asarray(pd.util.hash_array(np.array(texts, dtype=object), hash_key="geo_segment_2026",
+                                             categorize=False), dtype=np.uint64)
+    assert np.array_equal(_siphash(arr), expected)
+    assert np.array_equal(_hash64(arr), expected)
