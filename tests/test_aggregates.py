@@ -150,6 +150,24 @@ def test_shared_codes_give_the_same_tables(precincts: gpd.GeoDataFrame, n_genera
     assert sum(c.startswith("voted_general_") for c in cols) == min(n_generals, 2)
 
 
+@pytest.mark.parametrize("cores", [1, 2])
+def test_tables_counted_on_threads_equal_one_thread(monkeypatch: pytest.MonkeyPatch, precincts: gpd.GeoDataFrame,
+                                                    cores: int) -> None:
+    import geo_segment.aggregates as A
+
+    voters = assign_precincts(add_h3_cells(_voters()), precincts, id_col="pid")
+    history = _history()
+    alone = (aggregate_precincts(voters, precincts, history, id_col="pid", k_min=1),
+             aggregate_cells(voters, history, k_min=1))
+    monkeypatch.setattr(A, "_MIN_ROWS_THREADED", 1)  # households and buildings counted side by side...
+    monkeypatch.setattr(A, "usable_cores", lambda: cores)  # ...with a second core
+    side = (aggregate_precincts(voters, precincts, history, id_col="pid", k_min=1),
+            aggregate_cells(voters, history, k_min=1))
+    for a, b in zip(alone, side, strict=True):
+        pd.testing.assert_frame_equal(a, b)
+    assert side[0].set_index("precinct_id").loc["P1", ["households", "buildings"]].tolist() == [8, 7]
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 6), st.integers(-1, 12)), max_size=80))
 def test_distinct_households_per_unit_equal_pandas(pairs: list[tuple[int, int]]) -> None:
