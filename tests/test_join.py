@@ -409,3 +409,25 @@ def test_points_at_shared_coordinates_joined_once_equal_each_joined(monkeypatch:
     assert {k: m_each[k] for k in METHODS} == {k: m_once[k] for k in METHODS}
     assert m_once["boundary"] > 0 and m_once["nearest"] + m_once["unassigned"] > 0
     pd.testing.assert_frame_equal(add_h3_cells(frame), each_cells)
+
+
+@pytest.mark.parametrize("cores", [1, 2, 3])
+@pytest.mark.parametrize("missing", [False, True])
+def test_h3_cells_on_threads_equal_h3_py(monkeypatch: pytest.MonkeyPatch, cores: int, missing: bool) -> None:
+    """Each thread writes its slice of the cells; any number of threads gives h3-py's cell of every point (``0``
+    for missing or impossible coordinates)."""
+    import geo_segment._h3 as H
+
+    rng = np.random.default_rng(cores)
+    lat, lng = rng.uniform(41.0, 42.0, 1001), rng.uniform(-72.0, -71.0, 1001)
+    if missing:
+        lat[[0, 500, 1000]] = [np.nan, 95.0, 41.5]
+        lng[[0, 500, 1000]] = [-71.5, -71.5, np.inf]
+    monkeypatch.setattr(H, "_MIN_ROWS_PER_THREAD", 10)
+    monkeypatch.setattr(H, "usable_cores", lambda: cores)
+    monkeypatch.setattr(H, "distinct_points", lambda *a, **k: None)  # every point through the threads
+    got = H.latlng_to_cells(lat, lng, 9)
+    ok = np.isfinite(lat) & np.isfinite(lng) & (np.abs(lat) <= 90)
+    expected = [h3.str_to_int(h3.latlng_to_cell(a, b, 9)) if k else 0 for a, b, k in zip(lat, lng, ok, strict=True)]
+    assert got.dtype == np.uint64 and got.tolist() == expected
+    assert (got == 0).sum() == (3 if missing else 0)
