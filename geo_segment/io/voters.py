@@ -765,15 +765,22 @@ def _match_packed(g_keys: np.ndarray, g_valid: np.ndarray, v_keys: np.ndarray, v
     nulls = np.flatnonzero(~g_valid)
     if len(nulls):
         repeated[nulls[0]] = False  # the first null key is the first of its kind
-    first_row = np.full(len(v_keys), -1, dtype=np.int64)
     known = np.zeros(m, dtype=bool)
-    if len(uniques):
-        pos = np.minimum(np.searchsorted(uniques, v_keys), len(uniques) - 1)
-        hit = (uniques[pos] == v_keys) & v_valid
-        first_row[hit] = first_of[pos[hit]]
+    if not len(uniques):
+        first_row = np.full(len(v_keys), -1, dtype=np.int64)
+    else:
+        # in place where it can be: 5M voters made six 40 MB temporaries here, and fresh memory is slow to fault in
+        pos = np.searchsorted(uniques, v_keys)
+        np.minimum(pos, len(uniques) - 1, out=pos)
+        hit = uniques[pos] == v_keys
+        hit &= v_valid
         hit_unique = np.zeros(len(uniques), dtype=bool)
         hit_unique[pos[hit]] = True
-        known_ordered = hit_unique[np.cumsum(starts) - 1]
+        first_row = first_of[pos]
+        first_row[~hit] = -1
+        unique_of = np.cumsum(starts)
+        unique_of -= 1
+        known_ordered = hit_unique[unique_of]
         if order is None:
             known = known_ordered
         else:
