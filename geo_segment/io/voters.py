@@ -909,9 +909,15 @@ def _read_geocodes(
     # align: each voter takes the first geocode row of its key when that row is good (a later row of the same key
     # is a repeat, so it never is)
     row = np.maximum(first_row, 0)
-    found = (first_row >= 0) & ~bad[row] if len(bad) else np.zeros(len(first_row), dtype=bool)
-    lat = pd.Series(np.where(found, num_lat[row] if len(bad) else np.nan, np.nan), index=voters.index)
-    lng = pd.Series(np.where(found, num_lng[row] if len(bad) else np.nan, np.nan), index=voters.index)
+    if len(bad):
+        lost = bad[row]
+        lost |= first_row < 0
+        lat_np, lng_np = num_lat[row], num_lng[row]  # one gather each, then NaN in place
+        lat_np[lost] = np.nan
+        lng_np[lost] = np.nan
+    else:
+        lat_np, lng_np = np.full(len(first_row), np.nan), np.full(len(first_row), np.nan)
+    lat, lng = pd.Series(lat_np, index=voters.index), pd.Series(lng_np, index=voters.index)
     stage = StageRecord(
         name="geocodes", rows_in=read.rows_in, rows_out=int((~bad).sum()),
         rows_rejected=int(bad.sum() + len(read.rejects)), seconds=round(time.perf_counter() - t0, 3),
