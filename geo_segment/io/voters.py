@@ -564,9 +564,13 @@ def _read_voter_file(
         g_lat, g_lng, g_rejects, g_stage = _read_geocodes(Path(geocodes), out, encoding=enc,
                                                           prefetched=geocodes_job)
         g_lat_np, g_lng_np = g_lat.to_numpy(dtype="float64"), g_lng.to_numpy(dtype="float64")  # aligned to out
-        need = np.isnan(lat) & ~np.isnan(g_lat_np)
-        lat[need], lng[need] = g_lat_np[need], g_lng_np[need]
-        source[need] = 2
+        if source.any():  # the file's own coordinates first
+            need = np.isnan(lat) & ~np.isnan(g_lat_np)
+            lat[need], lng[need] = g_lat_np[need], g_lng_np[need]
+            source[need] = 2
+        else:  # none (as in NC's file): the geocodes' arrays are the coordinates, without masked copies
+            lat, lng = g_lat_np, g_lng_np
+            source[~np.isnan(lat)] = 2
         del g_lat, g_lng, g_lat_np, g_lng_np
         rejects.append(g_rejects)
         stages.append(g_stage)
