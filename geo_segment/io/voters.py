@@ -537,9 +537,10 @@ def _read_voter_file(
     # coordinates: from the file, else from the geocodes file
     # numpy arrays until the end (pandas' masked assignment aligns the values on the index, and on a string
     # column rebuilds it): the source is a code, 0 none, 1 the file, 2 the geocodes
-    lat = np.full(len(out), np.nan)
-    lng = np.full(len(out), np.nan)
-    source = np.zeros(len(out), dtype=np.int64)
+    # (arrays made only where they get values: fresh memory is slow to fault in)
+    lat: np.ndarray | None = None
+    lng: np.ndarray | None = None
+    source = np.zeros(len(out), dtype=np.int8)
     if "lat" in fields:
         # parsed once: the numbers and each pair's reason (a code into PROBLEMS)
         num_lat, num_lng, code = coordinate_codes(table[fields["lat"][0]], table[fields["lng"][0]])
@@ -549,7 +550,7 @@ def _read_voter_file(
         for c in pd.unique(code[bad]):  # in order of first appearance
             rejects.append(_field_rejects(file, out[S.SOURCE_LINE], code == c, S.LAT, PROBLEMS[c - 1]))
         good = ~bad & np.isfinite(num_lat) & np.isfinite(num_lng)
-        lat[good], lng[good] = num_lat[good], num_lng[good]
+        lat, lng = np.where(good, num_lat, np.nan), np.where(good, num_lng, np.nan)
         source[good] = 1
     if lay.history_style not in ("wide", "pairs"):
         # the raw columns are read no more (only wide and positional history come from them): free them before
@@ -564,7 +565,7 @@ def _read_voter_file(
         g_lat, g_lng, g_rejects, g_stage = _read_geocodes(Path(geocodes), out, encoding=enc,
                                                           prefetched=geocodes_job)
         g_lat_np, g_lng_np = g_lat.to_numpy(dtype="float64"), g_lng.to_numpy(dtype="float64")  # aligned to out
-        if source.any():  # the file's own coordinates first
+        if lat is not None and lng is not None and source.any():  # the file's own coordinates first
             need = np.isnan(lat) & ~np.isnan(g_lat_np)
             lat[need], lng[need] = g_lat_np[need], g_lng_np[need]
             source[need] = 2
@@ -574,6 +575,8 @@ def _read_voter_file(
         del g_lat, g_lng, g_lat_np, g_lng_np
         rejects.append(g_rejects)
         stages.append(g_stage)
+    if lat is None or lng is None:
+        lat, lng = np.full(len(out), np.nan), np.full(len(out), np.nan)
     geocoded = ~np.isnan(lat) & ~np.isnan(lng)
     # shapely builds the points without the GIL, beside the addresses and the vote history's id checks
     geometry_job = side.submit(_points, lng, lat, geocoded)
