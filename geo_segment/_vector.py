@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -13,7 +15,11 @@ import pyarrow.compute as pc
 
 __all__ = ["STR_DTYPE", "arrow_str", "factorize_str", "index_in_str", "is_text_categorical", "isin_str",
            "pack_short_str", "per_distinct", "count_distinct_u64", "repeated_str", "repeated_str_sorted",
-           "plain_text", "sorted_text_categorical", "take_str", "text_categorical", "text_from_codes", "usable_cores"]
+           "plain_text", "side_by_side", "sorted_text_categorical", "take_str", "text_categorical", "text_from_codes",
+           "usable_cores"]
+
+A = TypeVar("A")
+B = TypeVar("B")
 
 #: pandas' default string dtype (Arrow-backed, NaN for missing), the column contract's ``str``
 STR_DTYPE = pd.StringDtype("pyarrow", na_value=np.nan)
@@ -314,6 +320,17 @@ def usable_cores() -> int:
     """The cores this process may run on (its CPU affinity where the platform tells it, else the CPU count)."""
     affinity = getattr(os, "sched_getaffinity", None)
     return len(affinity(0)) if affinity is not None else (os.cpu_count() or 1)
+
+
+def side_by_side(first: Callable[[], A], second: Callable[[], B], *, threaded: bool) -> tuple[A, B]:
+    """``(first(), second())``, with ``first`` on a helper thread while this one runs ``second`` when ``threaded``
+    (for work that releases Python's lock: numpy, Arrow, shapely); one after the other otherwise."""
+    if not threaded:
+        return first(), second()
+    with ThreadPoolExecutor(1, thread_name_prefix="side-by-side") as helper:
+        job = helper.submit(first)
+        done = second()
+        return job.result(), done
 
 
 def repeated_str_sorted(values: pd.Series) -> np.ndarray:

@@ -12,8 +12,6 @@ short stable hashes (16 hex digits) of the normalized parts, so they can travel 
 from __future__ import annotations
 
 import re
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,7 +21,14 @@ import pyarrow.compute as pc
 import usaddress
 
 from geo_segment import schema as S
-from geo_segment._vector import STR_DTYPE, factorize_str, sorted_text_categorical, text_from_codes, usable_cores
+from geo_segment._vector import (
+    STR_DTYPE,
+    factorize_str,
+    side_by_side,
+    sorted_text_categorical,
+    text_from_codes,
+    usable_cores,
+)
 
 __all__ = ["ParsedAddresses", "natural_unit_key", "normalize_zip", "parse_addresses"]
 
@@ -254,16 +259,14 @@ def _parse_addresses(source: list[pd.Series], *, zip5: pd.Series | None, city: p
                 {S.HOUSE_NUMBER: text_from_codes(row_d, house, index), S.STREET: text_from_codes(row_d, street, index),
                  S.UNIT: text_from_codes(row_d, unit, index)})
 
-    threaded = n_rows >= _ROWS_PER_THREAD and usable_cores() > 1
-    with ThreadPoolExecutor(1, thread_name_prefix="address-parts") if threaded else nullcontext() as helper:
-        job = helper.submit(households_and_parts) if helper is not None else None
-        buildings, n_buildings = _id_categorical(hb, empty_pair, codes, "b", index)
+    def buildings_and_addresses() -> tuple[tuple[pd.Series, int], pd.Series]:
         take_rows = pa.array(row_d, mask=empty_rows if empty_rows.any() else None)
-        address = _strings(full.take(take_rows), index)
-        del take_rows
-        (households, n_households), texts = job.result() if job is not None else households_and_parts()
-    texts = {S.ADDRESS: address, **texts}
-    parts = pd.DataFrame({**texts, S.HOUSEHOLD_ID: households, S.BUILDING_ID: buildings}, index=index)
+        return _id_categorical(hb, empty_pair, codes, "b", index), _strings(full.take(take_rows), index)
+
+    ((households, n_households), texts), ((buildings, n_buildings), address) = side_by_side(
+        households_and_parts, buildings_and_addresses, threaded=n_rows >= _ROWS_PER_THREAD and usable_cores() > 1)
+    parts = pd.DataFrame({S.ADDRESS: address, **texts, S.HOUSEHOLD_ID: households, S.BUILDING_ID: buildings},
+                         index=index)
     n_parser = int(ok_parser.sum())
     return ParsedAddresses(
         parts=parts,

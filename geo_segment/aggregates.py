@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -28,7 +27,7 @@ import pandas as pd
 from geo_segment import _h3
 from geo_segment import schema as S
 from geo_segment._keys import id_codes
-from geo_segment._vector import factorize_str, index_in_str, usable_cores
+from geo_segment._vector import factorize_str, index_in_str, side_by_side, usable_cores
 from geo_segment.errors import ConfigError
 
 __all__ = ["K_MIN", "PARTIES", "VoterCodes", "aggregate_cells", "aggregate_precincts", "decay_weights",
@@ -176,11 +175,9 @@ def _base_counts(voters: pd.DataFrame, unit: np.ndarray, index: pd.Index, codes:
     out = pd.DataFrame(index=index)
     out["voters"] = np.bincount(kc, minlength=n)
     # households and buildings side by side from 200,000 voters (scatters and gathers that release Python's lock)
-    with ThreadPoolExecutor(1) if len(kc) >= _MIN_ROWS_THREADED and usable_cores() > 1 else nullcontext() as pool:
-        buildings = pool.submit(_count_distinct, kc, codes.building[has], n) if pool is not None else None
-        out["households"] = _count_distinct(kc, codes.household[has], n)
-        out["buildings"] = buildings.result() if buildings is not None else _count_distinct(
-            kc, codes.building[has], n)
+    out["buildings"], out["households"] = side_by_side(
+        lambda: _count_distinct(kc, codes.building[has], n), lambda: _count_distinct(kc, codes.household[has], n),
+        threaded=len(kc) >= _MIN_ROWS_THREADED and usable_cores() > 1)
     if S.PARTY in voters.columns:
         labels = (*PARTIES, "other")
         party = (codes.party if codes.party is not None else _label_codes(voters[S.PARTY], PARTIES))[has]
