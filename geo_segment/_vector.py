@@ -13,7 +13,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["STR_DTYPE", "arrow_str", "factorize_str", "index_in_str", "is_text_categorical", "isin_str",
+__all__ = ["STR_DTYPE", "arrow_str", "code_width", "factorize_str", "index_in_str", "is_text_categorical", "isin_str",
            "pack_short_str", "per_distinct", "count_distinct_u64", "repeated_str", "repeated_str_sorted",
            "plain_text", "side_by_side", "sorted_text_categorical", "take_str", "text_categorical", "text_from_codes",
            "usable_cores"]
@@ -133,21 +133,11 @@ def text_from_codes(codes: np.ndarray, values: pd.Series | pa.Array, index: pd.I
     >>> s.tolist(), list(s.cat.categories)
     (['a', 'b', nan, 'b'], ['a', 'b'])
     """
-    arr = values if isinstance(values, pa.Array) else arrow_str(values)
-    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
-        arr = arr.cast(pa.large_string())
-    enc = pc.dictionary_encode(arr)
-    dictionary = enc.dictionary
-    order = pc.sort_indices(dictionary).to_numpy(zero_copy_only=False)
-    rank = np.empty(len(order), dtype=np.int64)
-    rank[order] = np.arange(len(order), dtype=np.int64)
-    sub = pc.fill_null(enc.indices, 0).to_numpy(zero_copy_only=False).astype(np.int64)
-    value_codes = np.where(enc.indices.is_null().to_numpy(zero_copy_only=False), -1,
-                           rank[sub] if len(rank) else -1)
+    value_codes, categories = _sorted_distinct(values)
     codes = np.asarray(codes, dtype=np.int64)
-    lookup = np.append(value_codes, -1)  # code -1 looks up the appended -1
-    row_codes = lookup[codes] if len(codes) else codes
-    return sorted_text_categorical(row_codes, dictionary.take(pa.array(order)), index=index)
+    # code -1 looks up the appended -1; the table is as narrow as the result, so the gather writes no 64-bit rows
+    lookup = np.append(value_codes, -1).astype(code_width(len(categories)))
+    return sorted_text_categorical(lookup[codes], categories, index=index)
 
 
 def sorted_text_categorical(codes: np.ndarray, categories: pa.Array, index: pd.Index | None = None) -> pd.Series:
@@ -156,8 +146,7 @@ def sorted_text_categorical(codes: np.ndarray, categories: pa.Array, index: pd.I
     The caller guarantees both (they come from a dictionary, or from sorted distinct hashes): pandas' own check
     hashes every category again (0.3 s for 2M household ids), so it is skipped where pandas allows it.
     """
-    n = len(categories)
-    width = np.int8 if n < 127 else np.int16 if n < 32767 else np.int32
+    width = code_width(len(categories))
     if not pa.types.is_large_string(categories.type):
         categories = categories.cast(pa.large_string())
     cats = pd.Index(pd.arrays.ArrowStringArray(categories, dtype=STR_DTYPE))  # type: ignore[call-arg]
@@ -207,11 +196,61 @@ def text_categorical(values: pd.Series, fn: Callable[[pd.Series], pd.Series] | N
     >>> text_categorical(pd.Series([" b", "a", None, "b"]), lambda u: u.str.strip()).tolist()
     ['b', 'a', nan, 'b']
     """
+    if isinstance(values.dtype, pd.CategoricalDtype):  # (a column read dictionary-encoded): no row is hashed
+        uniques = pd.Series(values.cat.categories.astype("str"), dtype="str")
+        result = fn(uniques) if fn is not None else uniques
+        if len(result) != len(uniques):
+            raise ValueError(f"text_categorical: fn returned {len(result)} values for {len(uniques)} distinct values")
+        value_codes, categories = _sorted_distinct(result.astype("str"))
+        return sorted_text_categorical(_recode(values.cat.codes.to_numpy(), value_codes, len(categories)),
+                                       categories, index=values.index)
     codes, uniques = factorize_str(values)
     result = fn(uniques) if fn is not None else uniques
     if len(result) != len(uniques):
         raise ValueError(f"text_categorical: fn returned {len(result)} values for {len(uniques)} distinct values")
     return text_from_codes(codes, result.astype("str"), index=values.index)
+
+
+def code_width(n_categories: int) -> type[np.signedinteger]:
+    """The narrowest signed integer holding codes ``-1 .. n_categories - 1`` (pandas' own choice)."""
+    return np.int8 if n_categories < 127 else np.int16 if n_categories < 32767 else np.int32 if (
+        n_categories < 2**31 - 1) else np.int64
+
+
+def _recode(codes: np.ndarray, value_codes: np.ndarray, n_categories: int) -> np.ndarray:
+    """``value_codes[codes]`` (``-1`` stays ``-1``) in the narrowest code width.
+
+    A categorical's codes are narrow integers: numpy would widen millions of them to 64-bit positions before
+    gathering (and write 64-bit results); Arrow's take reads them as they are, in one call that releases Python's
+    lock. The codes move up by one so that ``-1`` takes the ``-1`` put first; the result is a writable copy of
+    Arrow's (a narrow one).
+    """
+    width = code_width(n_categories)
+    lookup = pa.array(np.concatenate([[-1], np.asarray(value_codes, dtype=np.int64)]).astype(width))
+    codes = np.asarray(codes)
+    if not len(codes):
+        return np.empty(0, dtype=width)
+    if codes.dtype.itemsize < 8 and len(value_codes) >= np.iinfo(codes.dtype).max:  # no room for the shift
+        codes = codes.astype(code_width(len(value_codes) + 1))
+    taken = pc.take(lookup, pa.array(codes + codes.dtype.type(1)))
+    return np.array(taken.to_numpy(zero_copy_only=False))  # writable (pandas may set values in place)
+
+
+def _sorted_distinct(values: pd.Series | pa.Array) -> tuple[np.ndarray, pa.Array]:
+    """Each value's position among the distinct non-null values in sorted (code point) order (``-1`` for null),
+    and those sorted values."""
+    arr = values if isinstance(values, pa.Array) else arrow_str(values)
+    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        arr = arr.cast(pa.large_string())
+    enc = pc.dictionary_encode(arr)
+    dictionary = enc.dictionary
+    order = pc.sort_indices(dictionary).to_numpy(zero_copy_only=False)
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order), dtype=np.int64)
+    sub = pc.fill_null(enc.indices, 0).to_numpy(zero_copy_only=False).astype(np.int64)
+    value_codes = np.where(enc.indices.is_null().to_numpy(zero_copy_only=False), -1,
+                           rank[sub] if len(rank) else -1)
+    return value_codes, dictionary.take(pa.array(order))
 
 
 def isin_str(values: pd.Series, other: pd.Series) -> np.ndarray:

@@ -23,6 +23,7 @@ import usaddress
 from geo_segment import schema as S
 from geo_segment._vector import (
     STR_DTYPE,
+    code_width,
     factorize_str,
     side_by_side,
     sorted_text_categorical,
@@ -204,6 +205,100 @@ def _parse_addresses(source: list[pd.Series], *, zip5: pd.Series | None, city: p
         distinct, d_codes = norm_a, pair_a
     place_pair = _to_arrow(p_uniques).take(pa.array(pair_p))
 
+    parts = _distinct_parts_threaded(distinct)
+    nonempty, house, street, unit, building, full = (parts.nonempty, parts.house, parts.street, parts.unit,
+                                                     parts.building, parts.full)
+    n_fast, n_parser, n_unparsed = parts.n_fast, parts.n_parser, parts.n_unparsed
+    del parts
+
+    # per (address, place) pair: ids hash the building with its place; households add the unit
+    take_d = pa.array(d_codes)
+    key_b = pc.binary_join_element_wise(building.take(take_d), place_pair, "|")
+    unit_pair = unit.take(take_d)
+    hb = _hash64(key_b)
+    hh = _combine_hash(hb, _hash64(unit_pair))
+    empty_pair = ~nonempty[d_codes]
+    # the per-distinct intermediates go before millions of rows are built (peak memory)
+    del a_codes, a_uniques, p_codes, p_uniques, pair_a, pair_p, norm_a, distinct
+    del place_pair, building, key_b, unit_pair, take_d
+    # rows take their parts straight from the distinct addresses (one take per column, not two) and their ids
+    # from the hashes of their pair; rows without an address are null throughout. With a second core, half the
+    # columns are built on a helper thread (sorts, gathers and Arrow kernels release the GIL): the parse ends a big
+    # read, with the other core otherwise waiting for it
+    row_d = d_codes[codes]
+    empty_rows = empty_pair[codes]
+    if empty_rows.any():
+        row_d[empty_rows] = -1
+
+    def households_and_parts() -> tuple[tuple[pd.Series, int], dict[str, pd.Series]]:
+        # few distinct house numbers, streets and units: text categoricals (the column contract's compact text)
+        return (_id_categorical(hh, empty_pair, codes, "h", index),
+                {S.HOUSE_NUMBER: text_from_codes(row_d, house, index), S.STREET: text_from_codes(row_d, street, index),
+                 S.UNIT: text_from_codes(row_d, unit, index)})
+
+    def buildings_and_addresses() -> tuple[tuple[pd.Series, int], pd.Series]:
+        take_rows = pa.array(row_d, mask=empty_rows if empty_rows.any() else None)
+        return _id_categorical(hb, empty_pair, codes, "b", index), _strings(full.take(take_rows), index)
+
+    ((households, n_households), texts), ((buildings, n_buildings), address) = side_by_side(
+        households_and_parts, buildings_and_addresses, threaded=n_rows >= _ROWS_PER_THREAD and usable_cores() > 1)
+    frame = pd.DataFrame({S.ADDRESS: address, **texts, S.HOUSEHOLD_ID: households, S.BUILDING_ID: buildings},
+                         index=index)
+    return ParsedAddresses(
+        parts=frame,
+        n_distinct=int(nonempty.sum()),
+        n_fast=n_fast,
+        n_parser=n_parser,
+        n_unparsed=n_unparsed,
+        n_households=n_households,
+        n_buildings=n_buildings,
+    )
+
+
+#: distinct addresses per thread of their parts (below twice this, one thread)
+_DISTINCT_PER_THREAD = 100_000
+
+
+@dataclass(frozen=True)
+class _DistinctParts:
+    """The standardized parts of each distinct normalized address, and how each was parsed."""
+
+    nonempty: np.ndarray
+    house: pa.Array
+    street: pa.Array
+    unit: pa.Array
+    building: pa.Array
+    full: pa.Array
+    n_fast: int
+    n_parser: int
+    n_unparsed: int
+
+
+def _distinct_parts_threaded(distinct: pa.Array) -> _DistinctParts:
+    """:func:`_distinct_parts` of the two halves of ``distinct`` side by side (Arrow's string kernels release
+    Python's lock), when there are enough and a second core: the rest of the read waits for the addresses, and
+    the other core would otherwise be idle. Each text's parts depend on that text alone, so the halves' results,
+    concatenated, are the whole's."""
+    n = len(distinct)
+    if n < 2 * _DISTINCT_PER_THREAD or usable_cores() < 2:
+        return _distinct_parts(distinct)
+    half = n // 2
+    a, b = side_by_side(lambda: _distinct_parts(distinct.slice(0, half)),
+                        lambda: _distinct_parts(distinct.slice(half)), threaded=True)
+
+    def cat(x: pa.Array, y: pa.Array) -> pa.Array:
+        return pa.concat_arrays([x, y.cast(x.type)])
+
+    return _DistinctParts(
+        nonempty=np.concatenate([a.nonempty, b.nonempty]), house=cat(a.house, b.house),
+        street=cat(a.street, b.street), unit=cat(a.unit, b.unit), building=cat(a.building, b.building),
+        full=cat(a.full, b.full), n_fast=a.n_fast + b.n_fast, n_parser=a.n_parser + b.n_parser,
+        n_unparsed=a.n_unparsed + b.n_unparsed)
+
+
+def _distinct_parts(distinct: pa.Array) -> _DistinctParts:
+    """House number, street, unit, building and full address of each distinct normalized address: the fast
+    path's where it matches, else the parser's; an address neither parses keeps its text as the building."""
     nonempty = pc.not_equal(distinct, "").to_numpy(zero_copy_only=False)
     fast = _fast_parts(distinct)
     ok_fast = fast.ok & nonempty
@@ -233,50 +328,9 @@ def _parse_addresses(source: list[pd.Series], *, zip5: pd.Series | None, city: p
     house = pc.if_else(ok, house, "")
     street = pc.if_else(ok, street, "")
     full = pc.if_else(pc.equal(unit, ""), building, pc.binary_join_element_wise(building, "UNIT", unit, " "))
-
-    # per (address, place) pair: ids hash the building with its place; households add the unit
-    take_d = pa.array(d_codes)
-    key_b = pc.binary_join_element_wise(building.take(take_d), place_pair, "|")
-    unit_pair = unit.take(take_d)
-    hb = _hash64(key_b)
-    hh = _combine_hash(hb, _hash64(unit_pair))
-    empty_pair = ~nonempty[d_codes]
-    # the per-distinct intermediates go before millions of rows are built (peak memory)
-    del a_codes, a_uniques, p_codes, p_uniques, pair_a, pair_p, norm_a, distinct
-    del place_pair, fast, parsed, building, key_b, unit_pair, take_d
-    # rows take their parts straight from the distinct addresses (one take per column, not two) and their ids
-    # from the hashes of their pair; rows without an address are null throughout. With a second core, half the
-    # columns are built on a helper thread (sorts, gathers and Arrow kernels release the GIL): the parse ends a big
-    # read, with the other core otherwise waiting for it
-    row_d = d_codes[codes]
-    empty_rows = empty_pair[codes]
-    if empty_rows.any():
-        row_d[empty_rows] = -1
-
-    def households_and_parts() -> tuple[tuple[pd.Series, int], dict[str, pd.Series]]:
-        # few distinct house numbers, streets and units: text categoricals (the column contract's compact text)
-        return (_id_categorical(hh, empty_pair, codes, "h", index),
-                {S.HOUSE_NUMBER: text_from_codes(row_d, house, index), S.STREET: text_from_codes(row_d, street, index),
-                 S.UNIT: text_from_codes(row_d, unit, index)})
-
-    def buildings_and_addresses() -> tuple[tuple[pd.Series, int], pd.Series]:
-        take_rows = pa.array(row_d, mask=empty_rows if empty_rows.any() else None)
-        return _id_categorical(hb, empty_pair, codes, "b", index), _strings(full.take(take_rows), index)
-
-    ((households, n_households), texts), ((buildings, n_buildings), address) = side_by_side(
-        households_and_parts, buildings_and_addresses, threaded=n_rows >= _ROWS_PER_THREAD and usable_cores() > 1)
-    parts = pd.DataFrame({S.ADDRESS: address, **texts, S.HOUSEHOLD_ID: households, S.BUILDING_ID: buildings},
-                         index=index)
     n_parser = int(ok_parser.sum())
-    return ParsedAddresses(
-        parts=parts,
-        n_distinct=int(nonempty.sum()),
-        n_fast=int(ok_fast.sum()),
-        n_parser=n_parser,
-        n_unparsed=int(len(need_idx) - n_parser),
-        n_households=n_households,
-        n_buildings=n_buildings,
-    )
+    return _DistinctParts(nonempty=nonempty, house=house, street=street, unit=unit, building=building, full=full,
+                          n_fast=int(ok_fast.sum()), n_parser=n_parser, n_unparsed=int(len(need_idx) - n_parser))
 
 
 def _factorize_filled(values: pd.Series) -> tuple[np.ndarray, pd.Series]:
@@ -462,9 +516,10 @@ def _id_categorical(hashed: np.ndarray, empty: np.ndarray, codes: np.ndarray, pr
     ordered = hashed[order]
     first = np.ones(len(ordered), dtype=bool)
     first[1:] = ordered[1:] != ordered[:-1]
-    pair_code = np.full(len(hashed), -1, dtype=np.int64)
-    pair_code[order] = np.cumsum(first) - 1
     distinct = ordered[first]
+    # pair -> id number in the categorical's code width: the rows' gather then writes no 64-bit codes
+    pair_code = np.full(len(hashed), -1, dtype=code_width(len(distinct)))
+    pair_code[order] = np.cumsum(first) - 1
     texts = _hex_ids(distinct, np.arange(len(distinct)), prefix, np.zeros(len(distinct), dtype=bool))
     return sorted_text_categorical(pair_code[codes], texts, index=index), len(distinct)
 

@@ -93,3 +93,20 @@ def test_ids_built_beside_the_texts_are_the_same(monkeypatch: pytest.MonkeyPatch
     beside = parse_addresses(texts, zip5=zips).parts
     pd.testing.assert_frame_equal(beside, alone)
     assert beside[S.HOUSEHOLD_ID].nunique() == 4 and beside.loc[[1, 6], S.HOUSEHOLD_ID].isna().all()
+
+
+def test_distinct_addresses_parsed_in_two_halves_are_parsed_as_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    import geo_segment.addresses as A
+
+    texts = pd.Series(["12 N MAIN ST APT 4", None, "12 North Main Street #4", "7 ELM AVE", "7 ELM AVE UNIT B",
+                       "PO BOX 12", "", "7 Elm Ave", "12 1/2 OAK ST", "ONE HUNDRED OAK", "3 RIVER RD #2B"],
+                      dtype="str")
+    zips = pd.Series(["02903"] * len(texts), dtype="str")
+    monkeypatch.setattr(A, "usable_cores", lambda: 2)
+    whole = parse_addresses(texts, zip5=zips)
+    monkeypatch.setattr(A, "_DISTINCT_PER_THREAD", 1)  # every parse cuts its distinct texts in two halves
+    halves = parse_addresses(texts, zip5=zips)
+    pd.testing.assert_frame_equal(halves.parts, whole.parts)
+    assert (halves.n_distinct, halves.n_fast, halves.n_parser, halves.n_unparsed) == (
+        whole.n_distinct, whole.n_fast, whole.n_parser, whole.n_unparsed)
+    assert whole.n_parser + whole.n_unparsed > 0  # both halves' parser paths were taken

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from geo_segment import schema as S
 from geo_segment._vector import (
+    _recode,
     factorize_str,
     is_text_categorical,
     sorted_text_categorical,
@@ -65,6 +66,39 @@ def test_text_categorical_of_a_categorical_maps_its_categories() -> None:
     raw = pd.Series(pd.Categorical(["x ", "y", "x ", None], categories=["y", "x "]))
     s = text_categorical(raw, lambda u: u.str.strip().str.upper())
     assert _plain(s) == ["X", "Y", "X", None] and list(s.cat.categories) == ["X", "Y"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(_TEXT, max_size=40), st.lists(_TEXT.filter(lambda v: v is not None), max_size=5),
+       st.sampled_from(["keep", "strip", "upper", "drop-b"]))
+def test_text_categorical_of_a_categorical_equals_the_plain_path(values: list[str | None], unused: list[str],
+                                                                 fn_name: str) -> None:
+    # a categorical (as a dictionary-encoded read gives: categories in any order, some no row uses) is recoded
+    # from its categories alone; the result equals the plain strings' path value for value and category for category
+    fns: dict[str, Callable[[pd.Series], pd.Series] | None] = {
+        "keep": None, "strip": lambda u: u.str.strip(), "upper": lambda u: u.str.upper(),
+        "drop-b": lambda u: u.where(u != "b")}
+    fn = fns[fn_name]
+    present = list(dict.fromkeys(v for v in values if v is not None))
+    categories = list(dict.fromkeys([*reversed(present), *unused]))
+    raw = pd.Series(pd.Categorical(values, categories=categories))
+    got = text_categorical(raw, fn)
+    want = text_categorical(pd.Series(values, dtype="str"), fn)
+    assert _plain(got) == _plain(want)
+    assert list(got.cat.categories) == sorted(set(_plain(fn(pd.Series(categories, dtype="str")) if fn else
+                                                        pd.Series(categories, dtype="str"))) - {None})
+    assert got.cat.codes.dtype.itemsize <= 2
+
+
+@pytest.mark.parametrize(("n_categories", "code"), [(126, 125), (127, 126), (32_766, 32_765), (32_767, 32_766)])
+def test_recode_at_the_code_widths_edges(n_categories: int, code: int) -> None:
+    # pandas gives int8 codes up to 126 categories, int16 up to 32766: the recode shifts codes by one, so the
+    # largest code of each width must not wrap around
+    width = np.int8 if n_categories < 127 else np.int16 if n_categories < 32_767 else np.int32
+    codes = np.array([code, -1, 0], dtype=width)
+    got = _recode(codes, np.arange(n_categories)[::-1], n_categories)
+    assert got.tolist() == [n_categories - 1 - code, -1, n_categories - 1]
+    assert got.flags.writeable
 
 
 def test_text_categorical_rejects_a_fn_of_another_length() -> None:

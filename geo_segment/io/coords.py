@@ -148,6 +148,10 @@ def to_float64(values: pd.Series) -> np.ndarray:
     words) sends the column through pandas, as does a ``-0`` (pandas reads an all-integer column as integers,
     which have no negative zero). Numeric columns (from Parquet) go straight to pandas.
     """
+    if isinstance(values.dtype, pd.ArrowDtype) and pa.types.is_float64(values.dtype.pyarrow_dtype):
+        # parsed as numbers by the reader: one copy with NaN for nulls (through pandas it took two)
+        out = values.to_numpy(dtype="float64", na_value=np.nan)
+        return out if out.flags.writeable else out.copy()
     if len(values) and (isinstance(values.dtype, pd.StringDtype | pd.ArrowDtype) or values.dtype == object):
         try:
             arr = pa.array(values.array, from_pandas=True)

@@ -36,6 +36,7 @@ from geo_segment._vector import (
     pack_short_str,
     per_distinct,
     repeated_str_sorted,
+    sorted_text_categorical,
     text_categorical,
     text_from_codes,
 )
@@ -641,7 +642,8 @@ def _read_voter_file(
 
 def _no_text(index: pd.Index) -> pd.Series:
     """An all-null text categorical (a field the layout does not have)."""
-    return text_from_codes(np.full(len(index), -1, dtype=np.int64), pd.Series([], dtype="str"), index=index)
+    return sorted_text_categorical(np.full(len(index), -1, dtype=np.int8), pa.array([], pa.large_string()),
+                                   index=index)
 
 
 def _pick(columns: Sequence[str], *names: str) -> str | None:
