@@ -206,22 +206,29 @@ def dense_codes(codes: np.ndarray) -> np.ndarray:
     return out
 
 
-def _fmix64(h: np.ndarray) -> np.ndarray:
-    """MurmurHash3's 64-bit finalizer, in place (every input bit moves every output bit)."""
+def _fmix64(h: np.ndarray, scratch: np.ndarray | None = None) -> np.ndarray:
+    """MurmurHash3's 64-bit finalizer, in place (every input bit moves every output bit).
+
+    The shifts go through ``scratch`` (as long as ``h``) when given: a state's points would otherwise make a fresh
+    40 MB temporary per shift, and fresh memory is slow to fault in.
+    """
+    t = np.empty_like(h) if scratch is None else scratch
     with np.errstate(over="ignore"):
-        h ^= h >> np.uint64(33)
+        h ^= np.right_shift(h, np.uint64(33), out=t)
         h *= np.uint64(0xFF51AFD7ED558CCD)
-        h ^= h >> np.uint64(33)
+        h ^= np.right_shift(h, np.uint64(33), out=t)
         h *= np.uint64(0xC4CEB9FE1A85EC53)
-        h ^= h >> np.uint64(33)
+        h ^= np.right_shift(h, np.uint64(33), out=t)
     return h
 
 
 def _xy_hash(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """64-bit hash of the coordinates' bit patterns (equal pairs, equal hashes; the caller checks collisions)."""
-    h = _fmix64(np.ascontiguousarray(y, dtype=np.float64).view(np.uint64).copy())
+    h = np.ascontiguousarray(y, dtype=np.float64).view(np.uint64).copy()
+    scratch = np.empty_like(h)
+    _fmix64(h, scratch)
     h ^= np.ascontiguousarray(x, dtype=np.float64).view(np.uint64)
-    return _fmix64(h)
+    return _fmix64(h, scratch)
 
 
 def _estimated_distinct(n: int, sample: int, distinct_in_sample: int) -> float:
@@ -283,7 +290,24 @@ def distinct_points(x: np.ndarray, y: np.ndarray, *, min_points: int = DISTINCT_
     first[codes[::-1]] = np.arange(n - 1, -1, -1, dtype=np.int64)  # the last write wins: each pair's first point
     if len(uniq) > max_share * n:
         return None
-    fx, fy = x[first], y[first]
-    if not (np.array_equal(fx[codes], x) and np.array_equal(fy[codes], y)):
+    if not _spread_back_equal(x[first], y[first], codes, x, y):
         return None  # two pairs share a 64-bit hash (never seen; the caller then computes per point)
     return codes, first
+
+
+#: rows checked at once by :func:`_spread_back_equal`
+_CHECK_ROWS = 1 << 20
+
+
+def _spread_back_equal(fx: np.ndarray, fy: np.ndarray, codes: np.ndarray, x: np.ndarray, y: np.ndarray) -> bool:
+    """Whether ``fx[codes]`` equals ``x`` and ``fy[codes]`` equals ``y`` bit for bit (NaN equals NaN), a million
+    rows at a time (no gathered copies of every coordinate)."""
+    fx_bits, fy_bits = fx.view(np.uint64), fy.view(np.uint64)
+    x_bits = np.ascontiguousarray(x, dtype=np.float64).view(np.uint64)
+    y_bits = np.ascontiguousarray(y, dtype=np.float64).view(np.uint64)
+    for start in range(0, len(codes), _CHECK_ROWS):
+        part = codes[start : start + _CHECK_ROWS]
+        if not (np.array_equal(fx_bits[part], x_bits[start : start + _CHECK_ROWS])
+                and np.array_equal(fy_bits[part], y_bits[start : start + _CHECK_ROWS])):
+            return False
+    return True

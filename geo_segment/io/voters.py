@@ -228,6 +228,34 @@ def _joined(table: pd.DataFrame, cols: Sequence[str], *, categorical: bool = Fal
     return text_categorical(out) if categorical else out
 
 
+def _row_flags(flags: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """Each row's flag from its distinct value's (``codes`` from :func:`factorize_str`; ``-1``, a null, is False)."""
+    return np.append(np.asarray(flags, dtype=bool), False)[codes]
+
+
+def _phone_digits(phones: pd.Series) -> pd.Series:
+    """Phone numbers as their digits, null when fewer than 7.
+
+    State files mostly hold bare digits already ("4015550113"), and nearly every number is distinct: one regex
+    test finds the numbers that need cleaning, and only those are cleaned (per distinct value). A column of bare
+    numbers comes back as it is, sharing the parsed text (5M voters: no hash of 5M numbers, no copy).
+    """
+    def digits(u: pd.Series) -> pd.Series:
+        d = u.str.replace(r"\D", "", regex=True)
+        return d.where(d.str.len() >= 7)
+
+    if not (isinstance(phones.dtype, pd.StringDtype) and phones.dtype.storage == "pyarrow"):
+        return per_distinct(phones, digits)
+    arr = pa.array(phones.array, from_pandas=True)
+    clean = pc.match_substring_regex(arr, r"^[0-9]{7,}$")
+    if not pc.any(pc.invert(clean)).as_py():  # every number is bare digits, or null
+        return phones
+    dirty = pc.fill_null(pc.invert(clean), False).to_numpy(zero_copy_only=False)
+    out = phones.copy()
+    out[dirty] = per_distinct(phones[dirty], digits)
+    return out
+
+
 def _header_of(path: Path, delimiter: str, encoding: str) -> list[str]:
     """The column names on a file's first line (``[]`` when there is no file or no line)."""
     if not path.exists():
@@ -438,11 +466,7 @@ def _read_voter_file(
             out[col] = _joined(table, fields[key]) if key in fields else pd.Series(None, index=table.index,
                                                                                     dtype="str")
     if "phone" in fields:
-        def _digits(u: pd.Series) -> pd.Series:
-            d = u.str.replace(r"\D", "", regex=True)
-            return d.where(d.str.len() >= 7)
-
-        out[S.PHONE] = per_distinct(_joined(table, fields["phone"]), _digits)
+        out[S.PHONE] = _phone_digits(_joined(table, fields["phone"]))
     else:
         out[S.PHONE] = pd.Series(None, index=table.index, dtype="str")
     party_map = dict(lay.party_map)
@@ -450,46 +474,56 @@ def _read_voter_file(
         _joined(table, fields["party"]), lambda u: u.str.upper().map(lambda p: party_map.get(p, p)).astype("str")
     ) if "party" in fields else _no_text(table.index)
 
-    # birth year and registration date: bad values are field rejects, the voter stays
+    # birth year and registration date: bad values are field rejects, the voter stays. Files repeat a few thousand
+    # years and dates millions of times: each is parsed and checked once, and every row takes its value and flags
+    # from its distinct text with one gather (no column of 5M floats or dates made three times over)
     this_year = (today or date.today()).year
-    if "birth_year" in fields:
-        raw = table[fields["birth_year"][0]]
-        year = per_distinct(raw, lambda u: pd.to_numeric(u, errors="coerce").astype("float64"))
-        bad_parse = raw.notna().to_numpy() & year.isna().to_numpy()
-        reason_parse = "birth year is not a number"
-    elif "birth_date" in fields:
-        raw = table[fields["birth_date"][0]]
-        parsed = _parse_dates(raw, lay.formats.get("birth_date", "%m/%d/%Y"))
-        year = parsed.dt.year.astype("float64")
-        bad_parse = raw.notna().to_numpy() & parsed.isna().to_numpy()
-        reason_parse = f"birth date is not a valid date in format {lay.formats.get('birth_date', '%m/%d/%Y')}"
+    birth_key = "birth_year" if "birth_year" in fields else "birth_date" if "birth_date" in fields else None
+    if birth_key is not None:
+        codes, uniques = factorize_str(table[fields[birth_key][0]])
+        if birth_key == "birth_year":
+            year_u = pd.to_numeric(uniques, errors="coerce").astype("float64").to_numpy()
+            reason_parse = "birth year is not a number"
+        else:
+            fmt_b = lay.formats.get("birth_date", "%m/%d/%Y")
+            parsed_u = pd.to_datetime(uniques, format=fmt_b, errors="coerce").astype("datetime64[s]")
+            year_u = parsed_u.dt.year.astype("float64").to_numpy()
+            reason_parse = f"birth date is not a valid date in format {fmt_b}"
+        with np.errstate(invalid="ignore"):
+            future_u = (year_u > this_year) | (year_u < 1880)
+        bad_parse, future = _row_flags(np.isnan(year_u), codes), _row_flags(future_u, codes)
+        if bad_parse.any():
+            rejects.append(_field_rejects(file, lines, bad_parse, S.BIRTH_YEAR, reason_parse))
+        if future.any():
+            rejects.append(_field_rejects(file, lines, future, S.BIRTH_YEAR,
+                                          f"birth year outside 1880..{this_year} (in the future or impossible)"))
+        kept_u = pd.Series(np.where(future_u, np.nan, year_u)).round().astype("Int64").array
+        out[S.BIRTH_YEAR] = pd.Series(pd.api.extensions.take(kept_u, codes, allow_fill=True), index=table.index)
+        del codes, uniques, bad_parse, future
     else:
-        raw, year, bad_parse, reason_parse = None, pd.Series(np.nan, index=table.index), np.zeros(len(table), bool), ""
-    future = (year > this_year).to_numpy() | (year < 1880).to_numpy()
-    if bad_parse.any():
-        rejects.append(_field_rejects(file, lines, bad_parse, S.BIRTH_YEAR, reason_parse))
-    if future.any():
-        rejects.append(_field_rejects(
-            file, lines, future, S.BIRTH_YEAR, f"birth year outside 1880..{this_year} (in the future or impossible)"))
-    out[S.BIRTH_YEAR] = year.where(~future).round().astype("Int64")
+        out[S.BIRTH_YEAR] = pd.Series(pd.NA, index=table.index, dtype="Int64")
 
     if "registration_date" in fields:
         fmt = lay.formats.get("registration_date", "%m/%d/%Y")
-        raw = table[fields["registration_date"][0]]
-        reg = _parse_dates(raw, fmt)
+        codes, uniques = factorize_str(table[fields["registration_date"][0]])
+        reg_u = pd.to_datetime(uniques, format=fmt, errors="coerce").astype("datetime64[s]")
         placeholder = lay.formats.get("registration_date_placeholder")
         if placeholder:
-            reg = reg.mask(reg == pd.Timestamp(placeholder))
-        bad = raw.notna().to_numpy() & reg.isna().to_numpy()
+            reg_u = reg_u.mask(reg_u == pd.Timestamp(placeholder))
+        bad_u = reg_u.isna().to_numpy().copy()
         if placeholder:
-            bad &= (raw != pd.Timestamp(placeholder).strftime(fmt)).to_numpy()
-        future = (reg > pd.Timestamp(today or date.today())).to_numpy()
+            bad_u &= (uniques != pd.Timestamp(placeholder).strftime(fmt)).to_numpy()
+        future_u = (reg_u > pd.Timestamp(today or date.today())).to_numpy()
+        bad, future = _row_flags(bad_u, codes), _row_flags(future_u, codes)
         if bad.any():
             rejects.append(_field_rejects(
                 file, lines, bad, S.REGISTRATION_DATE, f"registration date is not a valid date in format {fmt}"))
         if future.any():
             rejects.append(_field_rejects(file, lines, future, S.REGISTRATION_DATE, "registration date in the future"))
-        out[S.REGISTRATION_DATE] = reg.mask(future).astype("datetime64[ms]")
+        kept = reg_u.mask(future_u).astype("datetime64[ms]").to_numpy()
+        out[S.REGISTRATION_DATE] = pd.Series(pd.api.extensions.take(kept, codes, allow_fill=True),
+                                             index=table.index, dtype="datetime64[ms]")
+        del codes, uniques, bad, future
     else:
         out[S.REGISTRATION_DATE] = pd.Series(pd.NaT, index=table.index, dtype="datetime64[ms]")
 
@@ -556,7 +590,6 @@ def _read_voter_file(
     if lay.history_style not in ("wide", "pairs"):
         # the raw columns are read no more (only wide and positional history come from them): free them before
         # the geocodes, the history and the points take their memory
-        raw = None
         table = table.iloc[:0]
         read.table = table
     stages: list[StageRecord] = []
