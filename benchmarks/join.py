@@ -6,7 +6,7 @@ Data (generated once, cached under benchmarks/data/, see ``benchmarks/_state_dat
 tiling a 300 km x 250 km state with irregular borders (hundreds of vertices each), and N voters clustered in towns,
 1 % without coordinates, 0.5 % drifted outside the state, a few thousand exactly on precinct vertices and edges.
 
-Variants, each in a fresh subprocess so its peak RSS (``ru_maxrss``, which includes the loaded input) is its own;
+Variants, each in a fresh subprocess so its peak RSS (``VmHWM``, which includes the loaded input) is its own;
 imports and loading are outside the timing:
 
 * **project, in memory**: ``add_h3_cells(resolution=9)`` + ``assign_precincts`` + ``voter_codes`` (households and
@@ -71,6 +71,12 @@ def rss_now_mb():
     return float("nan")
 
 def peak_mb():
+    # the process's own high-water mark (VmHWM starts again at exec); ru_maxrss keeps the forking parent's RSS at
+    # the fork (Linux carries it across exec), so a parent holding generated data would inflate every child's peak
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 def cpu_s():
@@ -372,7 +378,7 @@ def render(report: dict[str, Any]) -> str:
         "",
         f"Aggregates: {report.get('aggregates', 'not run')}",
         "",
-        "Methods are within / boundary / nearest / unassigned. Peak RSS is the subprocess's `ru_maxrss` and includes "
+        "Methods are within / boundary / nearest / unassigned. Peak RSS is the subprocess's `VmHWM` and includes "
         "the input already loaded (in-memory variants: see `loaded_rss_mb` in join.json). Ratio = naive median s / "
         "project median s.",
         "",

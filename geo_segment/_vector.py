@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 __all__ = ["STR_DTYPE", "arrow_str", "code_width", "factorize_str", "index_in_str", "is_text_categorical", "isin_str",
-           "pack_short_str", "per_distinct", "count_distinct_u64", "repeated_str", "repeated_str_sorted",
+           "pack_short_str", "per_distinct", "recode", "count_distinct_u64", "repeated_str", "repeated_str_sorted",
            "plain_text", "side_by_side", "sorted_text_categorical", "take_str", "text_categorical", "text_from_codes",
            "usable_cores"]
 
@@ -202,7 +202,7 @@ def text_categorical(values: pd.Series, fn: Callable[[pd.Series], pd.Series] | N
         if len(result) != len(uniques):
             raise ValueError(f"text_categorical: fn returned {len(result)} values for {len(uniques)} distinct values")
         value_codes, categories = _sorted_distinct(result.astype("str"))
-        return sorted_text_categorical(_recode(values.cat.codes.to_numpy(), value_codes, len(categories)),
+        return sorted_text_categorical(recode(values.cat.codes.to_numpy(), value_codes, len(categories)),
                                        categories, index=values.index)
     codes, uniques = factorize_str(values)
     result = fn(uniques) if fn is not None else uniques
@@ -217,7 +217,7 @@ def code_width(n_categories: int) -> type[np.signedinteger]:
         n_categories < 2**31 - 1) else np.int64
 
 
-def _recode(codes: np.ndarray, value_codes: np.ndarray, n_categories: int) -> np.ndarray:
+def recode(codes: np.ndarray, value_codes: np.ndarray, n_categories: int) -> np.ndarray:
     """``value_codes[codes]`` (``-1`` stays ``-1``) in the narrowest code width.
 
     A categorical's codes are narrow integers: numpy would widen millions of them to 64-bit positions before

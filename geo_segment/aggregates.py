@@ -27,7 +27,7 @@ import pandas as pd
 from geo_segment import _h3
 from geo_segment import schema as S
 from geo_segment._keys import id_codes
-from geo_segment._vector import factorize_str, index_in_str, side_by_side, usable_cores
+from geo_segment._vector import factorize_str, index_in_str, recode, side_by_side, usable_cores
 from geo_segment.errors import ConfigError
 
 __all__ = ["K_MIN", "PARTIES", "VoterCodes", "aggregate_cells", "aggregate_precincts", "decay_weights",
@@ -57,15 +57,19 @@ def decay_weights(timestamps: pd.Series, weights: pd.Series, *, half_life_days: 
 def _codes(values: pd.Series) -> np.ndarray:
     """Codes of household or building ids (``-1`` when missing; not always dense): fixed-width ids are read as
     integers (:func:`geo_segment._keys.id_codes`), other ids are hashed as strings."""
+    if isinstance(values.dtype, pd.CategoricalDtype):  # the category codes in their own width (no 64-bit copy)
+        return np.asarray(values.cat.codes)
     codes = id_codes(values)
     return codes if codes is not None else factorize_str(values.astype("str"))[0]
 
 
 def _label_codes(values: pd.Series, labels: tuple[str, ...]) -> np.ndarray:
-    """Position of each value in ``labels`` (int64), ``len(labels)`` for anything else or missing."""
+    """Position of each value in ``labels`` (an integer array), ``len(labels)`` for anything else or missing."""
     if isinstance(values.dtype, pd.CategoricalDtype):  # the categories are looked up, not the rows
-        per_category = np.append(_label_codes(pd.Series(values.cat.categories, dtype="str"), labels), len(labels))
-        return per_category[np.asarray(values.cat.codes, dtype=np.int64)]  # code -1 (missing): the last entry
+        per_category = _label_codes(pd.Series(values.cat.categories, dtype="str"), labels)
+        out = recode(values.cat.codes.to_numpy(), per_category, len(labels) + 1)  # narrow; -1 (missing) stays -1
+        out[out < 0] = len(labels)
+        return out
     pos = index_in_str(values.astype("str"), list(labels))
     pos[pos < 0] = len(labels)
     return pos

@@ -79,9 +79,16 @@ def _require_4326(frame: gpd.GeoDataFrame, what: str) -> None:
         )
 
 
+def _coordinate(values: pd.Series) -> np.ndarray:
+    """A coordinate column as float64 with NaN for missing: the column itself when it already is (no copy)."""
+    if values.dtype == np.float64:
+        return values.to_numpy()
+    return values.to_numpy("float64", na_value=np.nan)
+
+
 def _xy(points: gpd.GeoDataFrame) -> tuple[np.ndarray, np.ndarray]:
     if S.LAT in points.columns and S.LNG in points.columns:
-        return (points[S.LNG].to_numpy("float64", na_value=np.nan), points[S.LAT].to_numpy("float64", na_value=np.nan))
+        return _coordinate(points[S.LNG]), _coordinate(points[S.LAT])
     geoms = points.geometry.values
     xy = np.full((len(points), 2), np.nan)
     ok = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
@@ -189,25 +196,33 @@ def join_areas(
     y = np.asarray(y, dtype="float64")
     geoms = np.asarray(geoms, dtype=object)
     rank = pd.Series(np.asarray(ids).astype(str)).rank(method="dense").to_numpy(dtype=np.int64)
-    index = np.full(n, -1, dtype=np.int64)
-    method = np.full(n, _UNASSIGNED, dtype=np.int8)
     has_xy = np.isfinite(x) & np.isfinite(y)
-    todo = np.flatnonzero(has_xy)
-    metrics: dict[str, Any] = {"points": n, "with_coordinates": int(has_xy.sum())}
+    n_xy = int(np.count_nonzero(has_xy))
+    metrics: dict[str, Any] = {"points": n, "with_coordinates": n_xy}
 
     if fast_box_m == "auto":
         fast_box_m = auto_fast_box_m(geoms)
-    grid = _fast_grid(geoms, float(fast_box_m) / M_PER_DEG) if fast_box_m is not None and len(todo) else None
+    grid = _fast_grid(geoms, float(fast_box_m) / M_PER_DEG) if fast_box_m is not None and n_xy else None
     if grid is not None:
         metrics["fast_box_m"] = round(grid.side * M_PER_DEG, 1)
     shapely.prepare(geoms)  # after the grid: nothing else touches the polygons while it reads their rings
     tree = shapely.STRtree(geoms)
 
     # 1. + 2. fast path, then exact tests (of each distinct point once: see _inside)
-    p_index, p_method, p_metrics = _inside(x[todo], y[todo], grid, geoms, tree, rank)
-    index[todo], method[todo] = p_index, p_method
+    if grid is not None and n_xy > n // 2:
+        # every point at once, without gathering the coordinates of those that have them: the grid puts a point
+        # without coordinates outside every box (NaN fails every comparison), where it stays unassigned
+        index, method, p_metrics = _inside(x, y, grid, geoms, tree, rank)
+        p_metrics["fast_points"] -= n - n_xy
+        todo = np.flatnonzero(has_xy & (index < 0))
+    else:
+        todo = np.flatnonzero(has_xy)
+        index = np.full(n, -1, dtype=np.int64)
+        method = np.full(n, _UNASSIGNED, dtype=np.int8)
+        p_index, p_method, p_metrics = _inside(x[todo], y[todo], grid, geoms, tree, rank)
+        index[todo], method[todo] = p_index, p_method
+        todo = todo[index[todo] < 0]
     metrics.update(p_metrics)
-    todo = todo[index[todo] < 0]
 
     # 3. nearest polygon within the tolerance, in metres (voters of a household outside every polygon: searched once)
     if len(todo) and tolerance_m > 0:
@@ -216,7 +231,7 @@ def join_areas(
                         lambda rows: _nearest(rows, x, y, geoms, tree, rank, index, method, tolerance_m, crs))
         metrics["metric_crs"] = str(crs)
     metrics.update({m: int((method == i).sum()) for i, m in enumerate(METHODS)})
-    metrics["not_geocoded"] = int((~has_xy).sum())
+    metrics["not_geocoded"] = n - n_xy
     metrics["seconds"] = round(time.perf_counter() - t0, 3)
     return AreaJoin(index=index, method=method, metrics=metrics)
 
@@ -379,12 +394,14 @@ def _grid_part(x: np.ndarray, y: np.ndarray, grid: _Grid, offset: int) -> tuple[
     box /= grid.side
     np.floor(box, out=box)
     inside = (box >= 0) & (box < nx)
-    ix = box.astype(np.int32)
+    with np.errstate(invalid="ignore"):  # points without coordinates (NaN) are outside: their box is never read
+        ix = box.astype(np.int32)
     np.subtract(y, grid.y0, out=box)
     box /= grid.side
     np.floor(box, out=box)
     inside &= (box >= 0) & (box < ny)
-    iy = box.astype(np.int32)
+    with np.errstate(invalid="ignore"):
+        iy = box.astype(np.int32)
     del box
     rep_of = np.full(len(x), -2, dtype=np.int64)
     rest = np.flatnonzero(inside)
@@ -416,14 +433,31 @@ def _inside(x: np.ndarray, y: np.ndarray, grid: _Grid | None, geoms: np.ndarray,
         metrics.update(_exact_distinct(np.arange(n), x, y, geoms, tree, rank, index, method))
         return index, method, metrics
     rep_of, own = _grid_representatives(x, y, grid)
-    reps = np.flatnonzero(rep_of == np.arange(n))
+    reps = _representatives(rep_of)
     rows = np.concatenate([reps, own])
     metrics.update(_exact_distinct(rows, x, y, geoms, tree, rank, index, method))
-    copied = np.flatnonzero(rep_of >= 0)
-    index[copied] = index[rep_of[copied]]
-    method[copied] = method[rep_of[copied]]
-    metrics["fast_points"] = len(copied) - len(reps) + int((rep_of == -2).sum())
-    return index, method, metrics
+    # every point of an untouched box takes its representative's answer: one gather through rep_of each (its
+    # negative entries, the points tested themselves and those outside the grid, clip to row 0 and keep their own)
+    copied = rep_of >= 0
+    n_copied = int(np.count_nonzero(copied))
+    index_all = index.take(rep_of, mode="clip")
+    np.copyto(index_all, index, where=~copied)
+    method_all = method.take(rep_of, mode="clip")
+    np.copyto(method_all, method, where=~copied)
+    metrics["fast_points"] = n_copied - len(reps) + int(np.count_nonzero(rep_of == -2))
+    return index_all, method_all, metrics
+
+
+#: rows compared at once by :func:`_representatives`
+_REP_ROWS = 1 << 20
+
+
+def _representatives(rep_of: np.ndarray) -> np.ndarray:
+    """The points that represent their box (``rep_of[i] == i``), a million rows at a time (no 5M-row ``arange``)."""
+    found = [start + np.flatnonzero(rep_of[start : start + _REP_ROWS] == np.arange(start, min(start + _REP_ROWS,
+                                                                                             len(rep_of))))
+             for start in range(0, len(rep_of), _REP_ROWS)]
+    return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
 
 
 def _exact_distinct(rows: np.ndarray, x: np.ndarray, y: np.ndarray, geoms: np.ndarray, tree: shapely.STRtree,

@@ -205,3 +205,18 @@ def test_household_and_building_ids_in_any_form_give_the_same_tables(precincts: 
         pd.testing.assert_frame_equal(fn(other), fn(voters))
     # P1: h1, h2, h3..h8; P2: h9 twice (h10 has no coordinates); P3: no voters (suppressed)
     assert aggregate_precincts(other, precincts, id_col="pid", k_min=1)["households"].tolist()[:2] == [8, 1]
+
+
+@pytest.mark.parametrize("n_other", [0, 3, 200])
+def test_label_codes_of_a_categorical_equal_those_of_its_strings(n_other: int) -> None:
+    # categories looked up once, then every row through its narrow code; missing and unknown values take the
+    # position after the labels, as plain strings do
+    from geo_segment.aggregates import _label_codes
+
+    labels = ("DEM", "REP", "UNA")
+    values = ["REP", None, "DEM", "UNA", "LIB", "REP", *(f"X{i}" for i in range(n_other)), None]
+    plain = pd.Series(values, dtype="str")
+    cat = pd.Series(pd.Categorical(values, categories=list(dict.fromkeys(reversed([v for v in values if v])))))
+    got = _label_codes(cat, labels)
+    assert got.tolist() == _label_codes(plain, labels).tolist() == [
+        {"DEM": 0, "REP": 1, "UNA": 2}.get(v, 3) if v else 3 for v in values]

@@ -424,6 +424,7 @@ def test_h3_cells_on_threads_equal_h3_py(monkeypatch: pytest.MonkeyPatch, cores:
         lat[[0, 500, 1000]] = [np.nan, 95.0, 41.5]
         lng[[0, 500, 1000]] = [-71.5, -71.5, np.inf]
     monkeypatch.setattr(H, "_MIN_ROWS_PER_THREAD", 10)
+    monkeypatch.setattr(H, "_CHUNK", 64)  # each thread's part in several chunks, the last one short
     monkeypatch.setattr(H, "usable_cores", lambda: cores)
     monkeypatch.setattr(H, "distinct_points", lambda *a, **k: None)  # every point through the threads
     got = H.latlng_to_cells(lat, lng, 9)
@@ -431,3 +432,27 @@ def test_h3_cells_on_threads_equal_h3_py(monkeypatch: pytest.MonkeyPatch, cores:
     expected = [h3.str_to_int(h3.latlng_to_cell(a, b, 9)) if k else 0 for a, b, k in zip(lat, lng, ok, strict=True)]
     assert got.dtype == np.uint64 and got.tolist() == expected
     assert (got == 0).sum() == (3 if missing else 0)
+
+
+@pytest.mark.parametrize("share_missing", [0.01, 0.3, 0.7])
+def test_grid_over_points_without_coordinates_equals_exact_tests(share_missing: float) -> None:
+    """With most points geocoded the grid takes every point at once (no gathered coordinates), and a point without
+    coordinates falls outside every box: the answers, methods and counts equal exact tests of every point."""
+    rng = np.random.default_rng(11)
+    polys = [box(-71.6 + 0.05 * i, 41.6 + 0.05 * j, -71.55 + 0.05 * i, 41.65 + 0.05 * j)
+             for i in range(4) for j in range(4)]
+    layer = gpd.GeoDataFrame({"pid": [f"p{k:02d}" for k in range(len(polys))], "geometry": polys}, crs=4326)
+    coords = np.r_[np.column_stack([rng.uniform(-71.62, -71.38, 3000), rng.uniform(41.58, 41.82, 3000)]),
+                   shapely.get_coordinates(layer.boundary.values)]
+    missing = rng.random(len(coords)) < share_missing
+    coords[missing] = np.nan
+    frame = gpd.GeoDataFrame({"lat": coords[:, 1], "lng": coords[:, 0]},
+                             geometry=gpd.points_from_xy(coords[:, 0], coords[:, 1]), crs=4326)
+    exact, m_exact = assign_areas(frame, layer, id_col="pid", fast_box_m=None)
+    grid, m_grid = assign_areas(frame, layer, id_col="pid", fast_box_m=30.0)
+    pd.testing.assert_frame_equal(exact, grid)
+    assert {k: m_exact[k] for k in (*METHODS, "not_geocoded", "with_coordinates")} == {
+        k: m_grid[k] for k in (*METHODS, "not_geocoded", "with_coordinates")}
+    assert m_grid["not_geocoded"] == int(missing.sum()) > 0
+    assert 0 < m_grid["fast_points"] <= m_grid["with_coordinates"]
+    assert grid.loc[missing, "area_method"].eq("unassigned").all() and grid.loc[missing, "area_id"].isna().all()

@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 
 from geo_segment import schema as S
 from geo_segment._vector import (
-    _recode,
     factorize_str,
     is_text_categorical,
+    recode,
     sorted_text_categorical,
     text_categorical,
     text_from_codes,
@@ -96,7 +96,7 @@ def test_recode_at_the_code_widths_edges(n_categories: int, code: int) -> None:
     # largest code of each width must not wrap around
     width = np.int8 if n_categories < 127 else np.int16 if n_categories < 32_767 else np.int32
     codes = np.array([code, -1, 0], dtype=width)
-    got = _recode(codes, np.arange(n_categories)[::-1], n_categories)
+    got = recode(codes, np.arange(n_categories)[::-1], n_categories)
     assert got.tolist() == [n_categories - 1 - code, -1, n_categories - 1]
     assert got.flags.writeable
 
