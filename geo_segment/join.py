@@ -454,10 +454,11 @@ _REP_ROWS = 1 << 20
 
 def _representatives(rep_of: np.ndarray) -> np.ndarray:
     """The points that represent their box (``rep_of[i] == i``), a million rows at a time (no 5M-row ``arange``)."""
-    found = [start + np.flatnonzero(rep_of[start : start + _REP_ROWS] == np.arange(start, min(start + _REP_ROWS,
-                                                                                             len(rep_of))))
-             for start in range(0, len(rep_of), _REP_ROWS)]
-    return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+    found = [np.zeros(0, dtype=np.int64)]
+    for start in range(0, len(rep_of), _REP_ROWS):
+        part = rep_of[start : start + _REP_ROWS]
+        found.append(start + np.flatnonzero(part == np.arange(start, start + len(part))))
+    return np.concatenate(found)
 
 
 def _exact_distinct(rows: np.ndarray, x: np.ndarray, y: np.ndarray, geoms: np.ndarray, tree: shapely.STRtree,

@@ -78,9 +78,14 @@ class VoterFileRead:
 
 # --- value parsing ----------------------------------------------------------------------------------------------
 
+def _dates_of(texts: pd.Series, fmt: str) -> pd.Series:
+    """Dates parsed strictly (02/30 is invalid, not March 2nd); NaT where a text is no date in ``fmt``."""
+    return pd.to_datetime(texts, format=fmt, errors="coerce").astype("datetime64[s]")
+
+
 def _parse_dates(values: pd.Series, fmt: str) -> pd.Series:
-    """Parse dates strictly (02/30 is invalid, not March 2nd), each distinct text once."""
-    return per_distinct(values, lambda u: pd.to_datetime(u, format=fmt, errors="coerce").astype("datetime64[s]"))
+    """:func:`_dates_of` each distinct text once."""
+    return per_distinct(values, lambda u: _dates_of(u, fmt))
 
 
 def _field_rejects(file: str, lines: pd.Series, mask: np.ndarray, column: str, reason: str) -> pd.DataFrame:
@@ -247,10 +252,10 @@ def _phone_digits(phones: pd.Series) -> pd.Series:
     if not (isinstance(phones.dtype, pd.StringDtype) and phones.dtype.storage == "pyarrow"):
         return per_distinct(phones, digits)
     arr = pa.array(phones.array, from_pandas=True)
-    clean = pc.match_substring_regex(arr, r"^[0-9]{7,}$")
-    if not pc.any(pc.invert(clean)).as_py():  # every number is bare digits, or null
+    needs_cleaning = pc.invert(pc.match_substring_regex(arr, r"^[0-9]{7,}$"))
+    if not pc.any(needs_cleaning).as_py():  # every number is bare digits, or null
         return phones
-    dirty = pc.fill_null(pc.invert(clean), False).to_numpy(zero_copy_only=False)
+    dirty = pc.fill_null(needs_cleaning, False).to_numpy(zero_copy_only=False)
     out = phones.copy()
     out[dirty] = per_distinct(phones[dirty], digits)
     return out
@@ -486,8 +491,7 @@ def _read_voter_file(
             reason_parse = "birth year is not a number"
         else:
             fmt_b = lay.formats.get("birth_date", "%m/%d/%Y")
-            parsed_u = pd.to_datetime(uniques, format=fmt_b, errors="coerce").astype("datetime64[s]")
-            year_u = parsed_u.dt.year.astype("float64").to_numpy()
+            year_u = _dates_of(uniques, fmt_b).dt.year.astype("float64").to_numpy()
             reason_parse = f"birth date is not a valid date in format {fmt_b}"
         with np.errstate(invalid="ignore"):
             future_u = (year_u > this_year) | (year_u < 1880)
@@ -506,7 +510,7 @@ def _read_voter_file(
     if "registration_date" in fields:
         fmt = lay.formats.get("registration_date", "%m/%d/%Y")
         codes, uniques = factorize_str(table[fields["registration_date"][0]])
-        reg_u = pd.to_datetime(uniques, format=fmt, errors="coerce").astype("datetime64[s]")
+        reg_u = _dates_of(uniques, fmt)
         placeholder = lay.formats.get("registration_date_placeholder")
         if placeholder:
             reg_u = reg_u.mask(reg_u == pd.Timestamp(placeholder))
